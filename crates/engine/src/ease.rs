@@ -1,0 +1,162 @@
+//! EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019):
+//! a closed-form item-to-item model `B = I - P·diag(1/diag(P))` with
+//! `P = (XᵀX + λI)⁻¹` and a zero diagonal. A user's scores are `x·B`, so new
+//! events change the scores as soon as they change `x` — no retraining.
+
+use crate::{Progress, TrainingData};
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{MatRef, Side};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The learned item-to-item weights, row-major: row `i` says how much an
+/// interaction with item `i` raises every other item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EaseModel {
+    items: usize,
+    weights: Vec<f32>,
+}
+
+impl EaseModel {
+    /// `out = Σ x_i · B[i, :]` over the profile's `(item, x_i)` pairs.
+    pub fn score(&self, profile: &[(u32, f32)], out: &mut [f32]) {
+        out.fill(0.0);
+        for &(item, x) in profile {
+            let row = &self.weights[item as usize * self.items..(item as usize + 1) * self.items];
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += x * w;
+            }
+        }
+    }
+
+    pub fn weight(&self, from: u32, to: u32) -> f32 {
+        self.weights[from as usize * self.items + to as usize]
+    }
+}
+
+/// Per-user item profiles at training time: Σ event weights per item, log-damped.
+fn user_profiles(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32]) -> Vec<Vec<(u32, f32)>> {
+    (0..data.users.len())
+        .into_par_iter()
+        .map(|u| {
+            let mut profile: Vec<(u32, f32)> = order[offsets[u]..offsets[u + 1]]
+                .iter()
+                .map(|&i| {
+                    let e = &data.events[i as usize];
+                    (e.item, event_weights[e.event_type as usize])
+                })
+                .collect();
+            profile.sort_unstable_by_key(|&(item, _)| item);
+            profile.dedup_by(|next, kept| {
+                if next.0 == kept.0 {
+                    kept.1 += next.1;
+                    true
+                } else {
+                    false
+                }
+            });
+            profile.retain(|&(_, w)| w > 0.0);
+            profile.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
+            profile
+        })
+        .collect()
+}
+
+pub fn train(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32], lambda: f32, progress: Progress) -> EaseModel {
+    let n = data.items.len();
+    progress(0.05, "building user profiles");
+    let profiles = user_profiles(data, order, offsets, event_weights);
+
+    // Gram matrix G = XᵀX + λI, column-major; each task owns a block of
+    // columns (G is symmetric, so column j is row j) and scans every profile.
+    progress(0.15, "computing item co-occurrence");
+    let mut gram = vec![0f64; n * n];
+    let block = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+    gram.par_chunks_mut(n * block).enumerate().for_each(|(b, columns)| {
+        let (first, last) = (b * block, ((b + 1) * block).min(n));
+        for profile in &profiles {
+            for &(j, xj) in profile.iter().filter(|(j, _)| (first..last).contains(&(*j as usize))) {
+                let column = &mut columns[(j as usize - first) * n..(j as usize - first + 1) * n];
+                for &(i, xi) in profile {
+                    column[i as usize] += (xi * xj) as f64;
+                }
+            }
+        }
+    });
+    for i in 0..n {
+        gram[i * n + i] += lambda as f64;
+    }
+    drop(profiles);
+
+    progress(0.4, "inverting the regularised Gram matrix");
+    let inverse = MatRef::from_column_major_slice(&gram, n, n)
+        .llt(Side::Lower)
+        .expect("XᵀX + λI with λ > 0 is symmetric positive definite")
+        .inverse();
+    drop(gram);
+
+    progress(0.9, "deriving item-to-item weights");
+    let diagonal: Vec<f64> = (0..n).map(|i| inverse[(i, i)]).collect();
+    let mut weights = vec![0f32; n * n];
+    weights.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        // P is symmetric: row i of P is its column i, contiguous in memory.
+        let p = inverse.col_as_slice(i);
+        for (j, w) in row.iter_mut().enumerate() {
+            *w = if i == j { 0.0 } else { (-p[j] / diagonal[j]) as f32 };
+        }
+    });
+    EaseModel { items: n, weights }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TrainingDataBuilder;
+
+    /// Two clusters of items: {a, b, c} and {x, y, z}; users stay in one.
+    fn clustered() -> TrainingData {
+        let mut builder = TrainingDataBuilder::new();
+        for u in 0..40 {
+            let items = if u % 2 == 0 { ["a", "b", "c"] } else { ["x", "y", "z"] };
+            for (k, item) in items.iter().enumerate() {
+                if (u + k) % 5 != 0 {
+                    builder.add_interaction(&format!("u{u}"), item, k as i64, "click", None);
+                }
+            }
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn learns_that_items_of_one_cluster_go_together() {
+        let data = clustered();
+        let (order, offsets) = data.by_user();
+        let model = train(&data, &order, &offsets, &[1.0], 1.0, &crate::no_progress);
+        let id = |s: &str| data.items.get(s).unwrap();
+        assert_eq!(model.weight(id("a"), id("a")), 0.0);
+        assert!(model.weight(id("a"), id("b")) > 0.1);
+        assert!(model.weight(id("a"), id("b")) > model.weight(id("a"), id("y")) + 0.1);
+        let mut out = vec![0.0; data.items.len()];
+        model.score(&[(id("x"), 1.0)], &mut out);
+        let best = crate::top_k(&out, 2);
+        let mut best: Vec<&str> = best.iter().map(|&i| data.items.id(i)).collect();
+        best.sort();
+        assert_eq!(best, vec!["y", "z"]);
+    }
+
+    #[test]
+    fn matches_a_direct_solution_on_a_tiny_case() {
+        // X = [[1,1],[1,0]] → G = [[2,1],[1,1]] + λI with λ = 1 → [[3,1],[1,2]];
+        // P = 1/5 [[2,-1],[-1,3]]; B[0][1] = -P[0][1]/P[1][1] = 1/3; B[1][0] = -P[1][0]/P[0][0] = 1/2.
+        let mut builder = TrainingDataBuilder::new();
+        builder.add_interaction("u1", "i0", 0, "t", None);
+        builder.add_interaction("u1", "i1", 0, "t", None);
+        builder.add_interaction("u2", "i0", 0, "t", None);
+        let data = builder.build();
+        let (order, offsets) = data.by_user();
+        // Event weight e - 1 makes ln(1 + w) = 1, so X is binary.
+        let model = train(&data, &order, &offsets, &[std::f32::consts::E - 1.0], 1.0, &crate::no_progress);
+        assert!((model.weight(0, 1) - 1.0 / 3.0).abs() < 1e-5, "{}", model.weight(0, 1));
+        assert!((model.weight(1, 0) - 0.5).abs() < 1e-5, "{}", model.weight(1, 0));
+    }
+}

@@ -1,0 +1,107 @@
+use crate::IdIndex;
+
+/// One interaction with ids replaced by dense indices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingEvent {
+    pub user: u32,
+    pub item: u32,
+    pub event_type: u16,
+    pub timestamp: i64,
+    /// `EVENT_VALUE`, when the data carries one (e.g. a rating).
+    pub value: Option<f32>,
+}
+
+/// Everything a recipe trains on: the interactions plus the full item
+/// catalogue (items without interactions are part of it, so they can be
+/// served through the cold-start path).
+#[derive(Debug, Clone, Default)]
+pub struct TrainingData {
+    pub users: IdIndex,
+    pub items: IdIndex,
+    pub event_types: IdIndex,
+    pub events: Vec<TrainingEvent>,
+}
+
+impl TrainingData {
+    /// The newest interaction time, or 0 with no interactions.
+    pub fn max_timestamp(&self) -> i64 {
+        self.events.iter().map(|e| e.timestamp).max().unwrap_or(0)
+    }
+
+    /// Events grouped by user and sorted by time within each user:
+    /// `(order, offsets)` where user `u`'s events are
+    /// `order[offsets[u]..offsets[u + 1]]` (indices into `events`).
+    pub fn by_user(&self) -> (Vec<u32>, Vec<usize>) {
+        let mut order: Vec<u32> = (0..self.events.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            let e = &self.events[i as usize];
+            (e.user, e.timestamp, i)
+        });
+        let mut offsets = vec![0usize; self.users.len() + 1];
+        for e in &self.events {
+            offsets[e.user as usize + 1] += 1;
+        }
+        for u in 0..self.users.len() {
+            offsets[u + 1] += offsets[u];
+        }
+        (order, offsets)
+    }
+}
+
+/// Builds [`TrainingData`] from string ids, one interaction at a time, so that
+/// callers can stream rows from storage without holding them twice.
+#[derive(Debug, Default)]
+pub struct TrainingDataBuilder {
+    data: TrainingData,
+}
+
+impl TrainingDataBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a catalogue item (from the items dataset), with or without interactions.
+    pub fn add_item(&mut self, item_id: &str) {
+        self.data.items.intern(item_id);
+    }
+
+    pub fn add_interaction(&mut self, user_id: &str, item_id: &str, timestamp: i64, event_type: &str, value: Option<f32>) {
+        let user = self.data.users.intern(user_id);
+        let item = self.data.items.intern(item_id);
+        let event_type = self.data.event_types.intern(event_type) as u16;
+        self.data.events.push(TrainingEvent { user, item, event_type, timestamp, value });
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.events.is_empty()
+    }
+
+    pub fn build(self) -> TrainingData {
+        self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_events_by_user_in_time_order() {
+        let mut b = TrainingDataBuilder::new();
+        b.add_interaction("u1", "a", 30, "click", None);
+        b.add_interaction("u2", "b", 10, "view", None);
+        b.add_interaction("u1", "b", 20, "view", None);
+        b.add_item("cold");
+        let data = b.build();
+        assert_eq!(data.items.len(), 3);
+        let (order, offsets) = data.by_user();
+        assert_eq!(offsets, vec![0, 2, 3]);
+        let u1: Vec<i64> = order[0..2].iter().map(|&i| data.events[i as usize].timestamp).collect();
+        assert_eq!(u1, vec![20, 30]);
+        assert_eq!(data.max_timestamp(), 30);
+    }
+}
