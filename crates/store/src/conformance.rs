@@ -1,0 +1,125 @@
+//! The behaviour every [`Store`] backend must show. Backends call
+//! [`run_all`] from their tests with a fresh, empty store.
+
+use crate::*;
+
+fn interaction(user: &str, item: &str, timestamp: i64) -> InteractionRow {
+    InteractionRow {
+        user_id: user.into(),
+        item_id: item.into(),
+        timestamp,
+        event_type: "click".into(),
+        event_value: None,
+        session_id: None,
+        fields: vec![("DEVICE".into(), "mobile".into())],
+    }
+}
+
+fn campaign(name: &str, status: Status) -> Campaign {
+    Campaign {
+        name: name.into(),
+        campaign_arn: ArnBuilder::default().arn(ResourceKind::Campaign, name),
+        solution_version_arn: "arn:aws:personalize:local:000000000000:solution/s/v0".into(),
+        min_provisioned_tps: 1,
+        lifecycle: Lifecycle::new(status),
+    }
+}
+
+async fn all_rows(store: &dyn Store, dataset: &str) -> Vec<InteractionRow> {
+    let mut cursor = RowCursor::default();
+    let mut out = Vec::new();
+    while let Some((batch, next)) = store.read_rows(dataset, cursor).await.unwrap() {
+        match batch {
+            RowBatch::Interactions(rows) => out.extend(rows),
+            other => panic!("unexpected batch {other:?}"),
+        }
+        cursor = next;
+    }
+    out
+}
+
+pub async fn run_all(store: &dyn Store) {
+    resources_have_a_lifecycle(store).await;
+    imports_are_all_or_nothing(store).await;
+    full_imports_replace_and_incremental_imports_add(store).await;
+    events_get_increasing_sequence_numbers(store).await;
+    model_snapshots_round_trip(store).await;
+}
+
+async fn resources_have_a_lifecycle(store: &dyn Store) {
+    let mut c = campaign("conformance", Status::CreatePending);
+    store.insert(c.clone()).await.unwrap();
+    assert!(matches!(store.insert(c.clone()).await, Err(StoreError::AlreadyExists { .. })));
+    c.lifecycle.set(Status::Active);
+    store.put(c.clone()).await.unwrap();
+    assert_eq!(store.get::<Campaign>(&c.campaign_arn).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.get::<Solution>(&c.campaign_arn).await.unwrap(), None, "typed get must check the type");
+    assert!(store.list::<Campaign>().await.unwrap().contains(&c));
+    assert!(store.delete_resource(&c.campaign_arn).await.unwrap());
+    assert!(!store.delete_resource(&c.campaign_arn).await.unwrap());
+    assert_eq!(store.get::<Campaign>(&c.campaign_arn).await.unwrap(), None);
+}
+
+async fn imports_are_all_or_nothing(store: &dyn Store) {
+    let dataset = "arn:aws:personalize:local:000000000000:dataset/conformance/INTERACTIONS";
+    let mut import = store.begin_import(dataset, ImportMode::Full).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("u1", "i1", 1)])).await.unwrap();
+    assert_eq!(store.row_count(dataset).await.unwrap(), 0, "uncommitted rows must be invisible");
+    assert!(all_rows(store, dataset).await.is_empty());
+    import.abort().await.unwrap();
+    assert_eq!(store.row_count(dataset).await.unwrap(), 0);
+
+    let mut import = store.begin_import(dataset, ImportMode::Full).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("u1", "i1", 1), interaction("u2", "i2", 2)])).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("u3", "i3", 3)])).await.unwrap();
+    assert_eq!(import.commit().await.unwrap(), 3);
+    assert_eq!(store.row_count(dataset).await.unwrap(), 3);
+    let users: Vec<String> = all_rows(store, dataset).await.into_iter().map(|r| r.user_id).collect();
+    assert_eq!(users, vec!["u1", "u2", "u3"]);
+
+    // An import dropped half-way leaves the committed rows as they were.
+    let mut import = store.begin_import(dataset, ImportMode::Full).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("x", "y", 9)])).await.unwrap();
+    drop(import);
+    assert_eq!(store.row_count(dataset).await.unwrap(), 3);
+    store.delete_rows(dataset).await.unwrap();
+    assert_eq!(store.row_count(dataset).await.unwrap(), 0);
+}
+
+async fn full_imports_replace_and_incremental_imports_add(store: &dyn Store) {
+    let dataset = "arn:aws:personalize:local:000000000000:dataset/conformance-modes/INTERACTIONS";
+    for (mode, user) in [(ImportMode::Full, "first"), (ImportMode::Full, "second"), (ImportMode::Incremental, "third")] {
+        let mut import = store.begin_import(dataset, mode).await.unwrap();
+        import.write(RowBatch::Interactions(vec![interaction(user, "i", 1)])).await.unwrap();
+        import.commit().await.unwrap();
+    }
+    let users: Vec<String> = all_rows(store, dataset).await.into_iter().map(|r| r.user_id).collect();
+    assert_eq!(users, vec!["second", "third"]);
+}
+
+async fn events_get_increasing_sequence_numbers(store: &dyn Store) {
+    let group = "arn:aws:personalize:local:000000000000:dataset-group/conformance";
+    let other = "arn:aws:personalize:local:000000000000:dataset-group/conformance-other";
+    let first = store.append_events(group, vec![interaction("u", "a", 1), interaction("u", "b", 2)]).await.unwrap();
+    let second = store.append_events(other, vec![interaction("v", "c", 3)]).await.unwrap();
+    let third = store.append_events(group, vec![interaction("u", "d", 4)]).await.unwrap();
+    assert!(first[0] < first[1] && first[1] < second[0] && second[0] < third[0]);
+    let events = store.read_events(group, 0, 10).await.unwrap();
+    let items: Vec<&str> = events.iter().map(|(_, e)| e.item_id.as_str()).collect();
+    assert_eq!(items, vec!["a", "b", "d"]);
+    assert_eq!(events[0].1.fields, vec![("DEVICE".to_string(), "mobile".to_string())]);
+    let after = store.read_events(group, first[1], 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(store.read_events(group, 0, 1).await.unwrap().len(), 1);
+}
+
+async fn model_snapshots_round_trip(store: &dyn Store) {
+    let key = "arn:aws:personalize:local:000000000000:solution/s/v0";
+    assert_eq!(store.get_model(key).await.unwrap(), None);
+    store.put_model(key, vec![1, 2, 3]).await.unwrap();
+    store.put_model(key, vec![4, 5]).await.unwrap();
+    assert_eq!(store.get_model(key).await.unwrap(), Some(vec![4, 5]));
+    assert_eq!(store.get_model("arn:aws:personalize:local:000000000000:solution/s_v0").await.unwrap(), None);
+    store.delete_model(key).await.unwrap();
+    assert_eq!(store.get_model(key).await.unwrap(), None);
+}

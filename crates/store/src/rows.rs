@@ -1,0 +1,58 @@
+//! Dataset rows as stored: validated, typed where the engine needs the type,
+//! and the remaining schema fields kept as validated text.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionRow {
+    pub user_id: String,
+    pub item_id: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub event_type: String,
+    pub event_value: Option<f32>,
+    pub session_id: Option<String>,
+    /// Other schema fields (context such as LOCATION or DEVICE), by field name.
+    pub fields: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRow {
+    pub item_id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub user_id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A batch of rows of one dataset type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RowBatch {
+    Interactions(Vec<InteractionRow>),
+    Items(Vec<ItemRow>),
+    Users(Vec<UserRow>),
+}
+
+impl RowBatch {
+    pub fn len(&self) -> usize {
+        match self {
+            RowBatch::Interactions(r) => r.len(),
+            RowBatch::Items(r) => r.len(),
+            RowBatch::Users(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a scan of a dataset's rows continues; start with `RowCursor::default()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct RowCursor {
+    pub import: u64,
+    pub chunk: u64,
+}
