@@ -1,0 +1,444 @@
+//! CSV import: header matching, typed validation and batching, streaming so
+//! that memory stays bounded whatever the file size.
+
+use crate::schema::{DatasetSchema, Field, FieldType};
+use std::io::Read;
+use std::path::Path;
+use travelrec_store::{DatasetType, InteractionRow, ItemRow, RowBatch, UserRow};
+
+/// Rows per batch handed to storage.
+pub const BATCH_ROWS: usize = 8192;
+/// An import stops after this many bad rows and reports them all.
+const MAX_REPORTED_ERRORS: usize = 5;
+
+const MAX_ID_CHARS: usize = 256;
+const MAX_STRING_CHARS: usize = 1_000;
+const MAX_TEXTUAL_CHARS: usize = 20_000;
+/// Unix seconds beyond this are almost certainly milliseconds (year 5138).
+const MAX_PLAUSIBLE_SECONDS: i64 = 100_000_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportSummary {
+    pub rows: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Where the reader is, for progress reporting.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadProgress {
+    pub bytes_read: u64,
+    pub total_bytes: u64,
+    pub rows: u64,
+}
+
+/// How the columns of a file map onto the schema.
+struct ColumnMap {
+    /// For each schema field, its column in the file (if present).
+    columns: Vec<(Field, Option<usize>)>,
+    header_len: usize,
+}
+
+/// Reads a CSV file of `dataset_type` rows, validating every row against
+/// `schema`, and hands batches of valid rows to `on_batch` (which returns
+/// `false` to stop). Returns an error naming file, line, column and fix for
+/// the first few bad rows; rows already handed over must then be discarded by
+/// the caller (imports are all-or-nothing).
+pub fn read_csv(
+    path: &Path,
+    label: &str,
+    schema: &DatasetSchema,
+    dataset_type: DatasetType,
+    mut on_batch: impl FnMut(RowBatch, ReadProgress) -> bool,
+) -> Result<ImportSummary, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{label}: cannot open the file: {e}"))?;
+    let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    read_csv_from(file, total_bytes, label, schema, dataset_type, &mut on_batch)
+}
+
+pub fn read_csv_from(
+    input: impl Read,
+    total_bytes: u64,
+    label: &str,
+    schema: &DatasetSchema,
+    dataset_type: DatasetType,
+    on_batch: &mut dyn FnMut(RowBatch, ReadProgress) -> bool,
+) -> Result<ImportSummary, String> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(input);
+    let header = reader.byte_headers().map_err(|e| format!("{label}: cannot read the header line: {}", csv_problem(&e)))?.clone();
+    let (map, warnings) = map_columns(&header, schema, label)?;
+
+    let mut errors = Vec::new();
+    let mut batch = Batch::new(dataset_type);
+    let mut rows = 0u64;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(format!("{label}, line {line}: {}", csv_problem(&e)));
+                if errors.len() >= MAX_REPORTED_ERRORS || !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        match parse_row(&record, &map, dataset_type) {
+            Ok(row) => {
+                if errors.is_empty() {
+                    batch.push(row);
+                    rows += 1;
+                }
+            }
+            Err((column, field, problem)) => {
+                errors.push(format!("{label}, line {line}, column {} ({field}): {problem}", column + 1));
+                if errors.len() >= MAX_REPORTED_ERRORS {
+                    break;
+                }
+            }
+        }
+        if errors.is_empty() && batch.len() >= BATCH_ROWS {
+            let progress = ReadProgress { bytes_read: record.position().map_or(0, |p| p.byte()), total_bytes, rows };
+            if !on_batch(batch.take(), progress) {
+                return Err(format!("{label}: the import was cancelled"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let more = if errors.len() >= MAX_REPORTED_ERRORS { " (stopped after the first 5 problems)" } else { "" };
+        return Err(format!("{}{more}. Nothing was imported: fix the file and import it again.", errors.join("; ")));
+    }
+    if !batch.is_empty() && !on_batch(batch.take(), ReadProgress { bytes_read: total_bytes, total_bytes, rows }) {
+        return Err(format!("{label}: the import was cancelled"));
+    }
+    if rows == 0 {
+        return Err(format!("{label}: the file has a header but no rows; nothing was imported"));
+    }
+    Ok(ImportSummary { rows, warnings })
+}
+
+fn csv_problem(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!(
+            "found {len} fields where the header has {expected_len}; quote values that contain commas (\"a, b\") and check for missing or extra separators"
+        ),
+        csv::ErrorKind::Utf8 { .. } => "the text is not valid UTF-8; save the file as UTF-8".to_string(),
+        csv::ErrorKind::Io(io) => format!("reading the file failed: {io}"),
+        _ => e.to_string(),
+    }
+}
+
+fn map_columns(header: &csv::ByteRecord, schema: &DatasetSchema, label: &str) -> Result<(ColumnMap, Vec<String>), String> {
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let name = String::from_utf8_lossy(raw).to_string();
+            // A UTF-8 byte-order mark on the first column is not part of its name.
+            if i == 0 { name.trim_start_matches('\u{feff}').trim().to_string() } else { name.trim().to_string() }
+        })
+        .collect();
+    let header_line = names.join(",");
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(format!("{label}, line 1: column {} has an empty name; every column needs a header", i + 1));
+        }
+        if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Err(format!("{label}, line 1: column {name} appears twice in the header"));
+        }
+    }
+    let mut columns = Vec::new();
+    for field in &schema.fields {
+        let position = names.iter().position(|n| n.eq_ignore_ascii_case(&field.name));
+        if position.is_none() && !field.nullable {
+            return Err(format!(
+                "{label}, line 1: the header has no {} column, which the schema requires; the header is `{header_line}` (names are matched case-insensitively)",
+                field.name
+            ));
+        }
+        columns.push((field.clone(), position));
+    }
+    let warnings = names
+        .iter()
+        .filter(|n| schema.field(n).is_none())
+        .map(|n| format!("{label}: column {n} is not in the dataset's schema and was ignored"))
+        .collect();
+    Ok((ColumnMap { columns, header_len: names.len() }, warnings))
+}
+
+/// A validated value; `None` for an empty nullable cell.
+enum Value {
+    Text(String),
+    Int(i64),
+    Real(f64),
+    Bool(bool),
+}
+
+impl Value {
+    fn to_text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Real(r) => r.to_string(),
+            Value::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+type RowError = (usize, String, String);
+
+fn parse_value(raw: &[u8], field: &Field) -> Result<Option<Value>, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "the text is not valid UTF-8; save the file as UTF-8".to_string())?;
+    if text.is_empty() {
+        return if field.nullable { Ok(None) } else { Err("is empty, but the schema requires a value".into()) };
+    }
+    let value = match field.field_type {
+        FieldType::Int | FieldType::Long => {
+            let v: i64 = text.parse().map_err(|_| format!("`{text}` is not a whole number"))?;
+            if field.field_type == FieldType::Int && i32::try_from(v).is_err() {
+                return Err(format!("`{text}` does not fit in an int"));
+            }
+            Value::Int(v)
+        }
+        FieldType::Float | FieldType::Double => {
+            let v: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+            if !v.is_finite() {
+                return Err(format!("`{text}` is not a finite number"));
+            }
+            Value::Real(v)
+        }
+        FieldType::Boolean => match text.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(format!("`{text}` is not true or false")),
+        },
+        FieldType::String => {
+            let chars = text.chars().count();
+            let limit = if field.name.ends_with("_ID") || field.name == "EVENT_TYPE" {
+                MAX_ID_CHARS
+            } else if field.textual {
+                MAX_TEXTUAL_CHARS
+            } else {
+                MAX_STRING_CHARS
+            };
+            if field.categorical {
+                if let Some(part) = text.split('|').find(|p| p.chars().count() > MAX_STRING_CHARS) {
+                    return Err(format!(
+                        "a value `{}…` is longer than {MAX_STRING_CHARS} characters",
+                        part.chars().take(20).collect::<String>()
+                    ));
+                }
+            } else if chars > limit {
+                return Err(format!("is {chars} characters long; the limit is {limit}"));
+            }
+            Value::Text(text.to_string())
+        }
+    };
+    check_domain(field, &value)?;
+    Ok(Some(value))
+}
+
+/// Checks that go beyond the type: timestamps in seconds, coordinates on Earth.
+fn check_domain(field: &Field, value: &Value) -> Result<(), String> {
+    match (field.name.as_str(), value) {
+        ("TIMESTAMP" | "CREATION_TIMESTAMP", Value::Int(t)) if *t > MAX_PLAUSIBLE_SECONDS => {
+            Err(format!("{t} looks like milliseconds; TIMESTAMP must be Unix epoch seconds (divide by 1000)"))
+        }
+        ("TIMESTAMP" | "CREATION_TIMESTAMP", Value::Int(t)) if *t < 0 => {
+            Err(format!("{t} is negative; TIMESTAMP must be Unix epoch seconds"))
+        }
+        ("LATITUDE", Value::Real(v)) if !(-90.0..=90.0).contains(v) => Err(format!("{v} is not a latitude (between -90 and 90)")),
+        ("LONGITUDE", Value::Real(v)) if !(-180.0..=180.0).contains(v) => Err(format!("{v} is not a longitude (between -180 and 180)")),
+        _ => Ok(()),
+    }
+}
+
+enum Row {
+    Interaction(InteractionRow),
+    Item(ItemRow),
+    User(UserRow),
+}
+
+fn parse_row(record: &csv::ByteRecord, map: &ColumnMap, dataset_type: DatasetType) -> Result<Row, RowError> {
+    debug_assert_eq!(record.len(), map.header_len);
+    let mut values: Vec<(&str, Option<Value>)> = Vec::with_capacity(map.columns.len());
+    for (field, column) in &map.columns {
+        let value = match column {
+            Some(c) => parse_value(&record[*c], field).map_err(|problem| (*c, field.name.clone(), problem))?,
+            None => None,
+        };
+        values.push((field.name.as_str(), value));
+    }
+    let mut take_text =
+        |name: &str| -> Option<String> { values.iter_mut().find(|(n, _)| *n == name).and_then(|(_, v)| v.take()).map(|v| v.to_text()) };
+    let id = |v: Option<String>| v.unwrap_or_default();
+    let row = match dataset_type {
+        DatasetType::Interactions => {
+            let user_id = id(take_text("USER_ID"));
+            let item_id = id(take_text("ITEM_ID"));
+            let timestamp = take_text("TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or_default();
+            // Without an EVENT_TYPE column every interaction is of one kind, as in the managed service.
+            let event_type = take_text("EVENT_TYPE").unwrap_or_else(|| "interaction".to_string());
+            let event_value = take_text("EVENT_VALUE").and_then(|v| v.parse().ok());
+            let session_id = take_text("SESSION_ID");
+            Row::Interaction(InteractionRow { user_id, item_id, timestamp, event_type, event_value, session_id, fields: Vec::new() })
+        }
+        DatasetType::Items => Row::Item(ItemRow { item_id: id(take_text("ITEM_ID")), fields: Vec::new() }),
+        DatasetType::Users => Row::User(UserRow { user_id: id(take_text("USER_ID")), fields: Vec::new() }),
+    };
+    let rest: Vec<(String, String)> = values.into_iter().filter_map(|(n, v)| v.map(|v| (n.to_string(), v.to_text()))).collect();
+    Ok(match row {
+        Row::Interaction(mut r) => {
+            r.fields = rest;
+            Row::Interaction(r)
+        }
+        Row::Item(mut r) => {
+            r.fields = rest;
+            Row::Item(r)
+        }
+        Row::User(mut r) => {
+            r.fields = rest;
+            Row::User(r)
+        }
+    })
+}
+
+struct Batch {
+    dataset_type: DatasetType,
+    interactions: Vec<InteractionRow>,
+    items: Vec<ItemRow>,
+    users: Vec<UserRow>,
+}
+
+impl Batch {
+    fn new(dataset_type: DatasetType) -> Self {
+        Self { dataset_type, interactions: Vec::new(), items: Vec::new(), users: Vec::new() }
+    }
+
+    fn push(&mut self, row: Row) {
+        match row {
+            Row::Interaction(r) => self.interactions.push(r),
+            Row::Item(r) => self.items.push(r),
+            Row::User(r) => self.users.push(r),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.interactions.len() + self.items.len() + self.users.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take(&mut self) -> RowBatch {
+        match self.dataset_type {
+            DatasetType::Interactions => RowBatch::Interactions(std::mem::take(&mut self.interactions)),
+            DatasetType::Items => RowBatch::Items(std::mem::take(&mut self.items)),
+            DatasetType::Users => RowBatch::Users(std::mem::take(&mut self.users)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{DEFAULT_INTERACTIONS_SCHEMA, DEFAULT_ITEMS_SCHEMA};
+
+    fn import(csv: &str, schema: &str, dataset_type: DatasetType) -> Result<(ImportSummary, Vec<RowBatch>), String> {
+        let schema = DatasetSchema::parse(schema).unwrap();
+        let mut batches = Vec::new();
+        let summary = read_csv_from(csv.as_bytes(), csv.len() as u64, "test.csv", &schema, dataset_type, &mut |b, _| {
+            batches.push(b);
+            true
+        })?;
+        Ok((summary, batches))
+    }
+
+    fn interactions(csv: &str) -> Result<Vec<InteractionRow>, String> {
+        let (_, batches) = import(csv, DEFAULT_INTERACTIONS_SCHEMA, DatasetType::Interactions)?;
+        Ok(batches
+            .into_iter()
+            .flat_map(|b| match b {
+                RowBatch::Interactions(r) => r,
+                _ => unreachable!(),
+            })
+            .collect())
+    }
+
+    #[test]
+    fn reads_crlf_files_with_headers_in_any_case() {
+        let rows = interactions("user_id,Item_Id,TIMESTAMP,event_type\r\n18,13,1667773054,watch\r\n356,228,1674582284,click\r\n").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].user_id, "18");
+        assert_eq!(rows[1].event_type, "click");
+        assert_eq!(rows[1].timestamp, 1674582284);
+    }
+
+    #[test]
+    fn keeps_context_fields_and_a_quoted_location() {
+        let rows = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,LOCATION,DEVICE\n1,2,3,view,\"38.7,-9.1\",mobile\n").unwrap();
+        assert_eq!(rows[0].fields, vec![("LOCATION".to_string(), "38.7,-9.1".to_string()), ("DEVICE".to_string(), "mobile".to_string())]);
+    }
+
+    #[test]
+    fn a_bad_row_names_file_line_column_and_fix() {
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n1,2,3,view\n1,2,soon,view\n").unwrap_err();
+        assert!(err.contains("test.csv, line 3, column 3 (TIMESTAMP): `soon` is not a whole number"), "{err}");
+        assert!(err.contains("Nothing was imported"), "{err}");
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n1,2,1667773054000,view\n").unwrap_err();
+        assert!(err.contains("looks like milliseconds"), "{err}");
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n1,2,3\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("found 3 fields where the header has 4"), "{err}");
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n,2,3,view\n").unwrap_err();
+        assert!(err.contains("column 1 (USER_ID): is empty"), "{err}");
+    }
+
+    #[test]
+    fn several_bad_rows_are_reported_together() {
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n1,2,x,view\n1,2,3,view\n1,2,y,view\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_required_column_is_named() {
+        let err = interactions("USER_ID,ITEM_ID,EVENT_TYPE\n1,2,view\n").unwrap_err();
+        assert!(err.contains("no TIMESTAMP column") && err.contains("USER_ID,ITEM_ID,EVENT_TYPE"), "{err}");
+    }
+
+    #[test]
+    fn unknown_columns_are_ignored_with_a_warning_and_multi_values_kept() {
+        let (summary, batches) =
+            import("ITEM_ID,GENRE,YEAR\n1,Adventure|Comedy,1995\n2,Drama,\n", DEFAULT_ITEMS_SCHEMA, DatasetType::Items).unwrap();
+        assert_eq!(summary.rows, 2);
+        assert_eq!(summary.warnings, vec!["test.csv: column YEAR is not in the dataset's schema and was ignored"]);
+        let RowBatch::Items(items) = &batches[0] else { panic!() };
+        assert_eq!(items[0].fields, vec![("GENRE".to_string(), "Adventure|Comedy".to_string())]);
+    }
+
+    #[test]
+    fn coordinates_must_be_on_earth() {
+        let err = import("ITEM_ID,LATITUDE\n1,200\n", DEFAULT_ITEMS_SCHEMA, DatasetType::Items).unwrap_err();
+        assert!(err.contains("200 is not a latitude"), "{err}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_column() {
+        let rows = interactions("\u{feff}USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n1,2,3,view\n").unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        let mut csv = String::from("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n");
+        for i in 0..(BATCH_ROWS * 2 + 10) {
+            csv.push_str(&format!("{i},1,5,view\n"));
+        }
+        let (summary, batches) = import(&csv, DEFAULT_INTERACTIONS_SCHEMA, DatasetType::Interactions).unwrap();
+        assert_eq!(summary.rows as usize, BATCH_ROWS * 2 + 10);
+        assert_eq!(batches.len(), 3);
+        assert!(batches.iter().all(|b| b.len() <= BATCH_ROWS));
+    }
+}

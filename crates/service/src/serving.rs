@@ -1,0 +1,158 @@
+//! Deployed campaigns and getRecommendations.
+
+use crate::Service;
+use crate::error::{ErrorKind, Result, ServiceError};
+use crate::realtime::RecentEvent;
+use std::sync::Arc;
+use travelrec_engine::{HistoryEvent, Model};
+use travelrec_store::{Campaign, SolutionVersion, Status};
+
+/// An ACTIVE campaign with its model in memory. Immutable: a redeploy swaps
+/// in a new one.
+pub struct Deployment {
+    pub dataset_group_arn: String,
+    pub model: Arc<Model>,
+    /// Tracked events up to here are inside the model.
+    pub events_through: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendedItem {
+    pub item_id: String,
+    /// Probability under a softmax over the whole catalogue.
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendations {
+    pub items: Vec<RecommendedItem>,
+    pub recommendation_id: String,
+}
+
+/// The managed service's limit on numResults.
+pub const MAX_RESULTS: usize = 500;
+
+impl Service {
+    pub(crate) async fn run_deploy(&self, mut campaign: Campaign) {
+        if campaign.lifecycle.status != Status::Active {
+            campaign.lifecycle.set(Status::CreateInProgress);
+            if let Err(e) = self.store_dyn().put(campaign.clone()).await {
+                tracing::error!("deployment could not start: {e}");
+                return;
+            }
+        }
+        match self.deploy(&campaign).await {
+            Ok(deployment) => {
+                self.inner.deployments.write().insert(campaign.campaign_arn.clone(), Arc::new(deployment));
+                if campaign.lifecycle.status != Status::Active {
+                    campaign.lifecycle.set(Status::Active);
+                } else {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("deploying a campaign failed: {e}");
+                campaign.lifecycle.fail(e.message);
+            }
+        }
+        if let Err(e) = self.store_dyn().put(campaign).await {
+            tracing::error!("recording the deployment outcome failed: {e}");
+        }
+    }
+
+    async fn deploy(&self, campaign: &Campaign) -> Result<Deployment> {
+        let version: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
+        let bytes = self.store_dyn().get_model(&version.solution_version_arn).await?.ok_or_else(|| {
+            ServiceError::internal(format!(
+                "the model of {} is missing from storage; train a new solution version",
+                version.solution_version_arn
+            ))
+        })?;
+        let model = tokio::task::spawn_blocking(move || Model::from_bytes(&bytes))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        self.load_recent_events(&version.dataset_group_arn, version.events_through_sequence).await?;
+        Ok(Deployment {
+            dataset_group_arn: version.dataset_group_arn.clone(),
+            model: Arc::new(model),
+            events_through: version.events_through_sequence,
+        })
+    }
+
+    /// Makes sure the real-time state holds every tracked event after `after`.
+    async fn load_recent_events(&self, dataset_group_arn: &str, after: u64) -> Result<()> {
+        let group = self.inner.realtime.group(dataset_group_arn);
+        if group.loaded_after() <= after {
+            return Ok(());
+        }
+        let mut cursor = after;
+        loop {
+            let page = self.store_dyn().read_events(dataset_group_arn, cursor, 10_000).await?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = *last;
+            for (sequence, row) in page {
+                let event =
+                    RecentEvent { sequence, item_id: row.item_id.into(), event_type: row.event_type.into(), timestamp: row.timestamp };
+                group.record(&row.user_id, [event]);
+            }
+        }
+        group.mark_loaded_after(after);
+        Ok(())
+    }
+
+    fn deployment(&self, campaign_arn: &str) -> Option<Arc<Deployment>> {
+        self.inner.deployments.read().get(campaign_arn).cloned()
+    }
+
+    /// The top `num_results` items for `user_id` from an ACTIVE campaign,
+    /// reflecting every event tracked for the user so far.
+    pub async fn recommend(&self, campaign_arn: &str, user_id: &str, num_results: usize) -> Result<Recommendations> {
+        if num_results == 0 || num_results > MAX_RESULTS {
+            return Err(ServiceError::invalid(format!("numResults must be between 1 and {MAX_RESULTS}, got {num_results}")));
+        }
+        if user_id.is_empty() || user_id.len() > 256 {
+            return Err(ServiceError::invalid("userId must be 1 to 256 characters"));
+        }
+        let Some(deployment) = self.deployment(campaign_arn) else {
+            return Err(self.why_not_serving(campaign_arn).await);
+        };
+        let model = &deployment.model;
+        let recent: Vec<HistoryEvent> = self
+            .inner
+            .realtime
+            .group(&deployment.dataset_group_arn)
+            .recent(user_id, deployment.events_through)
+            .into_iter()
+            .filter_map(|e| {
+                // Items the model has never seen cannot be scored from yet.
+                let item = model.item_index(&e.item_id)?;
+                Some(HistoryEvent { item, event_type: model.event_type_index(&e.event_type), timestamp: e.timestamp })
+            })
+            .collect();
+        let history = model.histories.get(user_id);
+        let scored = model.recommend(history, &recent, num_results);
+        Ok(Recommendations {
+            items: scored
+                .into_iter()
+                .map(|s| RecommendedItem { item_id: model.item_id(s.item).to_string(), score: s.score as f64 })
+                .collect(),
+            recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
+        })
+    }
+
+    async fn why_not_serving(&self, campaign_arn: &str) -> ServiceError {
+        match self.store_dyn().get::<Campaign>(campaign_arn).await {
+            Ok(Some(c)) if c.lifecycle.status == Status::CreateFailed => ServiceError::in_use(format!(
+                "campaign {campaign_arn} failed to deploy: {}",
+                c.lifecycle.failure_reason.unwrap_or_default()
+            )),
+            Ok(Some(c)) => ServiceError::new(
+                ErrorKind::ResourceInUse,
+                format!("campaign {campaign_arn} is {}; it serves recommendations once ACTIVE", c.lifecycle.status),
+            ),
+            Ok(None) => ServiceError::not_found(format!("campaign `{campaign_arn}` does not exist; create it with POST /campaign")),
+            Err(e) => e.into(),
+        }
+    }
+}

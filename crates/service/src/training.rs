@@ -1,0 +1,185 @@
+//! The background jobs that move data: CSV imports and training runs.
+
+use crate::Service;
+use crate::error::{Result, ServiceError};
+use crate::import::{ReadProgress, read_csv};
+use crate::schema::DatasetSchema;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use travelrec_engine::{Hyperparameters, Recipe, TrainingData, TrainingDataBuilder, train};
+use travelrec_store::{Dataset, DatasetImportJob, DatasetType, RowBatch, RowCursor, Schema, Solution, SolutionVersion, Status};
+
+/// A data location as a local path: a plain path or a `file://` URL.
+pub(crate) fn local_path(location: &str) -> Result<PathBuf> {
+    if let Some(path) = location.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = location.split_once("://") {
+        return Err(ServiceError::invalid(format!(
+            "data location `{location}` uses {scheme}://, which travelrec cannot read; copy the file to the server and give its path"
+        )));
+    }
+    Ok(PathBuf::from(location))
+}
+
+/// Tracked events are read back for training in pages of this size.
+const EVENT_PAGE: usize = 10_000;
+
+impl Service {
+    pub(crate) async fn run_import(&self, mut job: DatasetImportJob, dataset: Dataset, path: PathBuf) {
+        let arn = job.dataset_import_job_arn.clone();
+        job.lifecycle.set(Status::CreateInProgress);
+        if let Err(e) = self.store_dyn().put(job.clone()).await {
+            tracing::error!("import job could not start: {e}");
+            return;
+        }
+        let started = Instant::now();
+        match self.import_file(&job, &dataset, &path).await {
+            Ok(summary) => {
+                job.rows_imported = summary.rows;
+                job.warnings = summary.warnings;
+                job.percent_complete = 100.0;
+                job.lifecycle.set(Status::Active);
+                tracing::info!(rows = summary.rows, seconds = started.elapsed().as_secs_f64(), dataset = %dataset.dataset_type.as_str(), "import finished");
+            }
+            Err(reason) => {
+                tracing::warn!(dataset = %dataset.dataset_type.as_str(), "import failed: {reason}");
+                job.lifecycle.fail(reason);
+            }
+        }
+        self.inner.progress.remove(&arn);
+        if let Err(e) = self.store_dyn().put(job).await {
+            tracing::error!("recording the import job's outcome failed: {e}");
+        }
+    }
+
+    async fn import_file(&self, job: &DatasetImportJob, dataset: &Dataset, path: &Path) -> Result<crate::import::ImportSummary, String> {
+        let schema: Schema = self.describe(&dataset.schema_arn).await.map_err(|e| e.to_string())?;
+        let schema = DatasetSchema::parse(&schema.schema).map_err(|e| e.to_string())?;
+        let mut import = self.store_dyn().begin_import(&dataset.dataset_arn, job.import_mode).await.map_err(|e| e.to_string())?;
+
+        // The parser runs on a blocking thread and hands batches over a small
+        // bounded channel, so memory stays flat whatever the file size.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(RowBatch, ReadProgress)>(2);
+        let label = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| path.display().to_string());
+        let (path, dataset_type) = (path.to_path_buf(), dataset.dataset_type);
+        let parser = tokio::task::spawn_blocking(move || {
+            read_csv(&path, &label, &schema, dataset_type, |batch, progress| sender.blocking_send((batch, progress)).is_ok())
+        });
+        let arn = job.dataset_import_job_arn.clone();
+        let mut write_error = None;
+        while let Some((batch, progress)) = receiver.recv().await {
+            if let Err(e) = import.write(batch).await {
+                write_error = Some(format!("writing rows failed: {e}"));
+                break;
+            }
+            if progress.total_bytes > 0 {
+                self.inner.progress.insert(arn.clone(), 100.0 * progress.bytes_read as f32 / progress.total_bytes as f32);
+            }
+        }
+        drop(receiver);
+        let parsed = parser.await.map_err(|e| format!("the CSV reader crashed: {e}"))?;
+        match (parsed, write_error) {
+            (Ok(summary), None) => {
+                let rows = import.commit().await.map_err(|e| format!("committing the import failed: {e}"))?;
+                debug_assert_eq!(rows, summary.rows);
+                Ok(summary)
+            }
+            (Err(reason), _) | (Ok(_), Some(reason)) => {
+                if let Err(e) = import.abort().await {
+                    tracing::warn!("discarding a failed import's rows failed (they are removed at the next start): {e}");
+                }
+                Err(reason)
+            }
+        }
+    }
+
+    pub(crate) async fn run_training(&self, mut version: SolutionVersion, solution: Solution) {
+        let arn = version.solution_version_arn.clone();
+        let _slot = self.inner.training_slot.acquire().await.expect("the training semaphore is never closed");
+        version.lifecycle.set(Status::CreateInProgress);
+        if let Err(e) = self.store_dyn().put(version.clone()).await {
+            tracing::error!("training could not start: {e}");
+            return;
+        }
+        let started = Instant::now();
+        match self.train_version(&version, &solution).await {
+            Ok((summary, events_through)) => {
+                version.training_summary = Some(summary);
+                version.events_through_sequence = events_through;
+                version.training_hours = Some(started.elapsed().as_secs_f64() / 3600.0);
+                version.percent_complete = 100.0;
+                version.lifecycle.set(Status::Active);
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "training finished");
+            }
+            Err(e) => {
+                tracing::warn!("training failed: {e}");
+                version.lifecycle.fail(e.message);
+            }
+        }
+        self.inner.progress.remove(&arn);
+        if let Err(e) = self.store_dyn().put(version).await {
+            tracing::error!("recording the training outcome failed: {e}");
+        }
+    }
+
+    async fn train_version(&self, version: &SolutionVersion, solution: &Solution) -> Result<(serde_json::Value, u64)> {
+        let recipe = Recipe::parse(&solution.recipe_arn).map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let hyperparameters = Hyperparameters::from_map(&solution.solution_config.algorithm_hyper_parameters)
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let (data, events_through) = self.load_training_data(&solution.dataset_group_arn).await?;
+        let progress_map = self.inner.clone();
+        let arn = version.solution_version_arn.clone();
+        let model = tokio::task::spawn_blocking(move || {
+            let report = |fraction: f32, _stage: &str| {
+                progress_map.progress.insert(arn.clone(), 10.0 + 85.0 * fraction);
+            };
+            train(&data, recipe, &hyperparameters, &report)
+        })
+        .await
+        .map_err(|e| ServiceError::internal(format!("training crashed: {e}")))?
+        .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let summary = serde_json::to_value(&model.summary).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let bytes = tokio::task::spawn_blocking(move || model.to_bytes()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
+        self.store_dyn().put_model(&version.solution_version_arn, bytes).await?;
+        Ok((summary, events_through))
+    }
+
+    /// Everything a dataset group knows, as training data: the items catalogue,
+    /// imported interactions and tracked events. Returns the newest tracked
+    /// event's sequence number as well.
+    pub(crate) async fn load_training_data(&self, dataset_group_arn: &str) -> Result<(TrainingData, u64)> {
+        let mut builder = TrainingDataBuilder::new();
+        if let Some(items) = self.dataset_of(dataset_group_arn, DatasetType::Items).await? {
+            let mut cursor = RowCursor::default();
+            while let Some((batch, next)) = self.store_dyn().read_rows(&items.dataset_arn, cursor).await? {
+                if let RowBatch::Items(rows) = batch {
+                    rows.iter().for_each(|r| builder.add_item(&r.item_id));
+                }
+                cursor = next;
+            }
+        }
+        if let Some(interactions) = self.dataset_of(dataset_group_arn, DatasetType::Interactions).await? {
+            let mut cursor = RowCursor::default();
+            while let Some((batch, next)) = self.store_dyn().read_rows(&interactions.dataset_arn, cursor).await? {
+                if let RowBatch::Interactions(rows) = batch {
+                    for r in &rows {
+                        builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
+                    }
+                }
+                cursor = next;
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut events_through = 0;
+        loop {
+            let page = self.store_dyn().read_events(dataset_group_arn, events_through, EVENT_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            events_through = *last;
+            for (_, r) in &page {
+                builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
+            }
+        }
+        Ok((builder.build(), events_through))
+    }
+}
