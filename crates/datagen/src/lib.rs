@@ -103,10 +103,14 @@ struct World {
     /// Item indices per city.
     by_city: Vec<Vec<usize>>,
     events: Vec<LocalEvent>,
+    /// Event indices per city.
+    events_by_city: Vec<Vec<usize>>,
     cities: usize,
 }
 
 const DAY: i64 = 86_400;
+/// Measured average of interactions one trip produces (browsing included).
+const INTERACTIONS_PER_TRIP: f64 = 55.0;
 
 /// Writes the data set into `out_dir` (created if missing) and returns what it wrote.
 pub fn generate(config: &GeneratorConfig, out_dir: &Path) -> Result<Summary, GenerateError> {
@@ -147,20 +151,31 @@ pub fn generate(config: &GeneratorConfig, out_dir: &Path) -> Result<Summary, Gen
     writeln!(tastes_out, "USER_ID,FAVORITE_GENRES,TRAVEL_SEASON")?;
     out.header()?;
 
-    let mean_per_user = config.interactions as f64 / config.users as f64;
-    let mut users_with_interactions = 0;
-    for user_id in 1..=config.users {
-        let user = draw_user(&mut rng, user_id, config.cities);
+    let users: Vec<User> = (1..=config.users).map(|id| draw_user(&mut rng, id, config.cities)).collect();
+    for user in &users {
         writeln!(users_out, "{},{},{}", user.id, user.age, csv_field(&user.home_city))?;
         writeln!(tastes_out, "{},{},{}", user.id, user.favorite_genres(), user.travel_season.name())?;
-        if !out.full() {
-            let before = out.written;
-            write_trips(&world, &user, &mut rng, &mut out, start, end, mean_per_user)?;
-            if out.written > before {
-                users_with_interactions += 1;
-            }
-        }
     }
+    // Trips per user: Poisson with the mean that spreads the interactions over
+    // all users (many take no trip and stay cold); if that falls short, random
+    // users take more trips until the exact count is reached.
+    let trips_per_user = config.interactions as f64 / config.users as f64 / INTERACTIONS_PER_TRIP;
+    let mut trips_taken = vec![0u32; users.len()];
+    for (index, user) in users.iter().enumerate() {
+        if out.full() {
+            break;
+        }
+        let trips = poisson(&mut rng, trips_per_user);
+        write_trips(&world, user, &mut rng, &mut out, start, end, 1..=trips)?;
+        trips_taken[index] = trips;
+    }
+    while !out.full() {
+        let index = rng.random_range(0..users.len());
+        let trip = trips_taken[index] + 1;
+        write_trips(&world, &users[index], &mut rng, &mut out, start, end, trip..=trip)?;
+        trips_taken[index] = trip;
+    }
+    let users_with_interactions = trips_taken.iter().filter(|t| **t > 0).count() as u32;
     users_out.flush()?;
     tastes_out.flush()?;
     out.out.flush()?;
@@ -250,7 +265,11 @@ fn build_world(config: &GeneratorConfig, rng: &mut ChaCha8Rng, start: i64, end: 
             }
         }
     }
-    World { items, by_city, events, cities: config.cities }
+    let mut events_by_city = vec![Vec::new(); config.cities];
+    for (index, event) in events.iter().enumerate() {
+        events_by_city[event.city].push(index);
+    }
+    World { items, by_city, events, events_by_city, cities: config.cities }
 }
 
 /// A point `km` away from (lat, lon) in direction `angle` (radians).
@@ -282,8 +301,14 @@ fn write_items(world: &World, path: &Path) -> io::Result<()> {
         let theme = genre.themes[words.random_range(0..genre.themes.len())];
         let adjective = world::ADJECTIVES[words.random_range(0..world::ADJECTIVES.len())];
         let feature = genre.features[words.random_range(0..genre.features.len())];
-        let name = format!("{district} {theme} {}", genre.noun);
-        let description = format!("A {adjective} {} in {}'s {district} district, {feature}", genre.name.to_lowercase(), city.name);
+        let article = if adjective.starts_with(['a', 'e', 'i', 'o', 'u']) { "An" } else { "A" };
+        // Attractions far out of town are named after the city, not a district.
+        let (name, place) = if genre.distance_km > 6.0 {
+            (format!("{} {theme} {}", city.name, genre.noun), format!("near {}", city.name))
+        } else {
+            (format!("{district} {theme} {}", genre.noun), format!("in {}'s {district} district", city.name))
+        };
+        let description = format!("{article} {adjective} {} {place}, {feature}", genre.phrase);
         let seasons: Vec<String> = item.season.iter().map(u32::to_string).collect();
         writeln!(
             out,
@@ -459,14 +484,10 @@ fn write_trips<W: Write>(
     out: &mut InteractionWriter<W>,
     start: i64,
     end: i64,
-    mean_per_user: f64,
+    trips: std::ops::RangeInclusive<u32>,
 ) -> io::Result<()> {
-    // About 40 interactions per trip; the number of trips makes the expected
-    // total per user match the configured mean.
-    let expected_trips = (mean_per_user / 40.0).max(0.3);
-    let trips = poisson(rng, expected_trips).max(1);
     let home_position = user.home.map(|c| (CITIES[c].latitude, CITIES[c].longitude));
-    for trip in 1..=trips {
+    for trip in trips {
         if out.full() {
             break;
         }
@@ -595,6 +616,12 @@ impl<'a> TripState<'a> {
         let city_items = &self.world.by_city[self.city];
         let month = month_of(visit_day);
         let southern = CITIES[self.city].southern_hemisphere();
+        let events: Vec<usize> = self.world.events_by_city[self.city]
+            .iter()
+            .map(|&e| &self.world.events[e])
+            .filter(|e| e.start_day <= visit_day && visit_day <= e.end_day + DAY)
+            .map(|e| e.host_item)
+            .collect();
         self.weights.clear();
         for &i in city_items {
             let it = &self.world.items[i];
@@ -602,22 +629,20 @@ impl<'a> TripState<'a> {
                 self.weights.push(0.0);
                 continue;
             }
-            let mut w = self.user.taste[it.genre].powf(1.5) * it.appeal;
+            let mut w = self.user.taste[it.genre] * self.user.taste[it.genre].sqrt() * it.appeal;
             if !in_season(&it.season, month, southern) {
                 w *= 0.08;
             }
-            for event in
-                self.world.events.iter().filter(|e| e.city == self.city && e.start_day <= visit_day && visit_day <= e.end_day + DAY)
-            {
-                let host = &self.world.items[event.host_item];
-                if event.host_item == i {
+            for &host_item in &events {
+                let host = &self.world.items[host_item];
+                if host_item == i {
                     w *= 6.0;
-                } else if distance_km(host.latitude, host.longitude, it.latitude, it.longitude) < 1.0 {
+                } else if planar_km(host.latitude, host.longitude, it.latitude, it.longitude) < 1.0 {
                     w *= 2.0;
                 }
             }
             if let Some((lat, lon)) = position {
-                w *= (-distance_km(lat, lon, it.latitude, it.longitude) / 2.5).exp() + 0.03;
+                w *= (-planar_km(lat, lon, it.latitude, it.longitude) / 2.5).exp() + 0.03;
             }
             if self.booked.contains(&i) {
                 w *= 0.03;
@@ -628,6 +653,13 @@ impl<'a> TripState<'a> {
         }
         weighted_pick(rng, &self.weights).map(|k| city_items[k])
     }
+}
+
+/// Distance in km for points a few km apart (equirectangular; far cheaper than haversine).
+fn planar_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let dy = (lat2 - lat1) * 110.57;
+    let dx = (lon2 - lon1) * 111.32 * lat1.to_radians().cos();
+    (dx * dx + dy * dy).sqrt()
 }
 
 fn weighted_pick(rng: &mut ChaCha8Rng, weights: &[f64]) -> Option<usize> {

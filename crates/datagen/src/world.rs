@@ -151,12 +151,15 @@ pub struct Genre {
     /// Name parts: "<district> <theme> <noun>".
     pub themes: &'static [&'static str],
     pub noun: &'static str,
+    /// How a description names it: "a <adjective> <phrase>".
+    pub phrase: &'static str,
     pub features: &'static [&'static str],
 }
 
 pub const GENRES: &[Genre] = &[
     Genre {
         name: "Museum",
+        phrase: "museum",
         season: &[],
         distance_km: 2.5,
         needs_coast: false,
@@ -166,6 +169,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Gallery",
+        phrase: "gallery",
         season: &[],
         distance_km: 2.5,
         needs_coast: false,
@@ -175,6 +179,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Landmark",
+        phrase: "landmark",
         season: &[],
         distance_km: 2.0,
         needs_coast: false,
@@ -184,6 +189,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Castle",
+        phrase: "castle",
         season: &[],
         distance_km: 4.0,
         needs_coast: false,
@@ -193,6 +199,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Park",
+        phrase: "park",
         season: &[4, 5, 6, 7, 8, 9, 10],
         distance_km: 3.0,
         needs_coast: false,
@@ -202,6 +209,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Garden",
+        phrase: "garden",
         season: &[4, 5, 6, 7, 8, 9],
         distance_km: 3.5,
         needs_coast: false,
@@ -211,6 +219,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Beach",
+        phrase: "beach",
         season: &[6, 7, 8, 9],
         distance_km: 9.0,
         needs_coast: true,
@@ -220,15 +229,17 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Hiking",
+        phrase: "hiking trail",
         season: &[5, 6, 7, 8, 9, 10],
         distance_km: 18.0,
         needs_coast: false,
-        themes: &["Ridge", "Forest", "Coastal", "Waterfall"],
+        themes: &["Ridge", "Forest", "River", "Waterfall"],
         noun: "Trail",
         features: &["with a steep climb and great views", "through ancient woodland", "ending at a mountain hut"],
     },
     Genre {
         name: "Viewpoint",
+        phrase: "viewpoint",
         season: &[],
         distance_km: 3.0,
         needs_coast: false,
@@ -238,6 +249,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Zoo",
+        phrase: "zoo",
         season: &[3, 4, 5, 6, 7, 8, 9, 10, 11],
         distance_km: 5.0,
         needs_coast: false,
@@ -247,6 +259,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Aquarium",
+        phrase: "aquarium",
         season: &[],
         distance_km: 3.5,
         needs_coast: false,
@@ -256,6 +269,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Theme Park",
+        phrase: "theme park",
         season: &[4, 5, 6, 7, 8, 9, 10],
         distance_km: 12.0,
         needs_coast: false,
@@ -265,6 +279,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Food Market",
+        phrase: "food market",
         season: &[],
         distance_km: 1.5,
         needs_coast: false,
@@ -274,6 +289,7 @@ pub const GENRES: &[Genre] = &[
     },
     Genre {
         name: "Nightlife",
+        phrase: "nightlife spot",
         season: &[],
         distance_km: 1.5,
         needs_coast: false,

@@ -2,7 +2,7 @@
 //! that memory stays bounded whatever the file size.
 
 use crate::schema::{DatasetSchema, Field, FieldType};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use travelrec_store::{DatasetType, InteractionRow, ItemRow, RowBatch, UserRow};
 
@@ -63,7 +63,8 @@ pub fn read_csv_from(
     dataset_type: DatasetType,
     on_batch: &mut dyn FnMut(RowBatch, ReadProgress) -> bool,
 ) -> Result<ImportSummary, String> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(input);
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(CrlfToLf::new(std::io::BufReader::new(input)));
     let header = reader.byte_headers().map_err(|e| format!("{label}: cannot read the header line: {}", csv_problem(&e)))?.clone();
     let (map, warnings) = map_columns(&header, schema, label)?;
 
@@ -117,6 +118,65 @@ pub fn read_csv_from(
         return Err(format!("{label}: the file has a header but no rows; nothing was imported"));
     }
     Ok(ImportSummary { rows, warnings })
+}
+
+/// Turns CRLF line ends into LF. The csv crate reports records of CRLF files
+/// one line too early (it starts a record at the previous line's `\n`), and
+/// error messages must name the right line.
+struct CrlfToLf<R> {
+    inner: R,
+    /// A CR ended the last buffer; whether it starts a CRLF is not known yet.
+    pending_cr: bool,
+}
+
+impl<R: BufRead> CrlfToLf<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, pending_cr: false }
+    }
+}
+
+impl<R: BufRead> Read for CrlfToLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let input = self.inner.fill_buf()?;
+            if input.is_empty() {
+                return Ok(if std::mem::take(&mut self.pending_cr) {
+                    out[0] = b'\r';
+                    1
+                } else {
+                    0
+                });
+            }
+            if std::mem::take(&mut self.pending_cr) && input[0] != b'\n' {
+                out[0] = b'\r';
+                return Ok(1);
+            }
+            let (mut written, mut consumed) = (0, 0);
+            while consumed < input.len() && written < out.len() {
+                let byte = input[consumed];
+                consumed += 1;
+                if byte == b'\r' {
+                    match input.get(consumed) {
+                        Some(b'\n') => continue,
+                        None => {
+                            self.pending_cr = true;
+                            break;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                out[written] = byte;
+                written += 1;
+            }
+            self.inner.consume(consumed);
+            if written > 0 {
+                return Ok(written);
+            }
+        }
+    }
 }
 
 fn csv_problem(e: &csv::Error) -> String {
@@ -366,6 +426,31 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect())
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunk_boundaries() {
+        let input = b"a\r\nb\r\rc\r\n\r\nd\r".repeat(1000);
+        let expected: Vec<u8> = b"a\nb\r\rc\n\nd\r".repeat(1000);
+        for (capacity, chunk) in [(1, 1), (2, 3), (3, 2), (7, 5), (4096, 4096)] {
+            let mut reader = CrlfToLf::new(std::io::BufReader::with_capacity(capacity, &input[..]));
+            let mut out = Vec::new();
+            let mut buf = vec![0; chunk];
+            loop {
+                let n = reader.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert!(out == expected, "capacity {capacity}, chunk {chunk}: {:?}", String::from_utf8_lossy(&out[..40.min(out.len())]));
+        }
+    }
+
+    #[test]
+    fn errors_in_crlf_files_name_the_right_line() {
+        let err = interactions("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\r\n1,2,3,view\r\n1,2,x,view\r\n").unwrap_err();
+        assert!(err.contains("line 3,"), "{err}");
     }
 
     #[test]

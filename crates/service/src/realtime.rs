@@ -13,6 +13,8 @@ pub struct RecentEvent {
     pub item_id: Arc<str>,
     pub event_type: Arc<str>,
     pub timestamp: i64,
+    /// When it arrived; fold-in counts the event as at least this recent.
+    pub received_at: i64,
 }
 
 /// One dataset group's users. Holds every tracked event with a sequence
@@ -92,7 +94,7 @@ mod tests {
     use super::*;
 
     fn event(sequence: u64) -> RecentEvent {
-        RecentEvent { sequence, item_id: "i".into(), event_type: "view".into(), timestamp: sequence as i64 }
+        RecentEvent { sequence, item_id: "i".into(), event_type: "view".into(), timestamp: sequence as i64, received_at: 0 }
     }
 
     #[test]

@@ -91,9 +91,15 @@ impl Service {
             let page = self.store_dyn().read_events(dataset_group_arn, cursor, 10_000).await?;
             let Some((last, _)) = page.last() else { break };
             cursor = *last;
-            for (sequence, row) in page {
-                let event =
-                    RecentEvent { sequence, item_id: row.item_id.into(), event_type: row.event_type.into(), timestamp: row.timestamp };
+            for (sequence, tracked) in page {
+                let row = tracked.interaction;
+                let event = RecentEvent {
+                    sequence,
+                    item_id: row.item_id.into(),
+                    event_type: row.event_type.into(),
+                    timestamp: row.timestamp,
+                    received_at: tracked.received_at,
+                };
                 group.record(&row.user_id, [event]);
             }
         }
@@ -127,7 +133,8 @@ impl Service {
             .filter_map(|e| {
                 // Items the model has never seen cannot be scored from yet.
                 let item = model.item_index(&e.item_id)?;
-                Some(HistoryEvent { item, event_type: model.event_type_index(&e.event_type), timestamp: e.timestamp })
+                let timestamp = e.timestamp.max(e.received_at);
+                Some(HistoryEvent { item, event_type: model.event_type_index(&e.event_type), timestamp })
             })
             .collect();
         let history = model.histories.get(user_id);

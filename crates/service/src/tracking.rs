@@ -6,7 +6,7 @@ use crate::error::{ErrorKind, Result, ServiceError};
 use crate::realtime::RecentEvent;
 use chrono::NaiveDate;
 use rand::RngExt;
-use travelrec_store::InteractionRow;
+use travelrec_store::{InteractionRow, TrackedEvent};
 
 /// One event to track for a user.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,16 +79,20 @@ impl Service {
                 return Err(ServiceError::invalid(format!("event {i}: the time {} is before 1970", e.timestamp)));
             }
         }
-        let rows: Vec<InteractionRow> = events
+        let received_at = chrono::Utc::now().timestamp();
+        let rows: Vec<TrackedEvent> = events
             .iter()
-            .map(|e| InteractionRow {
-                user_id: user_id.to_string(),
-                item_id: e.item_id.clone(),
-                timestamp: e.timestamp,
-                event_type: e.event_type.clone(),
-                event_value: e.event_value,
-                session_id: e.session_id.clone(),
-                fields: e.fields.clone(),
+            .map(|e| TrackedEvent {
+                interaction: InteractionRow {
+                    user_id: user_id.to_string(),
+                    item_id: e.item_id.clone(),
+                    timestamp: e.timestamp,
+                    event_type: e.event_type.clone(),
+                    event_value: e.event_value,
+                    session_id: e.session_id.clone(),
+                    fields: e.fields.clone(),
+                },
+                received_at,
             })
             .collect();
         let sequences = self.store_dyn().append_events(&group_arn, rows).await?;
@@ -97,6 +101,7 @@ impl Service {
             item_id: e.item_id.into(),
             event_type: e.event_type.into(),
             timestamp: e.timestamp,
+            received_at,
         });
         self.inner.realtime.group(&group_arn).record(user_id, recent);
         Ok(sequences)

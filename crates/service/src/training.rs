@@ -176,7 +176,8 @@ impl Service {
             let page = self.store_dyn().read_events(dataset_group_arn, events_through, EVENT_PAGE).await?;
             let Some((last, _)) = page.last() else { break };
             events_through = *last;
-            for (_, r) in &page {
+            for (_, tracked) in &page {
+                let r = &tracked.interaction;
                 builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
             }
         }

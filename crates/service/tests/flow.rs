@@ -120,6 +120,28 @@ async fn import_train_deploy_track_and_restart() {
         let same_city = warm.items.iter().filter(|i| city_of(&i.item_id) == city_of("1")).count();
         assert!(same_city >= 7, "only {same_city} of 10 in the booked attraction's city: {:?}", warm.items);
 
+        // A user with a trained history changes too, even with events dated
+        // years back (as the original runbook sends them): they are new information.
+        let regular = service.recommend(&campaign.campaign_arn, "7", 10).await.unwrap();
+        service
+            .put_data(DataRecord {
+                stream_name: "my-stream".into(),
+                partition_key: None,
+                user_id: "7".into(),
+                item_id: "100".into(),
+                tracking_id: tracker.tracking_id.clone(),
+                event_type: "click".into(),
+                interactions: 3,
+                date_from: "2022-01-01".into(),
+                date_to: "2023-04-05".into(),
+            })
+            .await
+            .unwrap();
+        let regular_after = service.recommend(&campaign.campaign_arn, "7", 10).await.unwrap();
+        assert_ne!(regular.items, regular_after.items);
+        let near_100 = regular_after.items.iter().filter(|i| city_of(&i.item_id) == city_of("100")).count();
+        assert!(near_100 >= 5, "only {near_100} of 10 near the clicked attraction: {:?}", regular_after.items);
+
         let untouched = service.recommend(&campaign.campaign_arn, "42", 10).await.unwrap();
         (campaign.campaign_arn, (untouched.items, warm.items))
     };

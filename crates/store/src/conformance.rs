@@ -97,17 +97,21 @@ async fn full_imports_replace_and_incremental_imports_add(store: &dyn Store) {
     assert_eq!(users, vec!["second", "third"]);
 }
 
+fn tracked(user: &str, item: &str, timestamp: i64) -> TrackedEvent {
+    TrackedEvent { interaction: interaction(user, item, timestamp), received_at: 1_800_000_000 + timestamp }
+}
+
 async fn events_get_increasing_sequence_numbers(store: &dyn Store) {
     let group = "arn:aws:personalize:local:000000000000:dataset-group/conformance";
     let other = "arn:aws:personalize:local:000000000000:dataset-group/conformance-other";
-    let first = store.append_events(group, vec![interaction("u", "a", 1), interaction("u", "b", 2)]).await.unwrap();
-    let second = store.append_events(other, vec![interaction("v", "c", 3)]).await.unwrap();
-    let third = store.append_events(group, vec![interaction("u", "d", 4)]).await.unwrap();
+    let first = store.append_events(group, vec![tracked("u", "a", 1), tracked("u", "b", 2)]).await.unwrap();
+    let second = store.append_events(other, vec![tracked("v", "c", 3)]).await.unwrap();
+    let third = store.append_events(group, vec![tracked("u", "d", 4)]).await.unwrap();
     assert!(first[0] < first[1] && first[1] < second[0] && second[0] < third[0]);
     let events = store.read_events(group, 0, 10).await.unwrap();
-    let items: Vec<&str> = events.iter().map(|(_, e)| e.item_id.as_str()).collect();
+    let items: Vec<&str> = events.iter().map(|(_, e)| e.interaction.item_id.as_str()).collect();
     assert_eq!(items, vec!["a", "b", "d"]);
-    assert_eq!(events[0].1.fields, vec![("DEVICE".to_string(), "mobile".to_string())]);
+    assert_eq!(events[0].1, tracked("u", "a", 1));
     let after = store.read_events(group, first[1], 10).await.unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(store.read_events(group, 0, 1).await.unwrap().len(), 1);

@@ -8,7 +8,7 @@
 //! final durable transaction. Imports that never commit are listed in
 //! `pending_imports` and their chunks are removed on abort or at the next open.
 
-use crate::rows::{InteractionRow, RowBatch, RowCursor};
+use crate::rows::{RowBatch, RowCursor, TrackedEvent};
 use crate::{ImportMode, Resource, RowImport, Store, StoreError};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -23,7 +23,7 @@ const ROWS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("row
 const DATASET_IMPORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("dataset_imports");
 /// import id → dataset ARN, for imports that have not committed yet.
 const PENDING_IMPORTS: TableDefinition<u64, &str> = TableDefinition::new("pending_imports");
-/// (dataset group ARN, sequence) → postcard `InteractionRow`.
+/// (dataset group ARN, sequence) → postcard `TrackedEvent`.
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 /// Counters: "next_import", "next_event".
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -258,7 +258,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append_events(&self, dataset_group_arn: &str, events: Vec<InteractionRow>) -> Result<Vec<u64>, StoreError> {
+    async fn append_events(&self, dataset_group_arn: &str, events: Vec<TrackedEvent>) -> Result<Vec<u64>, StoreError> {
         let group = dataset_group_arn.to_string();
         self.blocking(move |db| {
             let mut txn = db.begin_write().map_err(backend)?;
@@ -279,7 +279,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, InteractionRow)>, StoreError> {
+    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, TrackedEvent)>, StoreError> {
         let group = dataset_group_arn.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;

@@ -12,7 +12,7 @@ mod rows;
 
 pub use embedded::EmbeddedStore;
 pub use resources::*;
-pub use rows::{InteractionRow, ItemRow, RowBatch, RowCursor, UserRow};
+pub use rows::{InteractionRow, ItemRow, RowBatch, RowCursor, TrackedEvent, UserRow};
 
 use async_trait::async_trait;
 
@@ -58,9 +58,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Durably appends tracked events to a dataset group, returning their
     /// sequence numbers (increasing, never reused).
-    async fn append_events(&self, dataset_group_arn: &str, events: Vec<InteractionRow>) -> Result<Vec<u64>, StoreError>;
+    async fn append_events(&self, dataset_group_arn: &str, events: Vec<TrackedEvent>) -> Result<Vec<u64>, StoreError>;
     /// Up to `limit` events with sequence numbers greater than `after`, in order.
-    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, InteractionRow)>, StoreError>;
+    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, TrackedEvent)>, StoreError>;
 
     async fn put_model(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     async fn get_model(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

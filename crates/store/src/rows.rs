@@ -28,6 +28,16 @@ pub struct UserRow {
     pub fields: Vec<(String, String)>,
 }
 
+/// An interaction that arrived through an event tracker, with what the
+/// tracker knew about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedEvent {
+    pub interaction: InteractionRow,
+    /// When travelrec received it (Unix seconds). Real-time fold-in treats an
+    /// event as at least this recent: it is new information whatever its timestamp.
+    pub received_at: i64,
+}
+
 /// A batch of rows of one dataset type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RowBatch {

@@ -1,0 +1,268 @@
+//! `travelrec`: the one binary. `quickstart` sets up everything and serves;
+//! `serve` runs on an existing data directory; `generate`, `import` and
+//! `train` do one step each.
+
+mod progress;
+mod quickstart;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use travelrec_service::{Service, ServiceConfig};
+use travelrec_store::{ArnBuilder, EmbeddedStore, ImportMode, Store};
+
+#[derive(Parser)]
+#[command(name = "travelrec", version, about = "Self-hosted, near real-time recommendations for travel attractions")]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. `info` or `travelrec_service=debug`.
+    #[arg(long, global = true, env = "TRAVELREC_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate (or load) data, import it, train, deploy, and serve with ready-to-paste curl commands.
+    Quickstart(QuickstartArgs),
+    /// Serve the API on an existing data directory.
+    Serve(ServeArgs),
+    /// Write a deterministic synthetic travel data set (CSV, the original layout plus travel columns).
+    Generate(GenerateArgs),
+    /// Import CSV files into the default dataset group (the server must not be running on the directory).
+    Import(ImportArgs),
+    /// Train a new version of the default solution (the server must not be running on the directory).
+    Train(TrainArgs),
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Where travelrec keeps its resources, data and models.
+    #[arg(long, env = "TRAVELREC_DATA_DIR", default_value = "travelrec-data")]
+    data_dir: PathBuf,
+    /// Region in ARNs (clients of the managed service see familiar ARNs).
+    #[arg(long, env = "TRAVELREC_REGION", default_value = "local")]
+    region: String,
+    /// Account id in ARNs.
+    #[arg(long, env = "TRAVELREC_ACCOUNT", default_value = "000000000000")]
+    account: String,
+}
+
+#[derive(Args, Clone)]
+struct ListenArgs {
+    #[arg(long, env = "TRAVELREC_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// 0 picks a free port (the chosen one is printed).
+    #[arg(long, env = "TRAVELREC_PORT", default_value_t = 8080)]
+    port: u16,
+}
+
+#[derive(Args)]
+struct QuickstartArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// A folder with event_data.csv, item_data.csv and user_data.csv (e.g. ../shared/seed-data)
+    /// instead of generated demo data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Size of the generated demo data.
+    #[arg(long, default_value_t = 1_000_000)]
+    interactions: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Set up everything, print the walkthrough, then exit instead of serving.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Output folder (created if missing).
+    #[arg(long, default_value = "travelrec-demo-data")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 1_000_000)]
+    interactions: u64,
+    /// Defaults to one user per 20 interactions.
+    #[arg(long)]
+    users: Option<u32>,
+    #[arg(long, default_value_t = 100)]
+    items_per_city: u32,
+    /// How many of the 14 built-in cities to use.
+    #[arg(long, default_value_t = 14)]
+    cities: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Full,
+    Incremental,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long)]
+    interactions: Option<PathBuf>,
+    #[arg(long)]
+    items: Option<PathBuf>,
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// `full` replaces the dataset's rows, `incremental` adds to them.
+    #[arg(long, value_enum, default_value = "full")]
+    mode: Mode,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Version name; defaults to the next free `vN`.
+    #[arg(long)]
+    version: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Quickstart(args) => quickstart::run(args).await,
+            Command::Serve(args) => serve(args).await,
+            Command::Generate(args) => generate(args),
+            Command::Import(args) => import(args).await,
+            Command::Train(args) => train(args).await,
+        }
+    })
+}
+
+async fn open_service(args: &StoreArgs) -> Result<Service> {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir)?);
+    let config =
+        ServiceConfig { arns: ArnBuilder { region: args.region.clone(), account: args.account.clone() }, ..ServiceConfig::default() };
+    Ok(Service::start(store, config).await?)
+}
+
+async fn bind(listen: &ListenArgs) -> Result<tokio::net::TcpListener> {
+    let address: SocketAddr =
+        format!("{}:{}", listen.host, listen.port).parse().with_context(|| format!("`{}` is not an IP address", listen.host))?;
+    tokio::net::TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "cannot listen on {address}: is another server using port {}? pass --port to choose another (0 picks a free one)",
+            listen.port
+        )
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("can listen for SIGTERM");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn run_server(service: Service, listener: tokio::net::TcpListener) -> Result<()> {
+    let address = listener.local_addr()?;
+    println!("travelrec listening on http://{address}");
+    travelrec_server::serve(listener, service, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let service = open_service(&args.store).await?;
+    service.ensure_default_resources().await?;
+    let listener = bind(&args.listen).await?;
+    run_server(service, listener).await
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let config = travelrec_datagen::GeneratorConfig {
+        seed: args.seed,
+        interactions: args.interactions,
+        users: args.users.unwrap_or_else(|| (args.interactions / 20).max(1) as u32),
+        items_per_city: args.items_per_city,
+        cities: args.cities,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let summary = travelrec_datagen::generate(&config, &args.out)?;
+    println!(
+        "wrote {} interactions ({} of {} users active), {} attractions and {} local events to {} in {:.1}s",
+        summary.interactions,
+        summary.users_with_interactions,
+        summary.users,
+        summary.items,
+        summary.local_events,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn import(args: ImportArgs) -> Result<()> {
+    if args.interactions.is_none() && args.items.is_none() && args.users.is_none() {
+        bail!("nothing to import: pass --interactions, --items and/or --users with CSV files");
+    }
+    let service = open_service(&args.store).await?;
+    let defaults = service.ensure_default_resources().await?;
+    let mode = match args.mode {
+        Mode::Full => ImportMode::Full,
+        Mode::Incremental => ImportMode::Incremental,
+    };
+    for (file, dataset) in [
+        (&args.items, &defaults.items_dataset_arn),
+        (&args.users, &defaults.users_dataset_arn),
+        (&args.interactions, &defaults.interactions_dataset_arn),
+    ] {
+        if let Some(file) = file {
+            progress::import_file(&service, dataset, file, mode).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn train(args: TrainArgs) -> Result<()> {
+    let service = open_service(&args.store).await?;
+    let defaults = service.ensure_default_resources().await?;
+    let version = match args.version {
+        Some(v) => v,
+        None => quickstart::next_version_name(&service, &defaults.solution_arn).await?,
+    };
+    let trained = progress::train_version(&service, &defaults.solution_arn, &version).await?;
+    println!("{}", trained.solution_version_arn);
+    Ok(())
+}
+
+/// A path shown relative to the current directory when it is inside it.
+fn display_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,337 @@
+//! End to end: the real binary, over HTTP, on the original REST API.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_travelrec");
+const SOLUTION: &str = "arn:aws:personalize:local:000000000000:solution/my-sol-from-cdk";
+const GROUP: &str = "arn:aws:personalize:local:000000000000:dataset-group/my-dsg-1";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", "0", "--log", "warn", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base =
+            line.trim().strip_prefix("travelrec listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_string();
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: a graceful shutdown, as an operator would stop it.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the server did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("the binary runs")
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn post(server: &Server, path: &str, body: &str) -> (u16, String) {
+    let response = client().post(server.url(path)).body(body.to_string()).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn recommendations(server: &Server, campaign: &str, user: &str) -> Vec<(String, f64)> {
+    let url = server.url(&format!("/getRecommendations?campaignArn={campaign}&userId={user}&numResults=10"));
+    let response = client().get(url).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["$metadata"]["httpStatusCode"], 200);
+    assert!(body["recommendationId"].as_str().unwrap().starts_with("RID-"));
+    body["itemList"].as_array().unwrap().iter().map(|i| (i["itemId"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap())).collect()
+}
+
+fn wait_for_status(server: &Server, path: &str, body: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, text) = post(server, path, body);
+        assert_eq!(status, 200, "{text}");
+        let current = json_of(&text);
+        if current == wanted {
+            return;
+        }
+        assert!(current.as_str().unwrap().starts_with("CREATE"), "unexpected status {current}");
+        assert!(Instant::now() < deadline, "still {current} after 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn prepare_data_dir(data: &Path, dir: &Path) {
+    let out = run(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--interactions",
+        "30000",
+        "--users",
+        "1500",
+        "--items-per-city",
+        "15",
+        "--cities",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = |name: &str| data.join(name).to_str().unwrap().to_string();
+    let out = run(&[
+        "import",
+        "--log",
+        "warn",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--items",
+        &file("item_data.csv"),
+        "--users",
+        &file("user_data.csv"),
+        "--interactions",
+        &file("event_data.csv"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 30000 rows"));
+}
+
+#[test]
+fn the_original_flow_over_http_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    prepare_data_dir(data.path(), dir.path());
+    let server = Server::start(dir.path());
+
+    // Train.
+    let (status, text) = post(&server, "/solutionVersion", &format!(r#"{{"solutionArn": "{SOLUTION}", "version": "v1"}}"#));
+    assert_eq!(status, 200, "{text}");
+    let version = json_of(&text)["solutionVersionArn"].as_str().unwrap().to_string();
+    assert_eq!(version, format!("{SOLUTION}/v1"));
+    wait_for_status(&server, "/describeSolutionVersion", &format!(r#"{{"solutionVersionArn": "{version}"}}"#), "ACTIVE");
+
+    // Deploy two campaigns (one is deleted at the end), through the /prod stage prefix too.
+    let mut campaigns = Vec::new();
+    for (path, name) in [("/campaign", "e2e-campaign"), ("/prod/campaign", "kept-campaign")] {
+        let (status, text) = post(&server, path, &format!(r#"{{"solutionVersionArn": "{version}", "name": "{name}"}}"#));
+        assert_eq!(status, 200, "{text}");
+        let arn = json_of(&text)["campaignArn"].as_str().unwrap().to_string();
+        wait_for_status(&server, "/prod/describeCampaign", &format!(r#"{{"campaignArn": "{arn}"}}"#), "ACTIVE");
+        campaigns.push(arn);
+    }
+    let campaign = campaigns[0].clone();
+
+    let (status, text) = post(&server, "/eventTracker", &format!(r#"{{"name": "e2e-tracker", "datasetGroupArn": "{GROUP}"}}"#));
+    assert_eq!(status, 200, "{text}");
+    let tracker = json_of(&text);
+    let (tracker_arn, tracking_id) =
+        (tracker["eventTrackerArn"].as_str().unwrap().to_string(), tracker["trackingId"].as_str().unwrap().to_string());
+
+    // A traveller nobody has seen yet gets popular attractions, ordered, as probabilities.
+    let before = recommendations(&server, &campaign, "traveller-1");
+    assert_eq!(before.len(), 10);
+    assert!(before.windows(2).all(|w| w[0].1 >= w[1].1));
+    assert!(before.iter().map(|i| i.1).sum::<f64>() <= 1.0 + 1e-6);
+
+    // They book attraction 1 (the original runbook's body, trailing commas included).
+    let body = format!(
+        r#"{{"stream-name": "my-stream", "Data": {{"userId": "traveller-1", "interactions": 3, "itemId": "1", "trackingId": "{tracking_id}", "eventType": "book", "dateFrom": "2026-03-01", "dateTo": "2026-03-02",}}, "PartitionKey": "3",}}"#
+    );
+    let (status, text) = post(&server, "/data", &body);
+    assert_eq!(status, 200, "{text}");
+    let sent = json_of(&text);
+    assert_eq!(sent["Message"], "Event sent successfully");
+    assert_eq!(sent["data"]["ShardId"], "shardId-000000000000");
+    assert!(sent["data"]["SequenceNumber"].as_str().unwrap().parse::<u64>().is_ok());
+
+    // Their very next recommendations reflect it: other attractions of the same city.
+    let after = recommendations(&server, &campaign, "traveller-1");
+    assert_ne!(before, after);
+    let cities: std::collections::HashMap<String, String> = csv::Reader::from_path(data.path().join("item_data.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r[0].to_string(), r[4].to_string()))
+        .collect();
+    let city_of = |id: &str| cities.get(id).cloned();
+    let same_city = after.iter().filter(|(id, _)| city_of(id) == city_of("1")).count();
+    assert!(same_city >= 7, "only {same_city} of 10 in the booked attraction's city");
+
+    let untouched = recommendations(&server, &campaign, "42");
+    assert_eq!(untouched, recommendations(&server, &campaigns[1], "42"), "both campaigns serve the same model");
+
+    // Clean up one campaign and the tracker.
+    let response = client()
+        .delete(server.url("/deleteResources"))
+        .body(format!(r#"{{"campaignArn": "{campaign}", "eventTrackerArn": "{tracker_arn}"}}"#))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let deleted: Value = response.json().unwrap();
+    assert_eq!(deleted["deleteCampaignResponse"]["$metadata"]["httpStatusCode"], 200);
+    assert_eq!(deleted["deleteEventTrackerResponse"]["$metadata"]["httpStatusCode"], 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = post(&server, "/describeCampaign", &format!(r#"{{"campaignArn": "{campaign}"}}"#));
+        if status == 404 {
+            assert_eq!(text, "Campaign is deleted or does not exist");
+            break;
+        }
+        assert!(Instant::now() < deadline, "campaign still there: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = post(&server, "/data", &body);
+    assert_eq!(status, 404, "a deleted tracker must refuse events");
+
+    let versions_before: Value = client().get(server.url("/v1/solution-versions")).send().unwrap().json().unwrap();
+    server.stop();
+
+    // Restart on the same directory: same model, no retraining, events remembered.
+    let server = Server::start(dir.path());
+    assert_eq!(recommendations(&server, &campaigns[1], "42"), untouched);
+    assert_eq!(recommendations(&server, &campaigns[1], "traveller-1"), after);
+    let versions_after: Value = client().get(server.url("/v1/solution-versions")).send().unwrap().json().unwrap();
+    assert_eq!(versions_before, versions_after, "a restart must not retrain");
+    server.stop();
+}
+
+#[test]
+fn bad_input_gets_a_4xx_json_error_never_a_500() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    prepare_data_dir(data.path(), dir.path());
+    let server = Server::start(dir.path());
+    let get = |path: &str| {
+        let response = client().get(server.url(path)).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let missing = "arn:aws:personalize:local:000000000000:campaign/nope";
+    let cases: Vec<(&str, (u16, String), u16, &str)> = vec![
+        ("unknown campaign", get(&format!("/getRecommendations?campaignArn={missing}&userId=1")), 404, "does not exist"),
+        ("missing userId", get(&format!("/getRecommendations?campaignArn={missing}")), 400, "userId is required"),
+        ("numResults 0", get(&format!("/getRecommendations?campaignArn={missing}&userId=1&numResults=0")), 400, "numResults"),
+        ("numResults 501", get(&format!("/getRecommendations?campaignArn={missing}&userId=1&numResults=501")), 400, "numResults"),
+        ("malformed JSON", post(&server, "/campaign", "{\"name\": "), 400, "invalid JSON body"),
+        ("empty body", post(&server, "/solutionVersion", ""), 400, "empty"),
+        ("missing field", post(&server, "/solutionVersion", "{\"version\": \"v9\"}"), 400, "solutionArn"),
+        (
+            "unknown Data field",
+            post(
+                &server,
+                "/data",
+                r#"{"stream-name": "my-stream", "Data": {"userId": "1", "interactions": 1, "itemId": "1", "trackingId": "t", "eventTypo": "click", "dateFrom": "2022-01-01", "dateTo": "2022-02-01"}}"#,
+            ),
+            400,
+            "eventTypo",
+        ),
+        (
+            "dateFrom after dateTo",
+            post(
+                &server,
+                "/data",
+                r#"{"stream-name": "my-stream", "Data": {"userId": "1", "interactions": 1, "itemId": "1", "trackingId": "t", "eventType": "click", "dateFrom": "2023-04-05", "dateTo": "2022-01-01"}, "PartitionKey": "1"}"#,
+            ),
+            400,
+            "is after dateTo",
+        ),
+        (
+            "unknown version",
+            post(&server, "/describeSolutionVersion", &format!(r#"{{"solutionVersionArn": "{SOLUTION}/nope"}}"#)),
+            404,
+            "does not exist",
+        ),
+        (
+            "campaign on a missing version",
+            post(&server, "/campaign", &format!(r#"{{"solutionVersionArn": "{SOLUTION}/nope", "name": "x"}}"#)),
+            404,
+            "does not exist",
+        ),
+        (
+            "bad name",
+            post(&server, "/solutionVersion", &format!(r#"{{"solutionArn": "{SOLUTION}", "version": "a b"}}"#)),
+            400,
+            "not a valid name",
+        ),
+        ("unknown route", get("/nowhere"), 404, "no route"),
+    ];
+    for (case, (status, text), expected, fragment) in cases {
+        assert_eq!(status, expected, "{case}: {text}");
+        let body = json_of(&text);
+        assert!(body["message"].as_str().unwrap().contains(fragment), "{case}: {text}");
+        assert!(body["code"].is_string() && body["type"] == "invalid_request", "{case}: {text}");
+    }
+    server.stop();
+}
+
+#[test]
+fn bad_csv_files_are_refused_with_the_line_and_nothing_is_imported() {
+    let files = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_row = files.path().join("bad_row.csv");
+    std::fs::write(&bad_row, "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\r\n1,2,1667773054,click\r\n1,3,yesterday,click\r\n").unwrap();
+    let out = run(&["import", "--log", "warn", "--data-dir", dir.path().to_str().unwrap(), "--interactions", bad_row.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad_row.csv, line 3, column 3 (TIMESTAMP): `yesterday` is not a whole number"), "{stderr}");
+
+    let missing_column = files.path().join("missing_column.csv");
+    std::fs::write(&missing_column, "USER_ID,ITEM_ID,EVENT_TYPE\n1,2,click\n").unwrap();
+    let out =
+        run(&["import", "--log", "warn", "--data-dir", dir.path().to_str().unwrap(), "--interactions", missing_column.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no TIMESTAMP column"), "{stderr}");
+
+    // Nothing was imported: training has nothing to learn from.
+    let out = run(&["train", "--log", "warn", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interactions"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn generate_is_deterministic_per_seed() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&a, &b] {
+        let out = run(&["generate", "--out", dir.path().to_str().unwrap(), "--interactions", "5000", "--seed", "7"]);
+        assert!(out.status.success());
+    }
+    for file in ["event_data.csv", "item_data.csv", "user_data.csv", "local_events.csv"] {
+        assert_eq!(std::fs::read(a.path().join(file)).unwrap(), std::fs::read(b.path().join(file)).unwrap(), "{file}");
+    }
+}

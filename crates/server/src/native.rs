@@ -1,0 +1,281 @@
+//! The native API under `/v1`: every resource with its full description
+//! (status, timestamps, failure reason, progress), created with the managed
+//! service's field names, addressed by the path that ends its ARN.
+
+use crate::AppState;
+use crate::body::LenientJson;
+use crate::error::ApiResult;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use travelrec_store::{
+    Campaign, Dataset, DatasetGroup, DatasetImportJob, DatasetType, EventTracker, ImportMode, ResourceKind, ResourceType, Schema, Solution,
+    SolutionVersion,
+};
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/dataset-groups", post(create_dataset_group).get(list::<DatasetGroup>))
+        .route("/v1/dataset-groups/{name}", get(describe_dataset_group).delete(delete_dataset_group))
+        .route("/v1/schemas", post(create_schema).get(list::<Schema>))
+        .route("/v1/schemas/{name}", get(describe_schema))
+        .route("/v1/datasets", post(create_dataset).get(list::<Dataset>))
+        .route("/v1/datasets/{group}/{dataset_type}", get(describe_dataset).delete(delete_dataset))
+        .route("/v1/dataset-import-jobs", post(create_import_job).get(list::<DatasetImportJob>))
+        .route("/v1/dataset-import-jobs/{name}", get(describe_import_job))
+        .route("/v1/solutions", post(create_solution).get(list::<Solution>))
+        .route("/v1/solutions/{name}", get(describe_solution).delete(delete_solution))
+        .route("/v1/solution-versions", post(create_solution_version).get(list::<SolutionVersion>))
+        .route("/v1/solutions/{name}/versions/{version}", get(describe_solution_version).delete(delete_solution_version))
+        .route("/v1/campaigns", post(create_campaign).get(list::<Campaign>))
+        .route("/v1/campaigns/{name}", get(describe_campaign).delete(delete_campaign))
+        .route("/v1/event-trackers", post(create_event_tracker).get(list::<EventTracker>))
+        .route("/v1/event-trackers/{id}", get(describe_event_tracker).delete(delete_event_tracker))
+        .route("/v1/recommendations", post(recommend))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "available"}))
+}
+
+fn arn(state: &AppState, kind: ResourceKind, path: &str) -> String {
+    state.service.config().arns.arn(kind, path)
+}
+
+fn described<T: serde::Serialize>(resource: T) -> ApiResult<Json<Value>> {
+    Ok(Json(serde_json::to_value(resource).expect("resources serialise")))
+}
+
+async fn list<T: ResourceType + serde::Serialize>(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let items = state.service.list::<T>().await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NameRequest {
+    name: String,
+}
+
+async fn create_dataset_group(State(state): State<AppState>, LenientJson(req): LenientJson<NameRequest>) -> ApiResult<impl IntoResponse> {
+    let group = state.service.create_dataset_group(&req.name).await?;
+    Ok((StatusCode::CREATED, described(group)?))
+}
+
+async fn describe_dataset_group(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<DatasetGroup>(&arn(&state, ResourceKind::DatasetGroup, &name)).await?)
+}
+
+async fn delete_dataset_group(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    state.service.delete_dataset_group(&arn(&state, ResourceKind::DatasetGroup, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SchemaRequest {
+    name: String,
+    /// The Avro schema, as JSON text or as a JSON object.
+    schema: Value,
+}
+
+async fn create_schema(State(state): State<AppState>, LenientJson(req): LenientJson<SchemaRequest>) -> ApiResult<impl IntoResponse> {
+    let text = match req.schema {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Ok((StatusCode::CREATED, described(state.service.create_schema(&req.name, &text).await?)?))
+}
+
+async fn describe_schema(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<Schema>(&arn(&state, ResourceKind::Schema, &name)).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DatasetRequest {
+    name: String,
+    dataset_group_arn: String,
+    dataset_type: String,
+    schema_arn: String,
+}
+
+fn dataset_type(value: &str) -> ApiResult<DatasetType> {
+    DatasetType::parse(value)
+        .ok_or_else(|| crate::error::ApiError::bad_request(format!("datasetType `{value}` is not one of INTERACTIONS, ITEMS, USERS")))
+}
+
+async fn create_dataset(State(state): State<AppState>, LenientJson(req): LenientJson<DatasetRequest>) -> ApiResult<impl IntoResponse> {
+    let t = dataset_type(&req.dataset_type)?;
+    let dataset = state.service.create_dataset(&req.name, &req.dataset_group_arn, t, &req.schema_arn).await?;
+    Ok((StatusCode::CREATED, described(dataset)?))
+}
+
+async fn describe_dataset(State(state): State<AppState>, Path((group, t)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let t = dataset_type(&t)?;
+    described(state.service.describe::<Dataset>(&arn(&state, ResourceKind::Dataset, &format!("{group}/{}", t.as_str()))).await?)
+}
+
+async fn delete_dataset(State(state): State<AppState>, Path((group, t)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let t = dataset_type(&t)?;
+    state.service.delete_dataset(&arn(&state, ResourceKind::Dataset, &format!("{group}/{}", t.as_str()))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DataSourceRequest {
+    data_location: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImportJobRequest {
+    job_name: String,
+    dataset_arn: String,
+    data_source: DataSourceRequest,
+    #[serde(default)]
+    import_mode: ImportMode,
+}
+
+async fn create_import_job(State(state): State<AppState>, LenientJson(req): LenientJson<ImportJobRequest>) -> ApiResult<impl IntoResponse> {
+    let job = state.service.create_import_job(&req.job_name, &req.dataset_arn, &req.data_source.data_location, req.import_mode).await?;
+    Ok((StatusCode::ACCEPTED, described(job)?))
+}
+
+async fn describe_import_job(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<DatasetImportJob>(&arn(&state, ResourceKind::DatasetImportJob, &name)).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SolutionConfigRequest {
+    #[serde(default)]
+    algorithm_hyper_parameters: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SolutionRequest {
+    name: String,
+    dataset_group_arn: String,
+    #[serde(default = "default_recipe")]
+    recipe_arn: String,
+    #[serde(default)]
+    solution_config: SolutionConfigRequest,
+}
+
+fn default_recipe() -> String {
+    "arn:aws:personalize:::recipe/aws-user-personalization".into()
+}
+
+async fn create_solution(State(state): State<AppState>, LenientJson(req): LenientJson<SolutionRequest>) -> ApiResult<impl IntoResponse> {
+    let solution = state
+        .service
+        .create_solution(&req.name, &req.dataset_group_arn, &req.recipe_arn, req.solution_config.algorithm_hyper_parameters)
+        .await?;
+    Ok((StatusCode::CREATED, described(solution)?))
+}
+
+async fn describe_solution(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<Solution>(&arn(&state, ResourceKind::Solution, &name)).await?)
+}
+
+async fn delete_solution(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    state.service.delete_solution(&arn(&state, ResourceKind::Solution, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SolutionVersionRequest {
+    solution_arn: String,
+    name: String,
+}
+
+async fn create_solution_version(
+    State(state): State<AppState>,
+    LenientJson(req): LenientJson<SolutionVersionRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let version = state.service.create_solution_version(&req.solution_arn, &req.name).await?;
+    Ok((StatusCode::ACCEPTED, described(version)?))
+}
+
+async fn describe_solution_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<SolutionVersion>(&arn(&state, ResourceKind::Solution, &format!("{name}/{version}"))).await?)
+}
+
+async fn delete_solution_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    state.service.delete_solution_version(&arn(&state, ResourceKind::Solution, &format!("{name}/{version}"))).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CampaignRequest {
+    name: String,
+    solution_version_arn: String,
+}
+
+async fn create_campaign(State(state): State<AppState>, LenientJson(req): LenientJson<CampaignRequest>) -> ApiResult<impl IntoResponse> {
+    let campaign = state.service.create_campaign(&req.name, &req.solution_version_arn).await?;
+    Ok((StatusCode::ACCEPTED, described(campaign)?))
+}
+
+async fn describe_campaign(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<Campaign>(&arn(&state, ResourceKind::Campaign, &name)).await?)
+}
+
+async fn delete_campaign(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<impl IntoResponse> {
+    let campaign = state.service.delete_campaign(&arn(&state, ResourceKind::Campaign, &name)).await?;
+    Ok((StatusCode::ACCEPTED, described(campaign)?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventTrackerRequest {
+    name: String,
+    dataset_group_arn: String,
+}
+
+async fn create_event_tracker(
+    State(state): State<AppState>,
+    LenientJson(req): LenientJson<EventTrackerRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let tracker = state.service.create_event_tracker(&req.name, &req.dataset_group_arn).await?;
+    Ok((StatusCode::CREATED, described(tracker)?))
+}
+
+async fn describe_event_tracker(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<EventTracker>(&arn(&state, ResourceKind::EventTracker, &id)).await?)
+}
+
+async fn delete_event_tracker(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let tracker = state.service.delete_event_tracker(&arn(&state, ResourceKind::EventTracker, &id)).await?;
+    Ok((StatusCode::ACCEPTED, described(tracker)?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecommendationRequest {
+    campaign_arn: String,
+    user_id: String,
+    #[serde(default = "default_num_results")]
+    num_results: usize,
+}
+
+fn default_num_results() -> usize {
+    25
+}
+
+async fn recommend(State(state): State<AppState>, LenientJson(req): LenientJson<RecommendationRequest>) -> ApiResult<Json<Value>> {
+    let recommendations = state.service.recommend(&req.campaign_arn, &req.user_id, req.num_results).await?;
+    let items: Vec<Value> = recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect();
+    Ok(Json(json!({"itemList": items, "recommendationId": recommendations.recommendation_id})))
+}
