@@ -3,7 +3,7 @@
 //! `P = (XᵀX + λI)⁻¹` and a zero diagonal. A user's scores are `x·B`, so new
 //! events change the scores as soon as they change `x` — no retraining.
 
-use crate::{Progress, TrainingData};
+use crate::Progress;
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{MatRef, Side};
 use rayon::prelude::*;
@@ -34,39 +34,8 @@ impl EaseModel {
     }
 }
 
-/// Per-user item profiles at training time: Σ event weights per item, log-damped.
-fn user_profiles(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32]) -> Vec<Vec<(u32, f32)>> {
-    (0..data.users.len())
-        .into_par_iter()
-        .map(|u| {
-            let mut profile: Vec<(u32, f32)> = order[offsets[u]..offsets[u + 1]]
-                .iter()
-                .map(|&i| {
-                    let e = &data.events[i as usize];
-                    (e.item, event_weights[e.event_type as usize])
-                })
-                .collect();
-            profile.sort_unstable_by_key(|&(item, _)| item);
-            profile.dedup_by(|next, kept| {
-                if next.0 == kept.0 {
-                    kept.1 += next.1;
-                    true
-                } else {
-                    false
-                }
-            });
-            profile.retain(|&(_, w)| w > 0.0);
-            profile.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
-            profile
-        })
-        .collect()
-}
-
-pub fn train(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32], lambda: f32, progress: Progress) -> EaseModel {
-    let n = data.items.len();
-    progress(0.05, "building user profiles");
-    let profiles = user_profiles(data, order, offsets, event_weights);
-
+/// Trains on per-user `(item, weight)` rows over `n` items.
+pub fn train(profiles: &[Vec<(u32, f32)>], n: usize, lambda: f32, progress: Progress) -> EaseModel {
     // Gram matrix G = XᵀX + λI, column-major; each task owns a block of
     // columns (G is symmetric, so column j is row j) and scans every profile.
     progress(0.15, "computing item co-occurrence");
@@ -74,7 +43,7 @@ pub fn train(data: &TrainingData, order: &[u32], offsets: &[usize], event_weight
     let block = n.div_ceil(rayon::current_num_threads() * 4).max(1);
     gram.par_chunks_mut(n * block).enumerate().for_each(|(b, columns)| {
         let (first, last) = (b * block, ((b + 1) * block).min(n));
-        for profile in &profiles {
+        for profile in profiles {
             for &(j, xj) in profile.iter().filter(|(j, _)| (first..last).contains(&(*j as usize))) {
                 let column = &mut columns[(j as usize - first) * n..(j as usize - first + 1) * n];
                 for &(i, xi) in profile {
@@ -86,7 +55,6 @@ pub fn train(data: &TrainingData, order: &[u32], offsets: &[usize], event_weight
     for i in 0..n {
         gram[i * n + i] += lambda as f64;
     }
-    drop(profiles);
 
     progress(0.4, "inverting the regularised Gram matrix");
     let inverse = MatRef::from_column_major_slice(&gram, n, n)
@@ -111,7 +79,13 @@ pub fn train(data: &TrainingData, order: &[u32], offsets: &[usize], event_weight
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TrainingDataBuilder;
+    use crate::{TrainingData, TrainingDataBuilder};
+
+    fn fit(data: &TrainingData, weight: f32, lambda: f32) -> EaseModel {
+        let (order, offsets) = data.by_user();
+        let rows = crate::recipe::user_rows(data, &order, &offsets, &vec![weight; data.event_types.len()]);
+        train(&rows, data.items.len(), lambda, &crate::no_progress)
+    }
 
     /// Two clusters of items: {a, b, c} and {x, y, z}; users stay in one.
     fn clustered() -> TrainingData {
@@ -130,8 +104,7 @@ mod tests {
     #[test]
     fn learns_that_items_of_one_cluster_go_together() {
         let data = clustered();
-        let (order, offsets) = data.by_user();
-        let model = train(&data, &order, &offsets, &[1.0], 1.0, &crate::no_progress);
+        let model = fit(&data, 1.0, 1.0);
         let id = |s: &str| data.items.get(s).unwrap();
         assert_eq!(model.weight(id("a"), id("a")), 0.0);
         assert!(model.weight(id("a"), id("b")) > 0.1);
@@ -153,9 +126,8 @@ mod tests {
         builder.add_interaction("u1", "i1", 0, "t", None);
         builder.add_interaction("u2", "i0", 0, "t", None);
         let data = builder.build();
-        let (order, offsets) = data.by_user();
         // Event weight e - 1 makes ln(1 + w) = 1, so X is binary.
-        let model = train(&data, &order, &offsets, &[std::f32::consts::E - 1.0], 1.0, &crate::no_progress);
+        let model = fit(&data, std::f32::consts::E - 1.0, 1.0);
         assert!((model.weight(0, 1) - 1.0 / 3.0).abs() < 1e-5, "{}", model.weight(0, 1));
         assert!((model.weight(1, 0) - 0.5).abs() < 1e-5, "{}", model.weight(1, 0));
     }

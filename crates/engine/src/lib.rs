@@ -4,19 +4,27 @@
 //! ([`Model::recommend`]). Nothing here knows about HTTP, async runtimes or
 //! storage formats beyond the model's own byte encoding.
 
+pub mod als;
 mod ease;
 mod ids;
+pub mod metrics;
 mod model;
 mod popularity;
 mod recipe;
+pub mod sparse;
+pub mod split;
 mod topk;
 mod training_data;
+pub mod tuning;
 
 pub use ids::IdIndex;
-pub use model::{HistoryEvent, Model, ModelError, ScoredItem, Scorer, TrainingSummary};
-pub use recipe::{Hyperparameters, Recipe, RecipeError, train};
+pub use model::{
+    Blend, Collaborative, Components, FEATURE_NAMES, FEATURES, FeatureBuffers, HistoryEvent, Model, ModelError, Profile, ScoredItem,
+    TrainingSummary, distance_km, popularity_feature,
+};
+pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_with};
 pub use topk::{softmax_in_place, top_k};
-pub use training_data::{TrainingData, TrainingDataBuilder, TrainingEvent};
+pub use training_data::{ItemMeta, TrainingData, TrainingDataBuilder, TrainingEvent};
 
 /// Reports training progress: a fraction in `0.0..=1.0` and a short stage name.
 pub type Progress<'a> = &'a (dyn Fn(f32, &str) + Sync);

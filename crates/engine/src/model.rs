@@ -1,7 +1,11 @@
 //! A trained model: immutable once built, serialisable, and cheap to score.
 
+use crate::als::AlsModel;
 use crate::ease::EaseModel;
+use crate::sparse::ItemLinks;
 use crate::topk::{softmax_in_place, top_k};
+use crate::training_data::ItemMeta;
+use crate::tuning::TuningReport;
 use crate::{Hyperparameters, IdIndex, Recipe, TrainingData};
 use serde::{Deserialize, Serialize};
 
@@ -51,17 +55,64 @@ impl Histories {
         }
     }
 
+    /// The history of the user with index `user` in the training data.
+    pub fn get_index(&self, user: u32) -> &[HistoryEvent] {
+        &self.events[self.offsets[user as usize] as usize..self.offsets[user as usize + 1] as usize]
+    }
+
     pub fn users(&self) -> usize {
         self.users.len()
     }
 }
 
-/// How a model turns a history into scores.
+/// How the collaborative part of a model scores a user's profile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Scorer {
-    Popularity,
+pub enum Collaborative {
+    /// No collaborative signal (popularity-style recipes).
+    None,
     Ease(EaseModel),
+    Als(AlsModel),
+    /// Item-kNN: the sum of cosine similarities to the profile's items.
+    Neighbours(ItemLinks),
 }
+
+/// Weights of the signals a user-personalization score blends, learned on a
+/// validation split (see [`crate::tuning`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Blend {
+    /// Collaborative score, in standard deviations over the catalogue.
+    pub collaborative: f32,
+    /// Probability of being next after the user's last items.
+    pub sequence: f32,
+    /// Log popularity, scaled to 0..1.
+    pub popularity: f32,
+    /// Recent growth of interactions (see [`crate::popularity::trending`]), 0..1.
+    pub trending: f32,
+    /// Nearness to the user's last located item, `exp(-km / proximity_km)`.
+    pub proximity: f32,
+}
+
+impl Default for Blend {
+    fn default() -> Self {
+        Self { collaborative: 1.0, sequence: 0.0, popularity: 0.05, trending: 0.0, proximity: 0.0 }
+    }
+}
+
+impl Blend {
+    pub fn as_array(&self) -> [f32; FEATURES] {
+        [self.collaborative, self.sequence, self.popularity, self.trending, self.proximity]
+    }
+
+    pub fn from_array(w: [f32; FEATURES]) -> Self {
+        Self { collaborative: w[0], sequence: w[1], popularity: w[2], trending: w[3], proximity: w[4] }
+    }
+}
+
+/// Number of blended signals.
+pub const FEATURES: usize = 5;
+
+/// Feature names, in blend order.
+pub const FEATURE_NAMES: [&str; FEATURES] = ["collaborative", "sequence", "popularity", "trending", "proximity"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -90,6 +141,19 @@ pub enum ModelError {
     Corrupt(String),
 }
 
+/// The learned parts of a model, trainable on any split of the data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Components {
+    pub collaborative: Collaborative,
+    pub transitions: Option<ItemLinks>,
+    /// Cosine neighbours, for similar-items.
+    pub neighbours: Option<ItemLinks>,
+    /// Interaction count per item.
+    pub popularity: Vec<f32>,
+    /// How much faster each item is being interacted with lately.
+    pub trending: Vec<f32>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
     pub format_version: u32,
@@ -97,17 +161,35 @@ pub struct Model {
     pub hyperparameters: Hyperparameters,
     pub items: IdIndex,
     pub event_types: Vec<String>,
-    /// Interaction count per item.
-    pub popularity: Vec<f32>,
-    pub scorer: Scorer,
+    pub item_meta: Vec<ItemMeta>,
+    pub components: Components,
+    pub blend: Blend,
     pub histories: Histories,
     pub summary: TrainingSummary,
+    /// What hyperparameter search and blend learning tried and chose.
+    pub tuning: Option<TuningReport>,
 }
+
+/// A user as the model sees them at query time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    /// Per item: event-type weight × recency decay, summed and log-damped.
+    pub weighted: Vec<(u32, f32)>,
+    /// The newest distinct items, newest first, with a position decay.
+    pub last: Vec<(u32, f32)>,
+    /// Where the user last was, from the newest located item.
+    pub location: Option<(f64, f64)>,
+    /// Every item in the history.
+    pub seen: Vec<u32>,
+}
+
+/// How many of the newest distinct items drive the sequence signal.
+const LAST_ITEMS: usize = 3;
 
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 1;
+    pub const FORMAT_VERSION: u32 = 2;
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -142,64 +224,190 @@ impl Model {
     /// time) followed by `recent` (events that arrived since), with their
     /// probabilities under a softmax over the whole catalogue.
     pub fn recommend(&self, history: &[HistoryEvent], recent: &[HistoryEvent], k: usize) -> Vec<ScoredItem> {
+        self.recommend_with(history, recent, k, false)
+    }
+
+    /// As [`Model::recommend`]; with `exclude_seen`, items in the history are never returned.
+    pub fn recommend_with(&self, history: &[HistoryEvent], recent: &[HistoryEvent], k: usize, exclude_seen: bool) -> Vec<ScoredItem> {
+        let profile = self.profile(history, recent);
         let mut scores = vec![0f32; self.items.len()];
-        self.raw_scores(history, recent, &mut scores);
+        self.score_profile(&profile, &self.blend, &mut scores);
+        if exclude_seen {
+            profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
+        }
         softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
         top_k(&scores, k).into_iter().map(|item| ScoredItem { item, score: scores[item as usize] }).collect()
+    }
+
+    /// Items most like `item` (people who interacted with it also
+    /// interacted with these), by cosine similarity.
+    pub fn similar_items(&self, item: u32, k: usize) -> Vec<ScoredItem> {
+        let mut scores = vec![0f32; self.items.len()];
+        match &self.components.neighbours {
+            Some(links) => links.accumulate(&[(item, 1.0)], &mut scores),
+            None => return Vec::new(),
+        }
+        let popularity = popularity_feature(&self.components.popularity);
+        for (s, p) in scores.iter_mut().zip(&popularity) {
+            *s += 1e-4 * p;
+        }
+        scores[item as usize] = f32::NEG_INFINITY;
+        softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
+        top_k(&scores, k).into_iter().map(|i| ScoredItem { item: i, score: scores[i as usize] }).collect()
     }
 
     /// Unnormalised scores for every item (higher is better).
     pub fn raw_scores(&self, history: &[HistoryEvent], recent: &[HistoryEvent], out: &mut [f32]) {
         let profile = self.profile(history, recent);
-        let max_popularity = self.popularity.iter().fold(0f32, |m, &p| m.max(p));
-        let popularity = |i: usize| (1.0 + self.popularity[i]).ln() / (1.0 + max_popularity).ln().max(1e-6);
-        match &self.scorer {
-            Scorer::Ease(ease) if !profile.is_empty() => {
-                ease.score(&profile, out);
-                // Popularity only breaks ties between items the history says
-                // nothing about.
-                for (i, s) in out.iter_mut().enumerate() {
-                    *s += 1e-4 * popularity(i);
-                }
-            }
-            _ => {
-                for (i, s) in out.iter_mut().enumerate() {
-                    *s = popularity(i);
-                }
-            }
-        }
+        self.score_profile(&profile, &self.blend, out);
     }
 
-    /// The user's weighted item profile: event-type weight × recency decay
-    /// (relative to the user's newest event), summed per item, log-damped.
-    fn profile(&self, history: &[HistoryEvent], recent: &[HistoryEvent]) -> Vec<(u32, f32)> {
+    /// The blended score of every item for `profile`.
+    pub fn score_profile(&self, profile: &Profile, blend: &Blend, out: &mut [f32]) {
+        let mut features = FeatureBuffers::new(self.items.len());
+        self.features(profile, &mut features);
+        features.blend(blend, out);
+    }
+
+    /// The user's profile: per-item weights (event type × recency, relative to
+    /// the newest event), the newest distinct items and the last known location.
+    pub fn profile(&self, history: &[HistoryEvent], recent: &[HistoryEvent]) -> Profile {
         let hp = &self.hyperparameters;
-        let keep = hp.max_history;
         let total = history.len() + recent.len();
-        let skip = total.saturating_sub(keep);
-        let events = history.iter().chain(recent).skip(skip);
-        let newest = events.clone().map(|e| e.timestamp).max().unwrap_or(0);
+        let skip = total.saturating_sub(hp.max_history);
+        let events: Vec<&HistoryEvent> = history.iter().chain(recent).skip(skip).filter(|e| (e.item as usize) < self.items.len()).collect();
+        let newest = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
         let half_life = hp.recency_half_life_days as f64 * 86_400.0;
-        let mut weights: Vec<(u32, f32)> = Vec::with_capacity(keep.min(total));
-        for e in events {
-            if e.item as usize >= self.items.len() {
-                continue;
-            }
+        let mut weighted: Vec<(u32, f32)> = Vec::with_capacity(events.len());
+        for e in &events {
             let type_weight = match self.event_types.get(e.event_type as usize) {
                 Some(name) => hp.event_weights.get(name).copied().unwrap_or(hp.default_event_weight),
                 None => hp.default_event_weight,
             };
             let age = (newest - e.timestamp).max(0) as f64;
-            let w = type_weight * (0.5f64).powf(age / half_life) as f32;
-            match weights.iter_mut().find(|(item, _)| *item == e.item) {
-                Some((_, total)) => *total += w,
-                None => weights.push((e.item, w)),
+            weighted.push((e.item, type_weight * (0.5f64).powf(age / half_life) as f32));
+        }
+        weighted.sort_unstable_by_key(|&(item, _)| item);
+        weighted.dedup_by(|next, kept| {
+            if next.0 == kept.0 {
+                kept.1 += next.1;
+                true
+            } else {
+                false
+            }
+        });
+        let seen: Vec<u32> = weighted.iter().map(|&(i, _)| i).collect();
+        weighted.retain(|(_, w)| *w > 0.0);
+        weighted.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
+
+        // Newest distinct items by time (ties: later in the list is newer).
+        let mut by_time: Vec<(usize, &HistoryEvent)> = events.iter().copied().enumerate().collect();
+        by_time.sort_by_key(|(position, e)| (std::cmp::Reverse(e.timestamp), std::cmp::Reverse(*position)));
+        // Only items of the current session (each step within the transition
+        // gap of the next) say what comes next.
+        let gap = (hp.transition_max_gap_hours as f64 * 3600.0) as i64;
+        let mut last: Vec<(u32, f32)> = Vec::with_capacity(LAST_ITEMS);
+        let mut session_open = true;
+        let mut previous_time = newest;
+        let mut location = None;
+        for (_, e) in &by_time {
+            if location.is_none() {
+                location = self.item_meta.get(e.item as usize).and_then(|m| m.location);
+            }
+            session_open &= previous_time - e.timestamp <= gap;
+            previous_time = e.timestamp;
+            if session_open && last.len() < LAST_ITEMS && !last.iter().any(|(i, _)| *i == e.item) {
+                last.push((e.item, 0.5f32.powi(last.len() as i32)));
+            }
+            if (last.len() == LAST_ITEMS || !session_open) && location.is_some() {
+                break;
             }
         }
-        weights.retain(|(_, w)| *w > 0.0);
-        weights.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
-        weights
+        Profile { weighted, last, location, seen }
     }
+
+    /// Every signal for every item, before blending.
+    pub fn features(&self, profile: &Profile, f: &mut FeatureBuffers) {
+        f.clear();
+        let c = &self.components;
+        if !profile.weighted.is_empty() {
+            match &c.collaborative {
+                Collaborative::None => {}
+                Collaborative::Ease(ease) => ease.score(&profile.weighted, &mut f.values[0]),
+                Collaborative::Als(als) => als.score(&profile.weighted, &mut f.values[0]),
+                Collaborative::Neighbours(links) => links.accumulate(&profile.weighted, &mut f.values[0]),
+            }
+            standardise_scale(&mut f.values[0]);
+        }
+        if let Some(transitions) = &c.transitions {
+            transitions.accumulate(&profile.last, &mut f.values[1]);
+        }
+        f.values[2].copy_from_slice(&popularity_feature(&c.popularity));
+        f.values[3].copy_from_slice(&c.trending);
+        if let Some((lat, lon)) = profile.location {
+            let scale = self.hyperparameters.proximity_km.max(1e-3) as f64;
+            for (value, meta) in f.values[4].iter_mut().zip(&self.item_meta) {
+                if let Some((item_lat, item_lon)) = meta.location {
+                    *value = (-distance_km(lat, lon, item_lat, item_lon) / scale).exp() as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Per-signal score vectors over the catalogue, reused across queries.
+pub struct FeatureBuffers {
+    pub values: [Vec<f32>; FEATURES],
+}
+
+impl FeatureBuffers {
+    pub fn new(items: usize) -> Self {
+        Self { values: std::array::from_fn(|_| vec![0f32; items]) }
+    }
+
+    fn clear(&mut self) {
+        self.values.iter_mut().for_each(|v| v.fill(0.0));
+    }
+
+    pub fn blend(&self, blend: &Blend, out: &mut [f32]) {
+        let weights = blend.as_array();
+        out.fill(0.0);
+        for (values, weight) in self.values.iter().zip(weights) {
+            if weight != 0.0 {
+                for (o, v) in out.iter_mut().zip(values) {
+                    *o += weight * v;
+                }
+            }
+        }
+    }
+}
+
+/// Divides by the standard deviation over the catalogue, so the
+/// collaborative signal has the same scale for every user and model.
+fn standardise_scale(values: &mut [f32]) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    if std > 1e-12 {
+        let inverse = (1.0 / std) as f32;
+        values.iter_mut().for_each(|v| *v *= inverse);
+    }
+}
+
+/// Log popularity scaled to 0..1.
+pub fn popularity_feature(counts: &[f32]) -> Vec<f32> {
+    let max = counts.iter().fold(0f32, |m, &c| m.max(c));
+    let denominator = (1.0 + max).ln().max(1e-6);
+    counts.iter().map(|&c| (1.0 + c).ln() / denominator).collect()
+}
+
+/// Great-circle distance in km (haversine).
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * a.sqrt().asin()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Recipes (what to train) and their hyperparameters.
 
-use crate::model::{Histories, Model, Scorer, TrainingSummary};
-use crate::{Progress, TrainingData, ease, popularity};
+use crate::als::AlsParams;
+use crate::model::{Blend, Collaborative, Components, Histories, Model, TrainingSummary};
+use crate::split::Holdout;
+use crate::{Progress, TrainingData, als, ease, popularity, sparse, tuning};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,20 +13,31 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Recipe {
-    /// Collaborative filtering (EASE) over weighted, recency-aware
-    /// interactions, with the user's newest events folded in at query time.
+    /// Collaborative filtering (EASE, or ALS for large catalogues) blended with
+    /// what users do next after their last items, popularity, trends and
+    /// nearness, with the user's newest events folded in at query time.
     UserPersonalization,
     /// The most interacted-with items, the same for everyone.
     PopularityCount,
+    /// Items whose interaction rate is rising.
+    TrendingNow,
+    /// Items like a given item ("people who visited X also visited").
+    SimilarItems,
+    /// Re-ranks a list of items the caller gives, for a user.
+    PersonalizedRanking,
 }
 
 impl Recipe {
-    pub const ALL: [Recipe; 2] = [Recipe::UserPersonalization, Recipe::PopularityCount];
+    pub const ALL: [Recipe; 5] =
+        [Recipe::UserPersonalization, Recipe::PopularityCount, Recipe::TrendingNow, Recipe::SimilarItems, Recipe::PersonalizedRanking];
 
     pub fn name(self) -> &'static str {
         match self {
             Recipe::UserPersonalization => "user-personalization",
             Recipe::PopularityCount => "popularity-count",
+            Recipe::TrendingNow => "trending-now",
+            Recipe::SimilarItems => "similar-items",
+            Recipe::PersonalizedRanking => "personalized-ranking",
         }
     }
 
@@ -34,15 +47,21 @@ impl Recipe {
     }
 
     /// Accepts `user-personalization`, `aws-user-personalization` or the full ARN
-    /// (and `aws-user-personalization-v2`, which clients of the managed service use).
+    /// (and the `-v2` variants clients of the managed service use; `sims` for similar-items).
     pub fn parse(value: &str) -> Result<Recipe, RecipeError> {
         let name = value.rsplit('/').next().unwrap_or(value);
         let name = name.strip_prefix("aws-").unwrap_or(name);
         let name = name.strip_suffix("-v2").unwrap_or(name);
+        let name = if name == "sims" { "similar-items" } else { name };
         Recipe::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| {
             let known: Vec<&str> = Recipe::ALL.iter().map(|r| r.name()).collect();
             RecipeError::UnknownRecipe { given: value.to_string(), known: known.join(", ") }
         })
+    }
+
+    /// Whether the recipe learns from who did what (and so needs the collaborative part).
+    fn personalised(self) -> bool {
+        matches!(self, Recipe::UserPersonalization | Recipe::PersonalizedRanking)
     }
 }
 
@@ -56,8 +75,18 @@ pub enum RecipeError {
     InvalidHyperparameter { key: String, value: String, reason: String },
     #[error("not enough data to train: {0}")]
     NotEnoughData(String),
-    #[error("{0}")]
-    TooLarge(String),
+}
+
+/// Which collaborative model user-personalization uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CollaborativeKind {
+    /// EASE up to `max_ease_items` items, ALS above.
+    Auto,
+    Ease,
+    Als,
+    /// Item-kNN (cosine); mostly a baseline.
+    ItemKnn,
 }
 
 /// Hyperparameters of all recipes, with documented defaults. On the API they
@@ -69,19 +98,37 @@ pub struct Hyperparameters {
     /// Key on the API: `event_weight.<type>`.
     pub event_weights: BTreeMap<String, f32>,
     pub default_event_weight: f32,
+    pub collaborative: CollaborativeKind,
     /// L2 regularisation of EASE (its λ): larger values trust co-occurrence less.
     pub l2_regularization: f32,
+    /// EASE keeps an items × items matrix; above this many items `auto` uses ALS.
+    pub max_ease_items: usize,
+    pub als_factors: usize,
+    pub als_iterations: usize,
+    pub als_regularization: f32,
+    pub als_alpha: f32,
     /// At query time, an event this many days older than the user's newest
     /// event counts half as much.
     pub recency_half_life_days: f32,
     /// How many of a user's newest events are kept and scored.
     pub max_history: usize,
+    /// Consecutive items further apart than this do not count as "next".
+    pub transition_max_gap_hours: f32,
+    /// Distance at which nearness to the user's last item falls to 1/e.
+    pub proximity_km: f32,
+    /// Window for trending-now: the last N days against the N before.
+    pub trending_window_days: f32,
     /// Temperature of the catalogue-wide softmax that turns scores into
     /// probabilities (on standardised scores); higher is flatter.
     pub softmax_temperature: f32,
-    /// EASE keeps an items × items matrix; above this many items training
-    /// refuses rather than exhausting memory.
-    pub max_ease_items: usize,
+    /// Try a budgeted set of hyperparameters on a validation split and keep the best.
+    pub perform_hpo: bool,
+    /// Most trainings hyperparameter search may run.
+    pub hpo_budget: usize,
+    /// Users in the validation split (blend weights and search are learned on them).
+    pub validation_users: usize,
+    /// Seed for splits and initialisation.
+    pub seed: u64,
 }
 
 impl Default for Hyperparameters {
@@ -92,11 +139,23 @@ impl Default for Hyperparameters {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             default_event_weight: 1.0,
+            collaborative: CollaborativeKind::Auto,
             l2_regularization: 200.0,
+            max_ease_items: 12_000,
+            als_factors: 64,
+            als_iterations: 15,
+            als_regularization: 0.05,
+            als_alpha: 2.0,
             recency_half_life_days: 14.0,
             max_history: 200,
+            transition_max_gap_hours: 24.0,
+            proximity_km: 1.0,
+            trending_window_days: 7.0,
             softmax_temperature: 2.0,
-            max_ease_items: 12_000,
+            perform_hpo: false,
+            hpo_budget: 6,
+            validation_users: 2_000,
+            seed: 42,
         }
     }
 }
@@ -105,11 +164,23 @@ impl Hyperparameters {
     pub const KEYS: &'static [&'static str] = &[
         "event_weight.<type>",
         "default_event_weight",
+        "collaborative (auto|ease|als|item-knn)",
         "l2_regularization",
+        "max_ease_items",
+        "als_factors",
+        "als_iterations",
+        "als_regularization",
+        "als_alpha",
         "recency_half_life_days",
         "max_history",
+        "transition_max_gap_hours",
+        "proximity_km",
+        "trending_window_days",
         "softmax_temperature",
-        "max_ease_items",
+        "perform_hpo",
+        "hpo_budget",
+        "validation_users",
+        "seed",
     ];
 
     /// Defaults overridden by a string map, validating every key and value.
@@ -139,11 +210,37 @@ impl Hyperparameters {
             }
             match key.as_str() {
                 "default_event_weight" => hp.default_event_weight = positive()?,
+                "collaborative" => {
+                    hp.collaborative = match value.trim() {
+                        "auto" => CollaborativeKind::Auto,
+                        "ease" => CollaborativeKind::Ease,
+                        "als" => CollaborativeKind::Als,
+                        "item-knn" => CollaborativeKind::ItemKnn,
+                        _ => return Err(invalid("expected auto, ease, als or item-knn")),
+                    }
+                }
                 "l2_regularization" => hp.l2_regularization = positive()?,
+                "max_ease_items" => hp.max_ease_items = count()?,
+                "als_factors" => hp.als_factors = count()?,
+                "als_iterations" => hp.als_iterations = count()?,
+                "als_regularization" => hp.als_regularization = positive()?,
+                "als_alpha" => hp.als_alpha = positive()?,
                 "recency_half_life_days" => hp.recency_half_life_days = positive()?,
                 "max_history" => hp.max_history = count()?,
+                "transition_max_gap_hours" => hp.transition_max_gap_hours = positive()?,
+                "proximity_km" => hp.proximity_km = positive()?,
+                "trending_window_days" => hp.trending_window_days = positive()?,
                 "softmax_temperature" => hp.softmax_temperature = positive()?,
-                "max_ease_items" => hp.max_ease_items = count()?,
+                "perform_hpo" => {
+                    hp.perform_hpo = match value.trim().to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid("expected true or false")),
+                    }
+                }
+                "hpo_budget" => hp.hpo_budget = count()?,
+                "validation_users" => hp.validation_users = count()?,
+                "seed" => hp.seed = value.trim().parse().map_err(|_| invalid("expected a whole number"))?,
                 _ => return Err(RecipeError::UnknownHyperparameter(key.clone())),
             }
         }
@@ -154,59 +251,157 @@ impl Hyperparameters {
     pub fn weights_for(&self, event_types: &[String]) -> Vec<f32> {
         event_types.iter().map(|t| self.event_weights.get(t).copied().unwrap_or(self.default_event_weight)).collect()
     }
+
+    fn collaborative_for(&self, items: usize) -> CollaborativeKind {
+        match self.collaborative {
+            CollaborativeKind::Auto if items <= self.max_ease_items => CollaborativeKind::Ease,
+            CollaborativeKind::Auto => CollaborativeKind::Als,
+            other => other,
+        }
+    }
 }
 
-/// Trains `recipe` on `data`. Pure and synchronous; runs on the rayon pool.
-pub fn train(data: &TrainingData, recipe: Recipe, hyperparameters: &Hyperparameters, progress: Progress) -> Result<Model, RecipeError> {
+/// Per-user `(item, log-damped summed event weight)` rows, the input of the
+/// collaborative models.
+pub(crate) fn user_rows(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32]) -> Vec<Vec<(u32, f32)>> {
+    use rayon::prelude::*;
+    (0..data.users.len())
+        .into_par_iter()
+        .map(|u| {
+            let mut row: Vec<(u32, f32)> = order[offsets[u]..offsets[u + 1]]
+                .iter()
+                .map(|&i| {
+                    let e = &data.events[i as usize];
+                    (e.item, event_weights[e.event_type as usize])
+                })
+                .collect();
+            row.sort_unstable_by_key(|&(item, _)| item);
+            row.dedup_by(|next, kept| {
+                if next.0 == kept.0 {
+                    kept.1 += next.1;
+                    true
+                } else {
+                    false
+                }
+            });
+            row.retain(|&(_, w)| w > 0.0);
+            row.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
+            row
+        })
+        .collect()
+}
+
+/// Fits the learned parts of `recipe` on `data` with `hp`.
+pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters, progress: Progress) -> Result<Components, RecipeError> {
+    let (order, offsets) = data.by_user();
+    let weights = hp.weights_for(data.event_types.ids());
+    let popularity = popularity::counts(data);
+    let trending = popularity::trending(data, hp.trending_window_days);
+    let gap = (hp.transition_max_gap_hours as f64 * 3600.0) as i64;
+    let collaborative = if recipe.personalised() {
+        let users_with_events = offsets.windows(2).filter(|w| w[1] > w[0]).count();
+        if users_with_events < 2 {
+            return Err(RecipeError::NotEnoughData(format!(
+                "{} needs interactions from at least 2 users, found {users_with_events}",
+                recipe.name()
+            )));
+        }
+        let rows = user_rows(data, &order, &offsets, &weights);
+        match hp.collaborative_for(data.items.len()) {
+            CollaborativeKind::Ease | CollaborativeKind::Auto => {
+                Collaborative::Ease(ease::train(&rows, data.items.len(), hp.l2_regularization, progress))
+            }
+            CollaborativeKind::Als => {
+                let params = AlsParams {
+                    factors: hp.als_factors,
+                    iterations: hp.als_iterations,
+                    regularization: hp.als_regularization,
+                    alpha: hp.als_alpha,
+                    cg_steps: 3,
+                    seed: hp.seed,
+                };
+                Collaborative::Als(als::train(&rows, data.items.len(), &params, &|f| progress(f, "alternating least squares")))
+            }
+            CollaborativeKind::ItemKnn => Collaborative::Neighbours(sparse::neighbours(data, &order, &offsets, 200)),
+        }
+    } else {
+        Collaborative::None
+    };
+    let transitions = recipe.personalised().then(|| sparse::transitions(data, &order, &offsets, gap, 100));
+    let neighbours = (recipe == Recipe::SimilarItems).then(|| sparse::neighbours(data, &order, &offsets, 100));
+    Ok(Components { collaborative, transitions, neighbours, popularity, trending })
+}
+
+/// Assembles a model from fitted components.
+pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters, components: Components, blend: Blend) -> Model {
+    let (order, offsets) = data.by_user();
+    Model {
+        format_version: Model::FORMAT_VERSION,
+        recipe,
+        hyperparameters: hp.clone(),
+        items: data.items.clone(),
+        event_types: data.event_types.ids().to_vec(),
+        item_meta: data.item_meta.clone(),
+        components,
+        blend,
+        histories: Histories::build(data, &order, &offsets, hp.max_history),
+        summary: TrainingSummary {
+            users: data.users.len(),
+            items: data.items.len(),
+            interactions: data.events.len(),
+            max_timestamp: data.max_timestamp(),
+            training_seconds: 0.0,
+        },
+        tuning: None,
+    }
+}
+
+/// The fixed blend of the recipes that do not learn one.
+fn fixed_blend(recipe: Recipe) -> Option<Blend> {
+    let zero = Blend { collaborative: 0.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0 };
+    match recipe {
+        Recipe::PopularityCount | Recipe::SimilarItems => Some(Blend { popularity: 1.0, ..zero }),
+        Recipe::TrendingNow => Some(Blend { trending: 1.0, popularity: 0.01, ..zero }),
+        Recipe::UserPersonalization | Recipe::PersonalizedRanking => None,
+    }
+}
+
+/// Trains `recipe` on `data`. Personalised recipes learn their blend weights
+/// (and, with `perform_hpo`, their hyperparameters) on a validation split
+/// carved from `data` by `validation`, then fit on all of `data`. Pure and
+/// synchronous; runs on the rayon pool.
+pub fn train_with(
+    data: &TrainingData,
+    recipe: Recipe,
+    hyperparameters: &Hyperparameters,
+    validation: Holdout,
+    progress: Progress,
+) -> Result<Model, RecipeError> {
     let started = Instant::now();
     if data.events.is_empty() {
         return Err(RecipeError::NotEnoughData(
             "the dataset group has no interactions; import an interactions CSV or send events before training".into(),
         ));
     }
-    progress(0.0, "grouping interactions by user");
-    let weights = hyperparameters.weights_for(data.event_types.ids());
-    let (order, offsets) = data.by_user();
-    let histories = Histories::build(data, &order, &offsets, hyperparameters.max_history);
-    let popularity = popularity::counts(data);
-    let scorer = match recipe {
-        Recipe::PopularityCount => Scorer::Popularity,
-        Recipe::UserPersonalization => {
-            if data.items.len() > hyperparameters.max_ease_items {
-                return Err(RecipeError::TooLarge(format!(
-                    "{} items exceed max_ease_items = {}; raise it if the machine has {} GiB of memory to spare",
-                    data.items.len(),
-                    hyperparameters.max_ease_items,
-                    (data.items.len() as f64).powi(2) * 12.0 / (1u64 << 30) as f64
-                )));
-            }
-            let users_with_events = offsets.windows(2).filter(|w| w[1] > w[0]).count();
-            if users_with_events < 2 {
-                return Err(RecipeError::NotEnoughData(format!(
-                    "user-personalization needs interactions from at least 2 users, found {users_with_events}"
-                )));
-            }
-            Scorer::Ease(ease::train(data, &order, &offsets, &weights, hyperparameters.l2_regularization, progress))
+    let (hp, blend, report) = match fixed_blend(recipe) {
+        Some(blend) => (hyperparameters.clone(), blend, None),
+        None => {
+            let outcome = tuning::tune(data, recipe, hyperparameters, validation, &|f, stage| progress(0.6 * f, stage))?;
+            (outcome.hyperparameters, outcome.blend, Some(outcome.report))
         }
     };
+    progress(0.6, "fitting on all data");
+    let components = fit_components(data, recipe, &hp, &|f, stage| progress(0.6 + 0.4 * f, stage))?;
+    let mut model = assemble(data, recipe, &hp, components, blend);
+    model.tuning = report;
+    model.summary.training_seconds = started.elapsed().as_secs_f64();
     progress(1.0, "done");
-    Ok(Model {
-        format_version: Model::FORMAT_VERSION,
-        recipe,
-        hyperparameters: hyperparameters.clone(),
-        items: data.items.clone(),
-        event_types: data.event_types.ids().to_vec(),
-        popularity,
-        scorer,
-        histories,
-        summary: TrainingSummary {
-            users: data.users.len(),
-            items: data.items.len(),
-            interactions: data.events.len(),
-            max_timestamp: data.max_timestamp(),
-            training_seconds: started.elapsed().as_secs_f64(),
-        },
-    })
+    Ok(model)
+}
+
+/// [`train_with`] validating on each user's newest interaction.
+pub fn train(data: &TrainingData, recipe: Recipe, hyperparameters: &Hyperparameters, progress: Progress) -> Result<Model, RecipeError> {
+    train_with(data, recipe, hyperparameters, Holdout::LastItem, progress)
 }
 
 #[cfg(test)]
@@ -219,6 +414,8 @@ mod tests {
         assert_eq!(Recipe::parse("arn:aws:personalize:::recipe/aws-user-personalization"), Ok(Recipe::UserPersonalization));
         assert_eq!(Recipe::parse("arn:aws:personalize:::recipe/aws-user-personalization-v2"), Ok(Recipe::UserPersonalization));
         assert_eq!(Recipe::parse("aws-popularity-count"), Ok(Recipe::PopularityCount));
+        assert_eq!(Recipe::parse("arn:aws:personalize:::recipe/aws-sims"), Ok(Recipe::SimilarItems));
+        assert_eq!(Recipe::parse("trending-now"), Ok(Recipe::TrendingNow));
         assert!(matches!(Recipe::parse("magic"), Err(RecipeError::UnknownRecipe { .. })));
     }
 
@@ -227,7 +424,10 @@ mod tests {
         let map = |k: &str, v: &str| [(k.to_string(), v.to_string())].into_iter().collect::<BTreeMap<_, _>>();
         assert_eq!(Hyperparameters::from_map(&map("l2_regularization", "50")).unwrap().l2_regularization, 50.0);
         assert_eq!(Hyperparameters::from_map(&map("event_weight.like", "7")).unwrap().event_weights["like"], 7.0);
+        assert_eq!(Hyperparameters::from_map(&map("collaborative", "als")).unwrap().collaborative, CollaborativeKind::Als);
+        assert!(Hyperparameters::from_map(&map("perform_hpo", "true")).unwrap().perform_hpo);
         assert!(matches!(Hyperparameters::from_map(&map("l2_regularization", "-1")), Err(RecipeError::InvalidHyperparameter { .. })));
+        assert!(matches!(Hyperparameters::from_map(&map("collaborative", "magic")), Err(RecipeError::InvalidHyperparameter { .. })));
         assert!(matches!(Hyperparameters::from_map(&map("lambda", "1")), Err(RecipeError::UnknownHyperparameter(_))));
     }
 

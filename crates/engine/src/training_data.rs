@@ -1,4 +1,20 @@
 use crate::IdIndex;
+use serde::{Deserialize, Serialize};
+
+/// What is known about an item besides its interactions: where it is, what
+/// kind of place it is, when it is in season and when it appeared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    /// WGS84 degrees.
+    pub location: Option<(f64, f64)>,
+    /// Genres or categories (a multi-valued GENRE becomes several).
+    pub categories: Vec<String>,
+    pub city: Option<String>,
+    /// Months in season as bits 0 (January) to 11; 0 means unknown (all year).
+    pub season_months: u16,
+    /// Unix seconds the item appeared, if known.
+    pub created: Option<i64>,
+}
 
 /// One interaction with ids replaced by dense indices.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,12 +36,18 @@ pub struct TrainingData {
     pub items: IdIndex,
     pub event_types: IdIndex,
     pub events: Vec<TrainingEvent>,
+    /// Per item index; may be shorter than `items` (missing entries are unknown).
+    pub item_meta: Vec<ItemMeta>,
 }
 
 impl TrainingData {
     /// The newest interaction time, or 0 with no interactions.
     pub fn max_timestamp(&self) -> i64 {
         self.events.iter().map(|e| e.timestamp).max().unwrap_or(0)
+    }
+
+    pub fn meta(&self, item: u32) -> Option<&ItemMeta> {
+        self.item_meta.get(item as usize)
     }
 
     /// Events grouped by user and sorted by time within each user:
@@ -65,6 +87,15 @@ impl TrainingDataBuilder {
         self.data.items.intern(item_id);
     }
 
+    /// Adds a catalogue item with what is known about it.
+    pub fn add_item_with_meta(&mut self, item_id: &str, meta: ItemMeta) {
+        let index = self.data.items.intern(item_id) as usize;
+        if self.data.item_meta.len() <= index {
+            self.data.item_meta.resize(index + 1, ItemMeta::default());
+        }
+        self.data.item_meta[index] = meta;
+    }
+
     pub fn add_interaction(&mut self, user_id: &str, item_id: &str, timestamp: i64, event_type: &str, value: Option<f32>) {
         let user = self.data.users.intern(user_id);
         let item = self.data.items.intern(item_id);
@@ -80,7 +111,8 @@ impl TrainingDataBuilder {
         self.data.events.is_empty()
     }
 
-    pub fn build(self) -> TrainingData {
+    pub fn build(mut self) -> TrainingData {
+        self.data.item_meta.resize(self.data.items.len(), ItemMeta::default());
         self.data
     }
 }

@@ -6,7 +6,7 @@ use crate::import::{ReadProgress, read_csv};
 use crate::schema::DatasetSchema;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use travelrec_engine::{Hyperparameters, Recipe, TrainingData, TrainingDataBuilder, train};
+use travelrec_engine::{Hyperparameters, ItemMeta, Recipe, TrainingData, TrainingDataBuilder, train};
 use travelrec_store::{Dataset, DatasetImportJob, DatasetType, RowBatch, RowCursor, Schema, Solution, SolutionVersion, Status};
 
 /// A data location as a local path: a plain path or a `file://` URL.
@@ -20,6 +20,27 @@ pub(crate) fn local_path(location: &str) -> Result<PathBuf> {
         )));
     }
     Ok(PathBuf::from(location))
+}
+
+/// What the engine uses of an item's fields: GENRE (multi-valued with `|`),
+/// CITY, LATITUDE/LONGITUDE, SEASONS (months `6|7|8`) and CREATION_TIMESTAMP.
+pub(crate) fn item_meta(fields: &[(String, String)]) -> ItemMeta {
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let number = |name: &str| field(name).and_then(|v| v.parse::<f64>().ok());
+    ItemMeta {
+        location: number("LATITUDE").zip(number("LONGITUDE")),
+        categories: field("GENRE").map(|g| g.split('|').map(str::to_string).collect()).unwrap_or_default(),
+        city: field("CITY").map(str::to_string),
+        season_months: field("SEASONS")
+            .map(|s| {
+                s.split('|')
+                    .filter_map(|m| m.trim().parse::<u32>().ok())
+                    .filter(|m| (1..=12).contains(m))
+                    .fold(0u16, |bits, m| bits | 1 << (m - 1))
+            })
+            .unwrap_or(0),
+        created: field("CREATION_TIMESTAMP").and_then(|v| v.parse().ok()),
+    }
 }
 
 /// Tracked events are read back for training in pages of this size.
@@ -154,7 +175,7 @@ impl Service {
             let mut cursor = RowCursor::default();
             while let Some((batch, next)) = self.store_dyn().read_rows(&items.dataset_arn, cursor).await? {
                 if let RowBatch::Items(rows) = batch {
-                    rows.iter().for_each(|r| builder.add_item(&r.item_id));
+                    rows.iter().for_each(|r| builder.add_item_with_meta(&r.item_id, item_meta(&r.fields)));
                 }
                 cursor = next;
             }

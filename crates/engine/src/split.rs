@@ -1,0 +1,173 @@
+//! Held-out splits of training data and the evaluation of a recommender on them.
+
+use crate::metrics::{MetricAccumulator, MetricSet};
+use crate::{TrainingData, TrainingEvent};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// How test items are held out of a user's interactions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Holdout {
+    /// Each user's newest interaction (users with at least two interactions);
+    /// ranking is over the whole catalogue, items seen before stay rankable.
+    LastItem,
+    /// A random share of each user's distinct items (the MovieLens
+    /// "stratified" protocol); items seen in training are not recommended.
+    RandomFraction { test_fraction: f64 },
+    /// Every interaction newer than the newest `fraction` of time, per data
+    /// set (the managed service's offline metrics): train on the past, test
+    /// on what each user did in the held-out window.
+    NewestFraction { fraction: f64 },
+}
+
+impl Holdout {
+    /// Whether items a user had in training are excluded from their ranking.
+    pub fn excludes_seen(self) -> bool {
+        matches!(self, Holdout::RandomFraction { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub train: TrainingData,
+    /// (user, held-out items), one entry per evaluated user.
+    pub test: Vec<(u32, HashSet<u32>)>,
+    pub holdout: Holdout,
+}
+
+/// Splits `data` (indices are kept, so a model trained on `train` scores
+/// `test` users directly). At most `max_test_users` users are evaluated,
+/// chosen at random with `seed`; the others keep all their interactions.
+pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize>, seed: u64) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (order, offsets) = data.by_user();
+    let users = data.users.len();
+    let mut chosen: Vec<bool> = vec![true; users];
+    if let Some(limit) = max_test_users.filter(|&l| l < users) {
+        let mut all: Vec<usize> = (0..users).collect();
+        all.shuffle(&mut rng);
+        chosen = vec![false; users];
+        all.into_iter().take(limit).for_each(|u| chosen[u] = true);
+    }
+    let cutoff = match holdout {
+        Holdout::NewestFraction { fraction } => {
+            let mut times: Vec<i64> = data.events.iter().map(|e| e.timestamp).collect();
+            times.sort_unstable();
+            let index = ((times.len() as f64) * (1.0 - fraction)).floor() as usize;
+            times.get(index.min(times.len().saturating_sub(1))).copied().unwrap_or(i64::MAX)
+        }
+        _ => i64::MAX,
+    };
+    let mut is_test = vec![false; data.events.len()];
+    let mut test = Vec::new();
+    for u in 0..users {
+        let events = &order[offsets[u]..offsets[u + 1]];
+        if !chosen[u] || events.len() < 2 {
+            continue;
+        }
+        let held: Vec<u32> = match holdout {
+            Holdout::LastItem => vec![*events.last().expect("two events")],
+            Holdout::NewestFraction { .. } => {
+                let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
+                // Users need some past to be evaluated.
+                if held.len() == events.len() { Vec::new() } else { held }
+            }
+            Holdout::RandomFraction { test_fraction } => {
+                let mut items: Vec<u32> = events.iter().map(|&i| data.events[i as usize].item).collect();
+                items.sort_unstable();
+                items.dedup();
+                items.shuffle(&mut rng);
+                let train_count = ((items.len() as f64) * (1.0 - test_fraction)).round() as usize;
+                if train_count == 0 || train_count >= items.len() {
+                    continue;
+                }
+                let held_items: HashSet<u32> = items[train_count..].iter().copied().collect();
+                events.iter().copied().filter(|&i| held_items.contains(&data.events[i as usize].item)).collect()
+            }
+        };
+        if held.is_empty() {
+            continue;
+        }
+        let items: HashSet<u32> = held.iter().map(|&i| data.events[i as usize].item).collect();
+        held.iter().for_each(|&i| is_test[i as usize] = true);
+        test.push((u as u32, items));
+    }
+    let events: Vec<TrainingEvent> = data.events.iter().zip(&is_test).filter(|(_, t)| !**t).map(|(e, _)| *e).collect();
+    let train = TrainingData {
+        users: data.users.clone(),
+        items: data.items.clone(),
+        event_types: data.event_types.clone(),
+        events,
+        item_meta: data.item_meta.clone(),
+    };
+    Split { train, test, holdout }
+}
+
+/// Ranks for every test user with `recommend(user, k, exclude_seen)` (run in
+/// parallel) and averages the metrics.
+pub fn evaluate(split: &Split, recommend: impl Fn(u32, usize, bool) -> Vec<u32> + Sync) -> MetricSet {
+    let catalogue = split.train.items.len();
+    let exclude = split.holdout.excludes_seen();
+    let results: Vec<(Vec<u32>, &HashSet<u32>)> =
+        split.test.par_iter().map(|(user, items)| (recommend(*user, 25, exclude), items)).collect();
+    let mut accumulator = MetricAccumulator::new(catalogue);
+    for (ranked, relevant) in results {
+        accumulator.add(&ranked, relevant);
+    }
+    accumulator.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TrainingDataBuilder;
+
+    fn data() -> TrainingData {
+        let mut b = TrainingDataBuilder::new();
+        for u in 0..10 {
+            for t in 0..8 {
+                b.add_interaction(&format!("u{u}"), &format!("i{}", (u + t) % 12), 100 * t as i64 + u as i64, "click", None);
+            }
+        }
+        b.build()
+    }
+
+    #[test]
+    fn last_item_holds_out_each_users_newest_interaction() {
+        let d = data();
+        let s = split(&d, Holdout::LastItem, None, 1);
+        assert_eq!(s.test.len(), 10);
+        assert_eq!(s.train.events.len(), 70);
+        for (user, items) in &s.test {
+            let newest = d.events.iter().filter(|e| e.user == *user).max_by_key(|e| e.timestamp).unwrap();
+            assert_eq!(items, &HashSet::from([newest.item]));
+        }
+    }
+
+    #[test]
+    fn random_fraction_holds_out_a_quarter_of_distinct_items_and_is_seeded() {
+        let d = data();
+        let a = split(&d, Holdout::RandomFraction { test_fraction: 0.25 }, None, 7);
+        let b = split(&d, Holdout::RandomFraction { test_fraction: 0.25 }, None, 7);
+        assert_eq!(a.test, b.test);
+        assert!(a.test.iter().all(|(_, items)| items.len() == 2), "8 items → 6 train, 2 test");
+        for (user, items) in &a.test {
+            assert!(!a.train.events.iter().any(|e| e.user == *user && items.contains(&e.item)));
+        }
+        let c = split(&d, Holdout::RandomFraction { test_fraction: 0.25 }, None, 8);
+        assert_ne!(a.test, c.test);
+    }
+
+    #[test]
+    fn newest_fraction_cuts_by_time_and_limits_users() {
+        let d = data();
+        let s = split(&d, Holdout::NewestFraction { fraction: 0.25 }, Some(4), 3);
+        assert_eq!(s.test.len(), 4);
+        let cutoff = s.train.events.iter().filter(|e| s.test.iter().any(|(u, _)| *u == e.user)).map(|e| e.timestamp).max().unwrap();
+        assert!(cutoff < 600, "{cutoff}");
+    }
+}
