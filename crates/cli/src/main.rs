@@ -35,6 +35,39 @@ enum Command {
     Import(ImportArgs),
     /// Train a new version of the default solution (the server must not be running on the directory).
     Train(TrainArgs),
+    /// Offline quality on a public data set: every recipe and baseline on the same split, one table.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Data set(s): ml-100k, ml-1m-partial, flickr-toronto, flickr-osaka, flickr-glasgow, themepark, foursquare.
+    #[arg(long, required = true, num_args = 1..)]
+    dataset: Vec<String>,
+    /// stratified-75-25, leave-last-out or trajectory.
+    #[arg(long, default_value = "leave-last-out")]
+    protocol: String,
+    /// Number of split seeds (42, 43, ...) averaged over.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// Where the public data sets are.
+    #[arg(long, env = "TRAVELREC_DATASETS", default_value = "../shared/datasets")]
+    datasets_dir: PathBuf,
+    /// Also run travelrec with hyperparameter search (on a validation split of the training part).
+    #[arg(long)]
+    hpo: bool,
+    /// Skip the Python `implicit` baselines.
+    #[arg(long)]
+    no_implicit: bool,
+    /// The implicit baseline script (installed with scripts/install-baselines.sh).
+    #[arg(long, default_value = "scripts/implicit_baseline.py")]
+    implicit_script: PathBuf,
+    /// Evaluate at most this many test users per split (random).
+    #[arg(long)]
+    max_test_users: Option<usize>,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -150,6 +183,7 @@ fn main() -> Result<()> {
             Command::Generate(args) => generate(args),
             Command::Import(args) => import(args).await,
             Command::Train(args) => train(args).await,
+            Command::Evaluate(args) => evaluate(args),
         }
     })
 }
@@ -256,6 +290,38 @@ async fn train(args: TrainArgs) -> Result<()> {
     };
     let trained = progress::train_version(&service, &defaults.solution_arn, &version).await?;
     println!("{}", trained.solution_version_arn);
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let protocol = travelrec_eval::Protocol::parse(&args.protocol)
+        .with_context(|| format!("unknown protocol `{}`; use stratified-75-25, leave-last-out or trajectory", args.protocol))?;
+    if !args.datasets_dir.is_dir() {
+        bail!("{} is not a folder; pass --datasets-dir pointing at the shared public data sets", args.datasets_dir.display());
+    }
+    let implicit = (!args.no_implicit).then(|| travelrec_eval::ImplicitBaseline {
+        script: args.implicit_script.clone(),
+        ..travelrec_eval::ImplicitBaseline::new(Path::new("."))
+    });
+    let config = travelrec_eval::EvalConfig {
+        protocol,
+        seeds: (0..args.seeds).map(|i| 42 + i).collect(),
+        hpo: args.hpo,
+        max_test_users: args.max_test_users,
+        implicit,
+    };
+    let mut reports = Vec::new();
+    for name in &args.dataset {
+        let started = std::time::Instant::now();
+        let dataset = travelrec_eval::load(name, &args.datasets_dir)?;
+        eprintln!("loaded {name} in {:.1}s", started.elapsed().as_secs_f64());
+        let report = travelrec_eval::evaluate(&dataset, &config, &|line| eprintln!("{line}"));
+        println!("{}", report.table());
+        reports.push(report);
+    }
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&reports)?).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct EaseModel {
     items: usize,
     weights: Vec<f32>,
+    /// Per item `count^-damping`: inputs are scaled by it, so that very
+    /// popular items do not dominate the co-occurrences.
+    column_scale: Vec<f32>,
 }
 
 impl EaseModel {
@@ -22,6 +25,7 @@ impl EaseModel {
     pub fn score(&self, profile: &[(u32, f32)], out: &mut [f32]) {
         out.fill(0.0);
         for &(item, x) in profile {
+            let x = x * self.column_scale[item as usize];
             let row = &self.weights[item as usize * self.items..(item as usize + 1) * self.items];
             for (o, w) in out.iter_mut().zip(row) {
                 *o += x * w;
@@ -34,8 +38,17 @@ impl EaseModel {
     }
 }
 
-/// Trains on per-user `(item, weight)` rows over `n` items.
-pub fn train(profiles: &[Vec<(u32, f32)>], n: usize, lambda: f32, progress: Progress) -> EaseModel {
+/// Trains on per-user `(item, weight)` rows over `n` items. `lambda` is in
+/// the units of binary data (it is scaled by the mean diagonal of the Gram
+/// matrix over the mean item count, so weighting the inputs does not change
+/// how strong it is); `damping` scales each item's column by `count^-damping`.
+pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, progress: Progress) -> EaseModel {
+    let mut counts = vec![0f32; n];
+    rows.iter().flatten().for_each(|&(i, _)| counts[i as usize] += 1.0);
+    let column_scale: Vec<f32> = counts.iter().map(|&c| c.max(1.0).powf(-damping)).collect();
+    let scaled: Vec<Vec<(u32, f32)>> =
+        rows.iter().map(|row| row.iter().map(|&(i, x)| (i, x * column_scale[i as usize])).collect()).collect();
+    let profiles = &scaled;
     // Gram matrix G = XᵀX + λI, column-major; each task owns a block of
     // columns (G is symmetric, so column j is row j) and scans every profile.
     progress(0.15, "computing item co-occurrence");
@@ -52,8 +65,11 @@ pub fn train(profiles: &[Vec<(u32, f32)>], n: usize, lambda: f32, progress: Prog
             }
         }
     });
+    let mean_diagonal = (0..n).map(|i| gram[i * n + i]).sum::<f64>() / n.max(1) as f64;
+    let mean_count = counts.iter().map(|&c| c as f64).sum::<f64>() / n.max(1) as f64;
+    let lambda = lambda as f64 * if mean_count > 0.0 { mean_diagonal / mean_count } else { 1.0 };
     for i in 0..n {
-        gram[i * n + i] += lambda as f64;
+        gram[i * n + i] += lambda.max(1e-6);
     }
 
     progress(0.4, "inverting the regularised Gram matrix");
@@ -73,7 +89,7 @@ pub fn train(profiles: &[Vec<(u32, f32)>], n: usize, lambda: f32, progress: Prog
             *w = if i == j { 0.0 } else { (-p[j] / diagonal[j]) as f32 };
         }
     });
-    EaseModel { items: n, weights }
+    EaseModel { items: n, weights, column_scale }
 }
 
 #[cfg(test)]
@@ -83,8 +99,9 @@ mod tests {
 
     fn fit(data: &TrainingData, weight: f32, lambda: f32) -> EaseModel {
         let (order, offsets) = data.by_user();
-        let rows = crate::recipe::user_rows(data, &order, &offsets, &vec![weight; data.event_types.len()]);
-        train(&rows, data.items.len(), lambda, &crate::no_progress)
+        let hp = crate::Hyperparameters { default_event_weight: weight, event_weights: Default::default(), ..Default::default() };
+        let rows = crate::recipe::user_rows(data, &order, &offsets, &hp);
+        train(&rows, data.items.len(), lambda, 0.0, &crate::no_progress)
     }
 
     /// Two clusters of items: {a, b, c} and {x, y, z}; users stay in one.

@@ -22,7 +22,7 @@ pub use model::{
     Blend, Collaborative, Components, FEATURE_NAMES, FEATURES, FeatureBuffers, HistoryEvent, Model, ModelError, Profile, ScoredItem,
     TrainingSummary, distance_km, popularity_feature,
 };
-pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_with};
+pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_fixed, train_with};
 pub use topk::{softmax_in_place, top_k};
 pub use training_data::{ItemMeta, TrainingData, TrainingDataBuilder, TrainingEvent};
 

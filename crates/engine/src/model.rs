@@ -17,10 +17,17 @@ pub struct HistoryEvent {
     /// the model has not seen (it gets the default weight).
     pub event_type: u16,
     pub timestamp: i64,
+    /// `EVENT_VALUE` (e.g. a rating); NaN when the event has none.
+    pub value: f32,
 }
 
 impl HistoryEvent {
     pub const UNKNOWN_TYPE: u16 = u16::MAX;
+
+    /// An event without a value.
+    pub fn new(item: u32, event_type: u16, timestamp: i64) -> Self {
+        Self { item, event_type, timestamp, value: f32::NAN }
+    }
 }
 
 /// Every user's newest events at training time, in time order.
@@ -40,7 +47,12 @@ impl Histories {
             let start = start.max(end.saturating_sub(max_history));
             for &i in &order[start..end] {
                 let e = &data.events[i as usize];
-                histories.events.push(HistoryEvent { item: e.item, event_type: e.event_type, timestamp: e.timestamp });
+                histories.events.push(HistoryEvent {
+                    item: e.item,
+                    event_type: e.event_type,
+                    timestamp: e.timestamp,
+                    value: e.value.unwrap_or(f32::NAN),
+                });
             }
             histories.offsets.push(histories.events.len() as u32);
         }
@@ -90,29 +102,32 @@ pub struct Blend {
     pub trending: f32,
     /// Nearness to the user's last located item, `exp(-km / proximity_km)`.
     pub proximity: f32,
+    /// How much the user already has the item (its profile weight over the
+    /// largest); usually negative for places: few go back to where they just were.
+    pub repeat: f32,
 }
 
 impl Default for Blend {
     fn default() -> Self {
-        Self { collaborative: 1.0, sequence: 0.0, popularity: 0.05, trending: 0.0, proximity: 0.0 }
+        Self { collaborative: 1.0, sequence: 0.0, popularity: 0.05, trending: 0.0, proximity: 0.0, repeat: 0.0 }
     }
 }
 
 impl Blend {
     pub fn as_array(&self) -> [f32; FEATURES] {
-        [self.collaborative, self.sequence, self.popularity, self.trending, self.proximity]
+        [self.collaborative, self.sequence, self.popularity, self.trending, self.proximity, self.repeat]
     }
 
     pub fn from_array(w: [f32; FEATURES]) -> Self {
-        Self { collaborative: w[0], sequence: w[1], popularity: w[2], trending: w[3], proximity: w[4] }
+        Self { collaborative: w[0], sequence: w[1], popularity: w[2], trending: w[3], proximity: w[4], repeat: w[5] }
     }
 }
 
 /// Number of blended signals.
-pub const FEATURES: usize = 5;
+pub const FEATURES: usize = 6;
 
 /// Feature names, in blend order.
-pub const FEATURE_NAMES: [&str; FEATURES] = ["collaborative", "sequence", "popularity", "trending", "proximity"];
+pub const FEATURE_NAMES: [&str; FEATURES] = ["collaborative", "sequence", "popularity", "trending", "proximity", "repeat"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -152,6 +167,8 @@ pub struct Components {
     pub popularity: Vec<f32>,
     /// How much faster each item is being interacted with lately.
     pub trending: Vec<f32>,
+    /// The largest event value in the data (0 without values); values are read relative to it.
+    pub value_scale: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,27 +295,22 @@ impl Model {
         let events: Vec<&HistoryEvent> = history.iter().chain(recent).skip(skip).filter(|e| (e.item as usize) < self.items.len()).collect();
         let newest = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
         let half_life = hp.recency_half_life_days as f64 * 86_400.0;
-        let mut weighted: Vec<(u32, f32)> = Vec::with_capacity(events.len());
-        for e in &events {
-            let type_weight = match self.event_types.get(e.event_type as usize) {
-                Some(name) => hp.event_weights.get(name).copied().unwrap_or(hp.default_event_weight),
-                None => hp.default_event_weight,
-            };
-            let age = (newest - e.timestamp).max(0) as f64;
-            weighted.push((e.item, type_weight * (0.5f64).powf(age / half_life) as f32));
-        }
-        weighted.sort_unstable_by_key(|&(item, _)| item);
-        weighted.dedup_by(|next, kept| {
-            if next.0 == kept.0 {
-                kept.1 += next.1;
-                true
-            } else {
-                false
-            }
-        });
-        let seen: Vec<u32> = weighted.iter().map(|&(i, _)| i).collect();
-        weighted.retain(|(_, w)| *w > 0.0);
-        weighted.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
+        let entries: Vec<(u32, f32, f32)> = events
+            .iter()
+            .map(|e| {
+                let type_weight = match self.event_types.get(e.event_type as usize) {
+                    Some(name) => hp.event_weights.get(name).copied().unwrap_or(hp.default_event_weight),
+                    None => hp.default_event_weight,
+                };
+                let age = (newest - e.timestamp).max(0) as f64;
+                let decay = (0.5f64).powf(age / half_life) as f32;
+                (e.item, type_weight * decay, hp.value_factor(e.value, self.components.value_scale))
+            })
+            .collect();
+        let mut seen: Vec<u32> = entries.iter().map(|e| e.0).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let weighted = crate::recipe::item_weights(entries);
 
         // Newest distinct items by time (ties: later in the list is newer).
         let mut by_time: Vec<(usize, &HistoryEvent)> = events.iter().copied().enumerate().collect();
@@ -345,11 +357,26 @@ impl Model {
         f.values[2].copy_from_slice(&popularity_feature(&c.popularity));
         f.values[3].copy_from_slice(&c.trending);
         if let Some((lat, lon)) = profile.location {
-            let scale = self.hyperparameters.proximity_km.max(1e-3) as f64;
-            for (value, meta) in f.values[4].iter_mut().zip(&self.item_meta) {
-                if let Some((item_lat, item_lon)) = meta.location {
-                    *value = (-distance_km(lat, lon, item_lat, item_lon) / scale).exp() as f32;
+            // Distances are read relative to the median distance to all
+            // located items, so "near" means the same in a theme park, a city
+            // and a country; `proximity_km` caps that scale from below.
+            let distances: Vec<Option<f64>> = self.item_meta.iter().map(|m| m.location.map(|(a, b)| distance_km(lat, lon, a, b))).collect();
+            let mut known: Vec<f64> = distances.iter().flatten().copied().collect();
+            if !known.is_empty() {
+                let middle = known.len() / 2;
+                let median = *known.select_nth_unstable_by(middle, f64::total_cmp).1;
+                let scale = median.max(self.hyperparameters.proximity_km as f64 * 0.01).max(1e-6);
+                for (value, distance) in f.values[4].iter_mut().zip(&distances) {
+                    if let Some(d) = distance {
+                        *value = (-d / scale).exp() as f32;
+                    }
                 }
+            }
+        }
+        let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
+        if strongest > 0.0 {
+            for &(item, weight) in &profile.weighted {
+                f.values[5][item as usize] = weight / strongest;
             }
         }
     }
@@ -445,7 +472,7 @@ mod tests {
         let cold = model.recommend(&[], &[], 3);
         assert_eq!(model.item_id(cold[0].item), "m0");
         // After booking a beach, beaches lead.
-        let beach = HistoryEvent { item: model.item_index("b2").unwrap(), event_type: model.event_type_index("book"), timestamp: 2_000 };
+        let beach = HistoryEvent::new(model.item_index("b2").unwrap(), model.event_type_index("book"), 2_000);
         let after = ids(&model, &model.recommend(&[], &[beach], 5));
         assert!(after.iter().take(4).all(|id| id.starts_with('b')), "{after:?}");
     }
@@ -454,11 +481,8 @@ mod tests {
     fn recent_events_outweigh_old_ones() {
         let data = two_tastes();
         let model = train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        let event = |item: &str, days: i64| HistoryEvent {
-            item: model.item_index(item).unwrap(),
-            event_type: model.event_type_index("view"),
-            timestamp: days * 86_400,
-        };
+        let event =
+            |item: &str, days: i64| HistoryEvent::new(model.item_index(item).unwrap(), model.event_type_index("view"), days * 86_400);
         let history = [event("m1", 0), event("m2", 1), event("m3", 2)];
         let recent = [event("b1", 200)];
         let best = ids(&model, &model.recommend(&history, &recent, 3));

@@ -99,8 +99,15 @@ pub struct Hyperparameters {
     pub event_weights: BTreeMap<String, f32>,
     pub default_event_weight: f32,
     pub collaborative: CollaborativeKind,
-    /// L2 regularisation of EASE (its λ): larger values trust co-occurrence less.
+    /// L2 regularisation of EASE (its λ, in the units of binary data): larger
+    /// values trust co-occurrence less.
     pub l2_regularization: f32,
+    /// EASE scales each item's inputs by `count^-popularity_damping`, so very
+    /// popular items weigh less in the co-occurrences (0 turns it off).
+    pub popularity_damping: f32,
+    /// How much `EVENT_VALUE` (e.g. a rating) matters: an event's weight is
+    /// multiplied by `1 − v + v · value / largest value` (0 ignores values).
+    pub event_value_influence: f32,
     /// EASE keeps an items × items matrix; above this many items `auto` uses ALS.
     pub max_ease_items: usize,
     pub als_factors: usize,
@@ -114,7 +121,8 @@ pub struct Hyperparameters {
     pub max_history: usize,
     /// Consecutive items further apart than this do not count as "next".
     pub transition_max_gap_hours: f32,
-    /// Distance at which nearness to the user's last item falls to 1/e.
+    /// Nearness to the user's last item is `exp(-distance / scale)`, the scale
+    /// being the median distance to all items but at least 1 % of this.
     pub proximity_km: f32,
     /// Window for trending-now: the last N days against the N before.
     pub trending_window_days: f32,
@@ -140,14 +148,16 @@ impl Default for Hyperparameters {
                 .collect(),
             default_event_weight: 1.0,
             collaborative: CollaborativeKind::Auto,
-            l2_regularization: 200.0,
+            l2_regularization: 500.0,
+            popularity_damping: 0.15,
+            event_value_influence: 0.5,
             max_ease_items: 12_000,
             als_factors: 64,
             als_iterations: 15,
             als_regularization: 0.05,
             als_alpha: 2.0,
             recency_half_life_days: 14.0,
-            max_history: 200,
+            max_history: 1_000,
             transition_max_gap_hours: 24.0,
             proximity_km: 1.0,
             trending_window_days: 7.0,
@@ -166,6 +176,8 @@ impl Hyperparameters {
         "default_event_weight",
         "collaborative (auto|ease|als|item-knn)",
         "l2_regularization",
+        "popularity_damping",
+        "event_value_influence",
         "max_ease_items",
         "als_factors",
         "als_iterations",
@@ -195,6 +207,12 @@ impl Hyperparameters {
                     _ => Err(invalid("expected a positive number")),
                 }
             };
+            let fraction = || -> Result<f32, RecipeError> {
+                match value.trim().parse::<f32>() {
+                    Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+                    _ => Err(invalid("expected a number from 0 to 1")),
+                }
+            };
             let count = || -> Result<usize, RecipeError> {
                 match value.trim().parse::<usize>() {
                     Ok(v) if v > 0 => Ok(v),
@@ -220,6 +238,8 @@ impl Hyperparameters {
                     }
                 }
                 "l2_regularization" => hp.l2_regularization = positive()?,
+                "popularity_damping" => hp.popularity_damping = fraction()?,
+                "event_value_influence" => hp.event_value_influence = fraction()?,
                 "max_ease_items" => hp.max_ease_items = count()?,
                 "als_factors" => hp.als_factors = count()?,
                 "als_iterations" => hp.als_iterations = count()?,
@@ -252,6 +272,16 @@ impl Hyperparameters {
         event_types.iter().map(|t| self.event_weights.get(t).copied().unwrap_or(self.default_event_weight)).collect()
     }
 
+    /// How much an event's value scales its item's weight (1 without a value).
+    pub fn value_factor(&self, value: f32, value_scale: f32) -> f32 {
+        if value.is_finite() && value_scale > 0.0 {
+            let relative = (value / value_scale).clamp(0.0, 1.0);
+            1.0 - self.event_value_influence + self.event_value_influence * relative
+        } else {
+            1.0
+        }
+    }
+
     fn collaborative_for(&self, items: usize) -> CollaborativeKind {
         match self.collaborative {
             CollaborativeKind::Auto if items <= self.max_ease_items => CollaborativeKind::Ease,
@@ -263,38 +293,54 @@ impl Hyperparameters {
 
 /// Per-user `(item, log-damped summed event weight)` rows, the input of the
 /// collaborative models.
-pub(crate) fn user_rows(data: &TrainingData, order: &[u32], offsets: &[usize], event_weights: &[f32]) -> Vec<Vec<(u32, f32)>> {
+pub(crate) fn user_rows(data: &TrainingData, order: &[u32], offsets: &[usize], hp: &Hyperparameters) -> Vec<Vec<(u32, f32)>> {
     use rayon::prelude::*;
+    let event_weights = hp.weights_for(data.event_types.ids());
+    let value_scale = value_scale(data);
     (0..data.users.len())
         .into_par_iter()
         .map(|u| {
-            let mut row: Vec<(u32, f32)> = order[offsets[u]..offsets[u + 1]]
+            let entries = order[offsets[u]..offsets[u + 1]]
                 .iter()
                 .map(|&i| {
                     let e = &data.events[i as usize];
-                    (e.item, event_weights[e.event_type as usize])
+                    (e.item, event_weights[e.event_type as usize], hp.value_factor(e.value.unwrap_or(f32::NAN), value_scale))
                 })
                 .collect();
-            row.sort_unstable_by_key(|&(item, _)| item);
-            row.dedup_by(|next, kept| {
-                if next.0 == kept.0 {
-                    kept.1 += next.1;
-                    true
-                } else {
-                    false
-                }
-            });
-            row.retain(|&(_, w)| w > 0.0);
-            row.iter_mut().for_each(|(_, w)| *w = w.ln_1p());
-            row
+            item_weights(entries)
         })
         .collect()
+}
+
+/// Per item, from `(item, event weight, value factor)` entries:
+/// `ln(1 + Σ weights) · mean value factor`. The logarithm damps repeats
+/// (ten views are not ten times one); values scale the result.
+pub(crate) fn item_weights(mut entries: Vec<(u32, f32, f32)>) -> Vec<(u32, f32)> {
+    entries.sort_unstable_by_key(|&(item, _, _)| item);
+    let mut out: Vec<(u32, f32)> = Vec::with_capacity(entries.len());
+    let mut start = 0;
+    while start < entries.len() {
+        let item = entries[start].0;
+        let end = start + entries[start..].iter().take_while(|e| e.0 == item).count();
+        let group = &entries[start..end];
+        let weight: f32 = group.iter().map(|e| e.1).sum();
+        let factor = group.iter().map(|e| e.2).sum::<f32>() / group.len() as f32;
+        if weight > 0.0 {
+            out.push((item, weight.ln_1p() * factor));
+        }
+        start = end;
+    }
+    out
+}
+
+/// The largest positive event value (0 when the data has none).
+fn value_scale(data: &TrainingData) -> f32 {
+    data.events.iter().filter_map(|e| e.value).filter(|v| v.is_finite()).fold(0f32, f32::max)
 }
 
 /// Fits the learned parts of `recipe` on `data` with `hp`.
 pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters, progress: Progress) -> Result<Components, RecipeError> {
     let (order, offsets) = data.by_user();
-    let weights = hp.weights_for(data.event_types.ids());
     let popularity = popularity::counts(data);
     let trending = popularity::trending(data, hp.trending_window_days);
     let gap = (hp.transition_max_gap_hours as f64 * 3600.0) as i64;
@@ -306,10 +352,10 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
                 recipe.name()
             )));
         }
-        let rows = user_rows(data, &order, &offsets, &weights);
+        let rows = user_rows(data, &order, &offsets, hp);
         match hp.collaborative_for(data.items.len()) {
             CollaborativeKind::Ease | CollaborativeKind::Auto => {
-                Collaborative::Ease(ease::train(&rows, data.items.len(), hp.l2_regularization, progress))
+                Collaborative::Ease(ease::train(&rows, data.items.len(), hp.l2_regularization, hp.popularity_damping, progress))
             }
             CollaborativeKind::Als => {
                 let params = AlsParams {
@@ -329,7 +375,7 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
     };
     let transitions = recipe.personalised().then(|| sparse::transitions(data, &order, &offsets, gap, 100));
     let neighbours = (recipe == Recipe::SimilarItems).then(|| sparse::neighbours(data, &order, &offsets, 100));
-    Ok(Components { collaborative, transitions, neighbours, popularity, trending })
+    Ok(Components { collaborative, transitions, neighbours, popularity, trending, value_scale: value_scale(data) })
 }
 
 /// Assembles a model from fitted components.
@@ -358,7 +404,7 @@ pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters
 
 /// The fixed blend of the recipes that do not learn one.
 fn fixed_blend(recipe: Recipe) -> Option<Blend> {
-    let zero = Blend { collaborative: 0.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0 };
+    let zero = Blend { collaborative: 0.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0, repeat: 0.0 };
     match recipe {
         Recipe::PopularityCount | Recipe::SimilarItems => Some(Blend { popularity: 1.0, ..zero }),
         Recipe::TrendingNow => Some(Blend { trending: 1.0, popularity: 0.01, ..zero }),
@@ -396,6 +442,21 @@ pub fn train_with(
     model.tuning = report;
     model.summary.training_seconds = started.elapsed().as_secs_f64();
     progress(1.0, "done");
+    Ok(model)
+}
+
+/// Trains with a given blend and no tuning (for baselines and ablations).
+pub fn train_fixed(
+    data: &TrainingData,
+    recipe: Recipe,
+    hp: &Hyperparameters,
+    blend: Blend,
+    progress: Progress,
+) -> Result<Model, RecipeError> {
+    let started = Instant::now();
+    let components = fit_components(data, recipe, hp, progress)?;
+    let mut model = assemble(data, recipe, hp, components, blend);
+    model.summary.training_seconds = started.elapsed().as_secs_f64();
     Ok(model)
 }
 

@@ -13,6 +13,7 @@ pub struct RecentEvent {
     pub item_id: Arc<str>,
     pub event_type: Arc<str>,
     pub timestamp: i64,
+    pub value: Option<f32>,
     /// When it arrived; fold-in counts the event as at least this recent.
     pub received_at: i64,
 }
@@ -94,7 +95,7 @@ mod tests {
     use super::*;
 
     fn event(sequence: u64) -> RecentEvent {
-        RecentEvent { sequence, item_id: "i".into(), event_type: "view".into(), timestamp: sequence as i64, received_at: 0 }
+        RecentEvent { sequence, item_id: "i".into(), event_type: "view".into(), timestamp: sequence as i64, value: None, received_at: 0 }
     }
 
     #[test]

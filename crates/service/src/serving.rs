@@ -98,6 +98,7 @@ impl Service {
                     item_id: row.item_id.into(),
                     event_type: row.event_type.into(),
                     timestamp: row.timestamp,
+                    value: row.event_value,
                     received_at: tracked.received_at,
                 };
                 group.record(&row.user_id, [event]);
@@ -134,7 +135,12 @@ impl Service {
                 // Items the model has never seen cannot be scored from yet.
                 let item = model.item_index(&e.item_id)?;
                 let timestamp = e.timestamp.max(e.received_at);
-                Some(HistoryEvent { item, event_type: model.event_type_index(&e.event_type), timestamp })
+                Some(HistoryEvent {
+                    item,
+                    event_type: model.event_type_index(&e.event_type),
+                    timestamp,
+                    value: e.value.unwrap_or(f32::NAN),
+                })
             })
             .collect();
         let history = model.histories.get(user_id);

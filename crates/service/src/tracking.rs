@@ -101,6 +101,7 @@ impl Service {
             item_id: e.item_id.into(),
             event_type: e.event_type.into(),
             timestamp: e.timestamp,
+            value: e.event_value,
             received_at,
         });
         self.inner.realtime.group(&group_arn).record(user_id, recent);

@@ -1,0 +1,307 @@
+//! `travelrec evaluate`: a public data set, a split protocol, every recipe
+//! and baseline trained on the same split, one table of metrics.
+
+pub mod datasets;
+mod implicit;
+mod trajectory;
+
+pub use datasets::{DATASETS, EvalDataset, LoadError, load};
+pub use implicit::ImplicitBaseline;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use travelrec_engine::metrics::{MetricAccumulator, MetricSet};
+use travelrec_engine::split::{Holdout, Split, split};
+use travelrec_engine::tuning::evaluate_model;
+use travelrec_engine::{Blend, CollaborativeKind, Hyperparameters, Recipe, TrainingData, top_k, train_fixed, train_with};
+
+/// How test interactions are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Per user, a random 25 % of their items (seen items not recommended) —
+    /// the MovieLens 100K benchmark protocol.
+    Stratified7525,
+    /// Each user's newest interaction, over the whole catalogue.
+    LeaveLastOut,
+    /// Flickr: leave one trajectory out; given its start, end and length,
+    /// recommend the POIs in between (F1 on the POI set).
+    Trajectory,
+}
+
+impl Protocol {
+    pub fn parse(value: &str) -> Option<Protocol> {
+        match value {
+            "stratified-75-25" => Some(Protocol::Stratified7525),
+            "leave-last-out" => Some(Protocol::LeaveLastOut),
+            "trajectory" => Some(Protocol::Trajectory),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Stratified7525 => "stratified-75-25",
+            Protocol::LeaveLastOut => "leave-last-out",
+            Protocol::Trajectory => "trajectory",
+        }
+    }
+
+    fn holdout(self) -> Holdout {
+        match self {
+            Protocol::Stratified7525 => Holdout::RandomFraction { test_fraction: 0.25 },
+            _ => Holdout::LastItem,
+        }
+    }
+
+    /// The validation split carved from the training part: the same kind of
+    /// holdout, smaller, so that the validation model sees nearly as much data.
+    fn validation(self) -> Holdout {
+        match self {
+            Protocol::Stratified7525 => Holdout::RandomFraction { test_fraction: 0.1 },
+            _ => Holdout::LastItem,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub protocol: Protocol,
+    /// Split seeds; results are averaged over them.
+    pub seeds: Vec<u64>,
+    /// Also run travelrec with hyperparameter search.
+    pub hpo: bool,
+    /// Only evaluate this many test users (random, seeded); all when `None`.
+    pub max_test_users: Option<usize>,
+    pub implicit: Option<ImplicitBaseline>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub train_seconds: f64,
+    pub users: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dataset: String,
+    pub protocol: Protocol,
+    pub users: usize,
+    pub items: usize,
+    pub interactions: usize,
+    pub seeds: Vec<u64>,
+    pub results: Vec<MethodResult>,
+}
+
+/// The methods compared on every split, in table order.
+const METHODS: &[&str] = &["travelrec", "travelrec-hpo", "ease", "item-knn", "markov", "popularity", "implicit-als", "implicit-bpr"];
+
+pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) -> Report {
+    if config.protocol == Protocol::Trajectory {
+        return trajectory::evaluate(dataset, config, log);
+    }
+    let data = &dataset.data;
+    let mut sums: BTreeMap<&str, (Vec<MetricSet>, f64, Option<String>)> = BTreeMap::new();
+    for &seed in &config.seeds {
+        let split = split(data, config.protocol.holdout(), config.max_test_users, seed);
+        log(&format!("seed {seed}: {} test users", split.test.len()));
+        for &method in METHODS {
+            if method == "travelrec-hpo" && !config.hpo {
+                continue;
+            }
+            let started = Instant::now();
+            let outcome = run_method(method, &split, config, seed, log);
+            let seconds = started.elapsed().as_secs_f64();
+            let entry = sums.entry(method).or_insert_with(|| (Vec::new(), 0.0, None));
+            match outcome {
+                Ok(metrics) => {
+                    log(&format!("  {method:14} NDCG@10 {:.4}  P@10 {:.4}  ({seconds:.1}s)", metrics.ndcg(10), metrics.precision(10)));
+                    entry.0.push(metrics);
+                    entry.1 += seconds;
+                }
+                Err(note) => {
+                    log(&format!("  {method:14} unavailable: {note}"));
+                    entry.2 = Some(note);
+                }
+            }
+        }
+    }
+    let results = METHODS
+        .iter()
+        .filter_map(|m| sums.remove(m).map(|r| (m, r)))
+        .map(|(method, (runs, seconds, note))| {
+            let mut metrics = BTreeMap::new();
+            for run in &runs {
+                for (k, v) in &run.values {
+                    *metrics.entry(k.clone()).or_insert(0.0) += v / runs.len() as f64;
+                }
+            }
+            MethodResult {
+                method: method.to_string(),
+                metrics,
+                train_seconds: if runs.is_empty() { 0.0 } else { seconds / runs.len() as f64 },
+                users: runs.first().map_or(0, |r| r.users),
+                note: if runs.is_empty() { note } else { None },
+            }
+        })
+        .collect();
+    Report {
+        dataset: dataset.name.clone(),
+        protocol: config.protocol,
+        users: data.users.len(),
+        items: data.items.len(),
+        interactions: data.events.len(),
+        seeds: config.seeds.clone(),
+        results,
+    }
+}
+
+fn hyperparameters(seed: u64) -> Hyperparameters {
+    Hyperparameters { seed, ..Hyperparameters::default() }
+}
+
+fn only_collaborative() -> Blend {
+    Blend { collaborative: 1.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0, repeat: 0.0 }
+}
+
+fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: &dyn Fn(&str)) -> Result<MetricSet, String> {
+    let train = &split.train;
+    let quiet = &travelrec_engine::no_progress;
+    let error = |e: travelrec_engine::RecipeError| e.to_string();
+    match method {
+        "travelrec" | "travelrec-hpo" => {
+            let hp = Hyperparameters { perform_hpo: method == "travelrec-hpo", ..hyperparameters(seed) };
+            let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
+            if let Some(report) = &model.tuning {
+                let chosen = &report.trials[report.chosen];
+                log(&format!(
+                    "  {method:14} chose {:?} blend {:?} (validation NDCG@10 {:.4})",
+                    chosen.settings, chosen.blend, chosen.ndcg_at_10
+                ));
+            }
+            Ok(evaluate_model(&model, split))
+        }
+        "ease" => {
+            // Plain EASE: every interaction counts the same, whenever it happened.
+            let hp = Hyperparameters {
+                collaborative: CollaborativeKind::Ease,
+                max_ease_items: usize::MAX,
+                recency_half_life_days: 1e9,
+                ..hyperparameters(seed)
+            };
+            let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
+            Ok(evaluate_model(&model, split))
+        }
+        "item-knn" => {
+            let hp = Hyperparameters { collaborative: CollaborativeKind::ItemKnn, ..hyperparameters(seed) };
+            let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
+            Ok(evaluate_model(&model, split))
+        }
+        "popularity" => {
+            let model =
+                train_with(train, Recipe::PopularityCount, &hyperparameters(seed), config.protocol.validation(), quiet).map_err(error)?;
+            Ok(evaluate_model(&model, split))
+        }
+        "markov" => Ok(markov(split)),
+        "implicit-als" | "implicit-bpr" => match &config.implicit {
+            Some(baseline) => baseline.evaluate(method.trim_start_matches("implicit-"), split, seed),
+            None => Err("disabled (--no-implicit)".into()),
+        },
+        other => Err(format!("unknown method {other}")),
+    }
+}
+
+/// First-order Markov baseline: the items that most often came right after
+/// the user's last item in training, popularity breaking ties.
+fn markov(split: &Split) -> MetricSet {
+    let train: &TrainingData = &split.train;
+    let n = train.items.len();
+    let (order, offsets) = train.by_user();
+    let mut counts: Vec<BTreeMap<u32, f32>> = vec![BTreeMap::new(); n];
+    let mut popularity = vec![0f32; n];
+    let mut last_item = vec![None; train.users.len()];
+    for u in 0..train.users.len() {
+        let items: Vec<u32> = order[offsets[u]..offsets[u + 1]].iter().map(|&i| train.events[i as usize].item).collect();
+        for pair in items.windows(2) {
+            if pair[0] != pair[1] {
+                *counts[pair[0] as usize].entry(pair[1]).or_default() += 1.0;
+            }
+        }
+        items.iter().for_each(|&i| popularity[i as usize] += 1.0);
+        last_item[u] = items.last().copied();
+    }
+    let max_pop = popularity.iter().fold(1f32, |m, &p| m.max(p));
+    let exclude_seen = split.holdout.excludes_seen();
+    let mut accumulator = MetricAccumulator::new(n);
+    for (user, relevant) in &split.test {
+        let mut scores: Vec<f32> = popularity.iter().map(|p| 1e-3 * p / max_pop).collect();
+        if let Some(last) = last_item[*user as usize] {
+            for (&next, &c) in &counts[last as usize] {
+                scores[next as usize] += c;
+            }
+        }
+        if exclude_seen {
+            for &i in &order[offsets[*user as usize]..offsets[*user as usize + 1]] {
+                scores[train.events[i as usize].item as usize] = f32::NEG_INFINITY;
+            }
+        }
+        accumulator.add(&top_k(&scores, 25), relevant);
+    }
+    accumulator.finish()
+}
+
+impl Report {
+    /// The recipe × metric table.
+    pub fn table(&self) -> String {
+        let columns = [
+            ("NDCG@5", "normalized_discounted_cumulative_gain_at_5"),
+            ("NDCG@10", "normalized_discounted_cumulative_gain_at_10"),
+            ("NDCG@25", "normalized_discounted_cumulative_gain_at_25"),
+            ("P@5", "precision_at_5"),
+            ("P@10", "precision_at_10"),
+            ("P@25", "precision_at_25"),
+            ("R@10", "recall_at_10"),
+            ("R@25", "recall_at_25"),
+            ("HR@10", "hit_rate_at_10"),
+            ("MRR@25", "mean_reciprocal_rank_at_25"),
+            ("cover", "coverage"),
+            ("F1", "f1"),
+        ];
+        let shown: Vec<&(&str, &str)> =
+            columns.iter().filter(|(_, key)| self.results.iter().any(|r| r.metrics.contains_key(*key))).collect();
+        let mut out = format!(
+            "{} · {} · {} users, {} items, {} interactions · seeds {:?}\n",
+            self.dataset,
+            self.protocol.name(),
+            self.users,
+            self.items,
+            self.interactions,
+            self.seeds
+        );
+        out.push_str(&format!("{:<15}", "method"));
+        for (label, _) in &shown {
+            out.push_str(&format!("{label:>8}"));
+        }
+        out.push_str(&format!("{:>9}\n", "train s"));
+        for r in &self.results {
+            out.push_str(&format!("{:<15}", r.method));
+            if let Some(note) = &r.note {
+                out.push_str(&format!("unavailable: {note}\n"));
+                continue;
+            }
+            for (_, key) in &shown {
+                match r.metrics.get(*key) {
+                    Some(v) => out.push_str(&format!("{v:>8.4}")),
+                    None => out.push_str(&format!("{:>8}", "-")),
+                }
+            }
+            out.push_str(&format!("{:>9.2}\n", r.train_seconds));
+        }
+        out
+    }
+}
