@@ -193,6 +193,29 @@ fn the_original_flow_over_http_survives_a_restart() {
     let same_city = after.iter().filter(|(id, _)| city_of(id) == city_of("1")).count();
     assert!(same_city >= 7, "only {same_city} of 10 in the booked attraction's city");
 
+    // Items like attraction 1, personalized ranking, and the version's offline metrics, over HTTP.
+    let similar: Value = client()
+        .get(server.url(&format!("/getRecommendations?campaignArn={campaign}&itemId=1&numResults=5")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let similar: Vec<&str> = similar["itemList"].as_array().unwrap().iter().map(|i| i["itemId"].as_str().unwrap()).collect();
+    assert_eq!(similar.len(), 5);
+    assert!(similar.iter().all(|id| *id != "1" && city_of(id) == city_of("1")), "{similar:?}");
+    let first = before.iter().map(|(id, _)| id.as_str()).find(|id| *id != "1").unwrap();
+    let third = similar.iter().find(|id| **id != first).unwrap();
+    let (status, text) = post(
+        &server,
+        "/v1/personalized-ranking",
+        &format!(r#"{{"campaignArn": "{campaign}", "userId": "traveller-1", "inputList": ["{first}", "1", "{third}"]}}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+    let ranked = json_of(&text);
+    assert_eq!(ranked["personalizedRanking"].as_array().unwrap().len(), 3);
+    let metrics: Value = client().get(server.url("/v1/solutions/my-sol-from-cdk/versions/v1/metrics")).send().unwrap().json().unwrap();
+    assert!(metrics["metrics"]["normalized_discounted_cumulative_gain_at_10"].as_f64().is_some(), "{metrics}");
+
     let untouched = recommendations(&server, &campaign, "42");
     assert_eq!(untouched, recommendations(&server, &campaigns[1], "42"), "both campaigns serve the same model");
 

@@ -169,6 +169,8 @@ pub struct Components {
     pub trending: Vec<f32>,
     /// The largest event value in the data (0 without values); values are read relative to it.
     pub value_scale: f32,
+    /// Catalogue items without a single interaction (explored by content).
+    pub cold_items: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,13 +258,40 @@ impl Model {
         top_k(&scores, k).into_iter().map(|item| ScoredItem { item, score: scores[item as usize] }).collect()
     }
 
+    /// Orders `candidates` for the user, best first, with probabilities under
+    /// a softmax over the candidates.
+    pub fn rank(&self, history: &[HistoryEvent], recent: &[HistoryEvent], candidates: &[u32]) -> Vec<ScoredItem> {
+        let profile = self.profile(history, recent);
+        let mut all = vec![0f32; self.items.len()];
+        self.score_profile(&profile, &self.blend, &mut all);
+        let mut scores: Vec<f32> = candidates.iter().map(|&i| all[i as usize]).collect();
+        softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
+        top_k(&scores, candidates.len())
+            .into_iter()
+            .map(|k| ScoredItem { item: candidates[k as usize], score: scores[k as usize] })
+            .collect()
+    }
+
     /// Items most like `item` (people who interacted with it also
     /// interacted with these), by cosine similarity.
+    ///
+    /// Similar-items models use cosine neighbours; others use what they have:
+    /// EASE's item-to-item weights or the cosine of ALS item vectors.
     pub fn similar_items(&self, item: u32, k: usize) -> Vec<ScoredItem> {
         let mut scores = vec![0f32; self.items.len()];
-        match &self.components.neighbours {
-            Some(links) => links.accumulate(&[(item, 1.0)], &mut scores),
-            None => return Vec::new(),
+        match (&self.components.neighbours, &self.components.collaborative) {
+            (Some(links), _) | (None, Collaborative::Neighbours(links)) => links.accumulate(&[(item, 1.0)], &mut scores),
+            (None, Collaborative::Ease(ease)) => ease.score(&[(item, 1.0)], &mut scores),
+            (None, Collaborative::Als(als)) => {
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+                let target = als.item_vector(item);
+                let target_norm = norm(target);
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let other = als.item_vector(j as u32);
+                    *s = target.iter().zip(other).map(|(a, b)| a * b).sum::<f32>() / (target_norm * norm(other));
+                }
+            }
+            (None, Collaborative::None) => {}
         }
         let popularity = popularity_feature(&self.components.popularity);
         for (s, p) in scores.iter_mut().zip(&popularity) {
@@ -279,11 +308,43 @@ impl Model {
         self.score_profile(&profile, &self.blend, out);
     }
 
-    /// The blended score of every item for `profile`.
+    /// The blended score of every item for `profile`, with cold items explored.
     pub fn score_profile(&self, profile: &Profile, blend: &Blend, out: &mut [f32]) {
         let mut features = FeatureBuffers::new(self.items.len());
         self.features(profile, &mut features);
         features.blend(blend, out);
+        self.explore(profile, out);
+    }
+
+    /// Items without interactions in training have no collaborative signal.
+    /// Each is placed between the median and the best score, in proportion
+    /// to `exploration_weight` × how much it resembles the user's items
+    /// (category, city, distance), so new attractions get seen until they
+    /// have interactions of their own.
+    fn explore(&self, profile: &Profile, out: &mut [f32]) {
+        let weight = self.hyperparameters.exploration_weight;
+        let cold = &self.components.cold_items;
+        if weight <= 0.0 || cold.is_empty() || out.len() <= cold.len() {
+            return;
+        }
+        let mut warm: Vec<f32> = out.iter().enumerate().filter(|(i, _)| self.components.popularity[*i] > 0.0).map(|(_, s)| *s).collect();
+        if warm.is_empty() {
+            return;
+        }
+        let middle = warm.len() / 2;
+        let median = *warm.select_nth_unstable_by(middle, f32::total_cmp).1;
+        let best = warm.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let total: f32 = profile.weighted.iter().map(|(_, w)| w).sum();
+        for &item in cold {
+            let resemblance = if total > 0.0 {
+                profile.weighted.iter().map(|&(other, w)| w * content_similarity(&self.item_meta, item, other)).sum::<f32>() / total
+            } else {
+                0.5
+            };
+            let explored = median + (best - median) * weight * resemblance;
+            let slot = &mut out[item as usize];
+            *slot = slot.max(explored);
+        }
     }
 
     /// The user's profile: per-item weights (event type × recency, relative to
@@ -421,6 +482,24 @@ fn standardise_scale(values: &mut [f32]) {
     }
 }
 
+/// How alike two items are by what is known about them: shared categories,
+/// the same city, nearness. 0..1.
+pub fn content_similarity(meta: &[ItemMeta], a: u32, b: u32) -> f32 {
+    let (Some(a), Some(b)) = (meta.get(a as usize), meta.get(b as usize)) else { return 0.0 };
+    let shared = a.categories.iter().filter(|c| b.categories.contains(c)).count() as f32;
+    let union = (a.categories.len() + b.categories.len()) as f32 - shared;
+    let categories = if union > 0.0 { shared / union } else { 0.0 };
+    let city = match (&a.city, &b.city) {
+        (Some(x), Some(y)) if x == y => 1.0,
+        _ => 0.0,
+    };
+    let near = match (a.location, b.location) {
+        (Some((la, lo)), Some((lb, lob))) => (-distance_km(la, lo, lb, lob) / 5.0).exp() as f32,
+        _ => city,
+    };
+    0.4 * categories + 0.3 * city + 0.3 * near
+}
+
 /// Log popularity scaled to 0..1.
 pub fn popularity_feature(counts: &[f32]) -> Vec<f32> {
     let max = counts.iter().fold(0f32, |m, &c| m.max(c));
@@ -440,7 +519,7 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{TrainingDataBuilder, train};
+    use crate::{ItemMeta, TrainingDataBuilder, train};
 
     /// Users who like museums and users who like beaches; "m*" and "b*" items.
     fn two_tastes() -> TrainingData {
@@ -520,5 +599,63 @@ mod tests {
         let mut truncated = model.to_bytes();
         truncated.truncate(truncated.len() / 2);
         assert!(matches!(Model::from_bytes(&truncated), Err(ModelError::Corrupt(_))));
+    }
+
+    #[test]
+    fn similar_items_are_the_co_visited_ones_for_every_recipe() {
+        let data = two_tastes();
+        for recipe in [Recipe::SimilarItems, Recipe::UserPersonalization] {
+            let model = train(&data, recipe, &Hyperparameters::default(), &crate::no_progress).unwrap();
+            let similar = ids(&model, &model.similar_items(model.item_index("b1").unwrap(), 3));
+            assert!(similar.iter().all(|id| id.starts_with('b') && id != "b1"), "{recipe:?}: {similar:?}");
+        }
+    }
+
+    #[test]
+    fn new_items_are_explored_when_they_resemble_the_users_items() {
+        let mut b = TrainingDataBuilder::new();
+        let meta = |category: &str, city: &str| ItemMeta {
+            categories: vec![category.to_string()],
+            city: Some(city.to_string()),
+            ..ItemMeta::default()
+        };
+        for i in 0..6 {
+            b.add_item_with_meta(&format!("m{i}"), meta("Museum", "Paris"));
+            b.add_item_with_meta(&format!("b{i}"), meta("Beach", "Lisbon"));
+        }
+        b.add_item_with_meta("new-museum", meta("Museum", "Paris"));
+        let data = {
+            let mut b = b;
+            for u in 0..60 {
+                let prefix = if u % 2 == 0 { "m" } else { "b" };
+                for k in 0..4 {
+                    b.add_interaction(&format!("u{u}"), &format!("{prefix}{}", (u + k) % 6), k as i64, "view", None);
+                }
+            }
+            b.build()
+        };
+        let hp = Hyperparameters { exploration_weight: 0.9, ..Hyperparameters::default() };
+        let model = train(&data, Recipe::UserPersonalization, &hp, &crate::no_progress).unwrap();
+        assert_eq!(model.components.cold_items, vec![model.item_index("new-museum").unwrap()]);
+        let museum_lover = ids(&model, &model.recommend(model.histories.get("u0"), &[], 5));
+        assert!(museum_lover.contains(&"new-museum".to_string()), "{museum_lover:?}");
+        let beach_lover = ids(&model, &model.recommend(model.histories.get("u1"), &[], 5));
+        assert!(!beach_lover.contains(&"new-museum".to_string()), "{beach_lover:?}");
+        let never = Hyperparameters { exploration_weight: 0.0, ..Hyperparameters::default() };
+        let model = train(&data, Recipe::UserPersonalization, &never, &crate::no_progress).unwrap();
+        let museum_lover = ids(&model, &model.recommend(model.histories.get("u0"), &[], 5));
+        assert!(!museum_lover.contains(&"new-museum".to_string()), "{museum_lover:?}");
+    }
+
+    #[test]
+    fn ranking_orders_the_given_items_for_the_user() {
+        let data = two_tastes();
+        let model = train(&data, Recipe::PersonalizedRanking, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        let list: Vec<u32> = ["m3", "b3", "m4", "b4"].iter().map(|i| model.item_index(i).unwrap()).collect();
+        let ranked = model.rank(model.histories.get("u1"), &[], &list);
+        assert_eq!(ranked.len(), 4);
+        let order = ids(&model, &ranked);
+        assert!(order[0].starts_with('b') && order[1].starts_with('b'), "{order:?}");
+        assert!((ranked.iter().map(|r| r.score).sum::<f32>() - 1.0).abs() < 1e-4);
     }
 }

@@ -137,6 +137,10 @@ pub struct Hyperparameters {
     pub validation_users: usize,
     /// Seed for splits and initialisation.
     pub seed: u64,
+    /// How far items without interactions are lifted towards the top, by how
+    /// much they resemble the user's items (0 never explores, 1 ranks a
+    /// perfect match with the best item).
+    pub exploration_weight: f32,
 }
 
 impl Default for Hyperparameters {
@@ -166,6 +170,7 @@ impl Default for Hyperparameters {
             hpo_budget: 6,
             validation_users: 2_000,
             seed: 42,
+            exploration_weight: 0.3,
         }
     }
 }
@@ -193,6 +198,7 @@ impl Hyperparameters {
         "hpo_budget",
         "validation_users",
         "seed",
+        "exploration_weight",
     ];
 
     /// Defaults overridden by a string map, validating every key and value.
@@ -260,6 +266,7 @@ impl Hyperparameters {
                 }
                 "hpo_budget" => hp.hpo_budget = count()?,
                 "validation_users" => hp.validation_users = count()?,
+                "exploration_weight" => hp.exploration_weight = fraction()?,
                 "seed" => hp.seed = value.trim().parse().map_err(|_| invalid("expected a whole number"))?,
                 _ => return Err(RecipeError::UnknownHyperparameter(key.clone())),
             }
@@ -370,12 +377,15 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
             }
             CollaborativeKind::ItemKnn => Collaborative::Neighbours(sparse::neighbours(data, &order, &offsets, 200)),
         }
+    } else if recipe == Recipe::SimilarItems {
+        // Scores a user by the items like theirs; `similar_items` uses the same links.
+        Collaborative::Neighbours(sparse::neighbours(data, &order, &offsets, 100))
     } else {
         Collaborative::None
     };
     let transitions = recipe.personalised().then(|| sparse::transitions(data, &order, &offsets, gap, 100));
-    let neighbours = (recipe == Recipe::SimilarItems).then(|| sparse::neighbours(data, &order, &offsets, 100));
-    Ok(Components { collaborative, transitions, neighbours, popularity, trending, value_scale: value_scale(data) })
+    let cold_items = (0..data.items.len() as u32).filter(|&i| popularity[i as usize] == 0.0).collect();
+    Ok(Components { collaborative, transitions, neighbours: None, popularity, trending, value_scale: value_scale(data), cold_items })
 }
 
 /// Assembles a model from fitted components.
@@ -406,7 +416,8 @@ pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters
 fn fixed_blend(recipe: Recipe) -> Option<Blend> {
     let zero = Blend { collaborative: 0.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0, repeat: 0.0 };
     match recipe {
-        Recipe::PopularityCount | Recipe::SimilarItems => Some(Blend { popularity: 1.0, ..zero }),
+        Recipe::PopularityCount => Some(Blend { popularity: 1.0, ..zero }),
+        Recipe::SimilarItems => Some(Blend { collaborative: 1.0, popularity: 0.001, ..zero }),
         Recipe::TrendingNow => Some(Blend { trending: 1.0, popularity: 0.01, ..zero }),
         Recipe::UserPersonalization | Recipe::PersonalizedRanking => None,
     }

@@ -37,7 +37,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/campaigns/{name}", get(describe_campaign).delete(delete_campaign))
         .route("/v1/event-trackers", post(create_event_tracker).get(list::<EventTracker>))
         .route("/v1/event-trackers/{id}", get(describe_event_tracker).delete(delete_event_tracker))
+        .route("/v1/solutions/{name}/versions/{version}/metrics", get(solution_metrics))
         .route("/v1/recommendations", post(recommend))
+        .route("/v1/personalized-ranking", post(personalized_ranking))
 }
 
 async fn health() -> Json<Value> {
@@ -261,11 +263,21 @@ async fn delete_event_tracker(State(state): State<AppState>, Path(id): Path<Stri
     Ok((StatusCode::ACCEPTED, described(tracker)?))
 }
 
+/// GetSolutionMetrics: the offline metrics computed when the version was trained.
+async fn solution_metrics(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let version: SolutionVersion = state.service.describe(&arn(&state, ResourceKind::Solution, &format!("{name}/{version}"))).await?;
+    Ok(Json(json!({"solutionVersionArn": version.solution_version_arn, "metrics": version.metrics.unwrap_or_default()})))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RecommendationRequest {
     campaign_arn: String,
-    user_id: String,
+    #[serde(default)]
+    user_id: Option<String>,
+    /// Items similar to this one (similar-items campaigns and others).
+    #[serde(default)]
+    item_id: Option<String>,
     #[serde(default = "default_num_results")]
     num_results: usize,
 }
@@ -275,7 +287,28 @@ fn default_num_results() -> usize {
 }
 
 async fn recommend(State(state): State<AppState>, LenientJson(req): LenientJson<RecommendationRequest>) -> ApiResult<Json<Value>> {
-    let recommendations = state.service.recommend(&req.campaign_arn, &req.user_id, req.num_results).await?;
-    let items: Vec<Value> = recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect();
-    Ok(Json(json!({"itemList": items, "recommendationId": recommendations.recommendation_id})))
+    let recommendations = match (&req.item_id, &req.user_id) {
+        (Some(item), _) => state.service.recommend_similar(&req.campaign_arn, item, req.num_results).await?,
+        (None, Some(user)) => state.service.recommend(&req.campaign_arn, user, req.num_results).await?,
+        (None, None) => return Err(crate::error::ApiError::bad_request("give userId, or itemId for items similar to one")),
+    };
+    Ok(Json(json!({"itemList": item_list(&recommendations), "recommendationId": recommendations.recommendation_id})))
+}
+
+fn item_list(recommendations: &travelrec_service::Recommendations) -> Vec<Value> {
+    recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RankingRequest {
+    campaign_arn: String,
+    user_id: String,
+    input_list: Vec<String>,
+}
+
+/// GetPersonalizedRanking: the caller's items, ordered for the user.
+async fn personalized_ranking(State(state): State<AppState>, LenientJson(req): LenientJson<RankingRequest>) -> ApiResult<Json<Value>> {
+    let ranked = state.service.rank(&req.campaign_arn, &req.user_id, &req.input_list).await?;
+    Ok(Json(json!({"personalizedRanking": item_list(&ranked), "recommendationId": ranked.recommendation_id})))
 }

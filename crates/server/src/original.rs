@@ -117,11 +117,13 @@ async fn create_event_tracker(State(state): State<AppState>, LenientJson(req): L
 /// problem gets its own message (the original answered 502 to all of them).
 pub(crate) struct RecommendationQuery {
     pub campaign_arn: String,
-    pub user_id: String,
+    /// Who to recommend for; optional when `item_id` asks for similar items.
+    pub user_id: Option<String>,
+    pub item_id: Option<String>,
     pub num_results: usize,
 }
 
-const QUERY_KEYS: &[&str] = &["campaignArn", "userId", "numResults"];
+const QUERY_KEYS: &[&str] = &["campaignArn", "userId", "itemId", "numResults"];
 
 pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<RecommendationQuery> {
     // `+` is a space and `%XX` a byte; an unencoded ARN (as the original's
@@ -130,10 +132,12 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
     let mut campaign_arn = None;
     let mut user_id = None;
     let mut num_results = None;
+    let mut item_id = None;
     for (key, value) in pairs {
         match key.as_str() {
             "campaignArn" => campaign_arn = Some(value),
             "userId" => user_id = Some(value),
+            "itemId" => item_id = Some(value),
             "numResults" => num_results = Some(value),
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -145,7 +149,11 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
     }
     let campaign_arn =
         campaign_arn.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::bad_request("query parameter campaignArn is required"))?;
-    let user_id = user_id.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::bad_request("query parameter userId is required"))?;
+    let user_id = user_id.filter(|v| !v.is_empty());
+    let item_id = item_id.filter(|v| !v.is_empty());
+    if user_id.is_none() && item_id.is_none() {
+        return Err(ApiError::bad_request("query parameter userId is required (or itemId, for items similar to one)"));
+    }
     let num_results = match num_results {
         None => 25,
         Some(v) => v
@@ -153,12 +161,16 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request(format!("numResults `{v}` is not a whole number between 1 and 500")))?,
     };
-    Ok(RecommendationQuery { campaign_arn, user_id, num_results })
+    Ok(RecommendationQuery { campaign_arn, user_id, item_id, num_results })
 }
 
 async fn get_recommendations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = parse_recommendation_query(raw.as_deref())?;
-    let recommendations = state.service.recommend(&query.campaign_arn, &query.user_id, query.num_results).await?;
+    let recommendations = match (&query.item_id, &query.user_id) {
+        (Some(item), _) => state.service.recommend_similar(&query.campaign_arn, item, query.num_results).await?,
+        (None, Some(user)) => state.service.recommend(&query.campaign_arn, user, query.num_results).await?,
+        (None, None) => unreachable!("the query parser requires one of them"),
+    };
     let items: Vec<Value> = recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect();
     Ok(Json(json!({
         "$metadata": metadata(StatusCode::OK),
@@ -263,11 +275,13 @@ mod tests {
         let raw = "campaignArn=arn:aws:personalize:local:000000000000:campaign/my-campaign&userId=429&numResults=5";
         let q = parse_recommendation_query(Some(raw)).unwrap();
         assert_eq!(q.campaign_arn, "arn:aws:personalize:local:000000000000:campaign/my-campaign");
-        assert_eq!((q.user_id.as_str(), q.num_results), ("429", 5));
+        assert_eq!((q.user_id.as_deref(), q.num_results), (Some("429"), 5));
         let encoded = "campaignArn=arn%3Aaws%3Apersonalize%3Alocal%3A000000000000%3Acampaign%2Fmy-campaign&userId=a+b";
         let q = parse_recommendation_query(Some(encoded)).unwrap();
         assert_eq!(q.campaign_arn, "arn:aws:personalize:local:000000000000:campaign/my-campaign");
-        assert_eq!((q.user_id.as_str(), q.num_results), ("a b", 25));
+        assert_eq!((q.user_id.as_deref(), q.num_results), (Some("a b"), 25));
+        let q = parse_recommendation_query(Some("campaignArn=x&itemId=185")).unwrap();
+        assert_eq!((q.user_id, q.item_id.as_deref()), (None, Some("185")));
     }
 
     #[test]

@@ -193,6 +193,8 @@ impl Service {
             percent_complete: 0.0,
             training_hours: None,
             training_summary: None,
+            metrics: None,
+            tuned_hpo_params: None,
             events_through_sequence: 0,
         };
         self.store_dyn().insert(solution_version.clone()).await.map_err(|e| match e {

@@ -32,6 +32,27 @@ pub struct Recommendations {
 /// The managed service's limit on numResults.
 pub const MAX_RESULTS: usize = 500;
 
+fn check_num_results(num_results: usize) -> Result<()> {
+    if num_results == 0 || num_results > MAX_RESULTS {
+        return Err(ServiceError::invalid(format!("numResults must be between 1 and {MAX_RESULTS}, got {num_results}")));
+    }
+    Ok(())
+}
+
+fn check_user(user_id: &str) -> Result<()> {
+    if user_id.is_empty() || user_id.chars().count() > 256 {
+        return Err(ServiceError::invalid("userId must be 1 to 256 characters"));
+    }
+    Ok(())
+}
+
+fn recommendations(model: &Model, scored: Vec<travelrec_engine::ScoredItem>) -> Recommendations {
+    Recommendations {
+        items: scored.into_iter().map(|s| RecommendedItem { item_id: model.item_id(s.item).to_string(), score: s.score as f64 }).collect(),
+        recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
+    }
+}
+
 impl Service {
     pub(crate) async fn run_deploy(&self, mut campaign: Campaign) {
         if campaign.lifecycle.status != Status::Active {
@@ -115,18 +136,67 @@ impl Service {
     /// The top `num_results` items for `user_id` from an ACTIVE campaign,
     /// reflecting every event tracked for the user so far.
     pub async fn recommend(&self, campaign_arn: &str, user_id: &str, num_results: usize) -> Result<Recommendations> {
-        if num_results == 0 || num_results > MAX_RESULTS {
-            return Err(ServiceError::invalid(format!("numResults must be between 1 and {MAX_RESULTS}, got {num_results}")));
-        }
-        if user_id.is_empty() || user_id.len() > 256 {
-            return Err(ServiceError::invalid("userId must be 1 to 256 characters"));
-        }
-        let Some(deployment) = self.deployment(campaign_arn) else {
-            return Err(self.why_not_serving(campaign_arn).await);
-        };
+        check_num_results(num_results)?;
+        check_user(user_id)?;
+        let deployment = self.serving(campaign_arn).await?;
         let model = &deployment.model;
-        let recent: Vec<HistoryEvent> = self
-            .inner
+        let recent = self.recent_events(&deployment, user_id);
+        let scored = model.recommend(model.histories.get(user_id), &recent, num_results);
+        Ok(recommendations(model, scored))
+    }
+
+    /// Items like `item_id` ("people who visited X also visited"); an item
+    /// the model does not know gets the most popular items.
+    pub async fn recommend_similar(&self, campaign_arn: &str, item_id: &str, num_results: usize) -> Result<Recommendations> {
+        check_num_results(num_results)?;
+        if item_id.is_empty() || item_id.chars().count() > 256 {
+            return Err(ServiceError::invalid("itemId must be 1 to 256 characters"));
+        }
+        let deployment = self.serving(campaign_arn).await?;
+        let model = &deployment.model;
+        let scored = match model.item_index(item_id) {
+            Some(item) => model.similar_items(item, num_results),
+            None => model.recommend(&[], &[], num_results),
+        };
+        Ok(recommendations(model, scored))
+    }
+
+    /// `item_ids` ordered for `user_id`, best first (GetPersonalizedRanking).
+    /// Items the model does not know keep their order at the end, with score 0.
+    pub async fn rank(&self, campaign_arn: &str, user_id: &str, item_ids: &[String]) -> Result<Recommendations> {
+        check_user(user_id)?;
+        if item_ids.is_empty() || item_ids.len() > MAX_RESULTS {
+            return Err(ServiceError::invalid(format!("inputList must hold 1 to {MAX_RESULTS} item ids, got {}", item_ids.len())));
+        }
+        let deployment = self.serving(campaign_arn).await?;
+        let model = &deployment.model;
+        let recent = self.recent_events(&deployment, user_id);
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for id in item_ids {
+            match model.item_index(id) {
+                Some(item) if !known.contains(&item) => known.push(item),
+                Some(_) => {}
+                None if !unknown.contains(id) => unknown.push(id.clone()),
+                None => {}
+            }
+        }
+        let mut result = recommendations(model, model.rank(model.histories.get(user_id), &recent, &known));
+        result.items.extend(unknown.into_iter().map(|item_id| RecommendedItem { item_id, score: 0.0 }));
+        Ok(result)
+    }
+
+    async fn serving(&self, campaign_arn: &str) -> Result<Arc<Deployment>> {
+        match self.deployment(campaign_arn) {
+            Some(deployment) => Ok(deployment),
+            None => Err(self.why_not_serving(campaign_arn).await),
+        }
+    }
+
+    /// The user's events tracked since the campaign's model was trained.
+    fn recent_events(&self, deployment: &Deployment, user_id: &str) -> Vec<HistoryEvent> {
+        let model = &deployment.model;
+        self.inner
             .realtime
             .group(&deployment.dataset_group_arn)
             .recent(user_id, deployment.events_through)
@@ -142,16 +212,7 @@ impl Service {
                     value: e.value.unwrap_or(f32::NAN),
                 })
             })
-            .collect();
-        let history = model.histories.get(user_id);
-        let scored = model.recommend(history, &recent, num_results);
-        Ok(Recommendations {
-            items: scored
-                .into_iter()
-                .map(|s| RecommendedItem { item_id: model.item_id(s.item).to_string(), score: s.score as f64 })
-                .collect(),
-            recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
-        })
+            .collect()
     }
 
     async fn why_not_serving(&self, campaign_arn: &str) -> ServiceError {

@@ -6,8 +6,12 @@ use crate::import::{ReadProgress, read_csv};
 use crate::schema::DatasetSchema;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use travelrec_engine::split::Holdout;
+use travelrec_engine::tuning::offline_metrics;
 use travelrec_engine::{Hyperparameters, ItemMeta, Recipe, TrainingData, TrainingDataBuilder, train};
-use travelrec_store::{Dataset, DatasetImportJob, DatasetType, RowBatch, RowCursor, Schema, Solution, SolutionVersion, Status};
+use travelrec_store::{
+    Dataset, DatasetImportJob, DatasetType, RowBatch, RowCursor, Schema, Solution, SolutionVersion, Status, TunedHpoParams,
+};
 
 /// A data location as a local path: a plain path or a `file://` URL.
 pub(crate) fn local_path(location: &str) -> Result<PathBuf> {
@@ -41,6 +45,28 @@ pub(crate) fn item_meta(fields: &[(String, String)]) -> ItemMeta {
             .unwrap_or(0),
         created: field("CREATION_TIMESTAMP").and_then(|v| v.parse().ok()),
     }
+}
+
+/// What a training run produced besides the model snapshot.
+struct Trained {
+    summary: serde_json::Value,
+    metrics: std::collections::BTreeMap<String, f64>,
+    tuned: std::collections::BTreeMap<String, String>,
+    events_through: u64,
+}
+
+/// The hyperparameters a model ended up with (after search) and its blend
+/// weights, as strings.
+fn tuned_parameters(model: &travelrec_engine::Model) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Some(report) = &model.tuning {
+        out.extend(report.trials[report.chosen].settings.clone());
+        out.insert("validation_ndcg_at_10".into(), format!("{:.4}", report.trials[report.chosen].ndcg_at_10));
+    }
+    for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(model.blend.as_array()) {
+        out.insert(format!("blend.{name}"), weight.to_string());
+    }
+    out
 }
 
 /// Tracked events are read back for training in pages of this size.
@@ -125,8 +151,11 @@ impl Service {
         }
         let started = Instant::now();
         match self.train_version(&version, &solution).await {
-            Ok((summary, events_through)) => {
-                version.training_summary = Some(summary);
+            Ok(trained) => {
+                version.training_summary = Some(trained.summary);
+                version.metrics = Some(trained.metrics);
+                version.tuned_hpo_params = Some(TunedHpoParams { algorithm_hyper_parameters: trained.tuned });
+                let events_through = trained.events_through;
                 version.events_through_sequence = events_through;
                 version.training_hours = Some(started.elapsed().as_secs_f64() / 3600.0);
                 version.percent_complete = 100.0;
@@ -144,26 +173,35 @@ impl Service {
         }
     }
 
-    async fn train_version(&self, version: &SolutionVersion, solution: &Solution) -> Result<(serde_json::Value, u64)> {
+    async fn train_version(&self, version: &SolutionVersion, solution: &Solution) -> Result<Trained> {
         let recipe = Recipe::parse(&solution.recipe_arn).map_err(|e| ServiceError::invalid(e.to_string()))?;
         let hyperparameters = Hyperparameters::from_map(&solution.solution_config.algorithm_hyper_parameters)
             .map_err(|e| ServiceError::invalid(e.to_string()))?;
         let (data, events_through) = self.load_training_data(&solution.dataset_group_arn).await?;
         let progress_map = self.inner.clone();
         let arn = version.solution_version_arn.clone();
-        let model = tokio::task::spawn_blocking(move || {
-            let report = |fraction: f32, _stage: &str| {
-                progress_map.progress.insert(arn.clone(), 10.0 + 85.0 * fraction);
+        let (model, metrics) = tokio::task::spawn_blocking(move || {
+            let report = |share: f32, offset: f32| {
+                let progress_map = progress_map.clone();
+                let arn = arn.clone();
+                move |fraction: f32, _stage: &str| {
+                    progress_map.progress.insert(arn.clone(), offset + share * fraction);
+                }
             };
-            train(&data, recipe, &hyperparameters, &report)
+            let model = train(&data, recipe, &hyperparameters, &report(60.0, 10.0))?;
+            // As the managed service does: hold out the newest interactions,
+            // train on the rest, measure.
+            let metrics = offline_metrics(&data, recipe, &hyperparameters, Holdout::NewestFraction { fraction: 0.1 }, &report(25.0, 70.0))?;
+            Ok::<_, travelrec_engine::RecipeError>((model, metrics))
         })
         .await
         .map_err(|e| ServiceError::internal(format!("training crashed: {e}")))?
         .map_err(|e| ServiceError::invalid(e.to_string()))?;
         let summary = serde_json::to_value(&model.summary).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let tuned = tuned_parameters(&model);
         let bytes = tokio::task::spawn_blocking(move || model.to_bytes()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
         self.store_dyn().put_model(&version.solution_version_arn, bytes).await?;
-        Ok((summary, events_through))
+        Ok(Trained { summary, metrics: metrics.values, tuned, events_through })
     }
 
     /// Everything a dataset group knows, as training data: the items catalogue,

@@ -282,3 +282,62 @@ async fn bad_requests_get_clear_errors() {
     let err = service.put_data(DataRecord { date_to: "2023-05-05".into(), ..record }).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recipe_trains_with_offline_metrics_and_serves() {
+    let data = tempfile::tempdir().unwrap();
+    generate(data.path());
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path()).await;
+    let defaults = service.ensure_default_resources().await.unwrap();
+    for (name, dataset, file) in
+        [("items", &defaults.items_dataset_arn, "item_data.csv"), ("interactions", &defaults.interactions_dataset_arn, "event_data.csv")]
+    {
+        let job = service.create_import_job(name, dataset, data.path().join(file).to_str().unwrap(), ImportMode::Full).await.unwrap();
+        assert_eq!(wait_import(&service, &job.dataset_import_job_arn).await.lifecycle.status, Status::Active);
+    }
+    let cities: std::collections::HashMap<String, String> = csv::Reader::from_path(data.path().join("item_data.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r[0].to_string(), r[4].to_string()))
+        .collect();
+    for recipe in ["user-personalization", "popularity-count", "trending-now", "similar-items", "personalized-ranking"] {
+        let solution = service.create_solution(recipe, &defaults.dataset_group_arn, recipe, Default::default()).await.unwrap();
+        let version = service.create_solution_version(&solution.solution_arn, "v1").await.unwrap();
+        let version = wait_version(&service, &version.solution_version_arn).await;
+        assert_eq!(version.lifecycle.status, Status::Active, "{recipe}: {:?}", version.lifecycle.failure_reason);
+        let metrics = version.metrics.clone().expect("offline metrics on every version");
+        for key in
+            ["coverage", "mean_reciprocal_rank_at_25", "normalized_discounted_cumulative_gain_at_10", "precision_at_25", "recall_at_5"]
+        {
+            assert!(metrics.contains_key(key), "{recipe}: no {key} in {metrics:?}");
+        }
+        let campaign = service.create_campaign(&format!("{recipe}-campaign"), &version.solution_version_arn).await.unwrap();
+        assert_eq!(wait_campaign(&service, &campaign.campaign_arn).await.lifecycle.status, Status::Active);
+        let served = service.recommend(&campaign.campaign_arn, "7", 10).await.unwrap();
+        assert_eq!(served.items.len(), 10, "{recipe}");
+        match recipe {
+            "similar-items" => {
+                let similar = service.recommend_similar(&campaign.campaign_arn, "1", 10).await.unwrap();
+                let same_city = similar.items.iter().filter(|i| cities.get(&i.item_id) == cities.get("1")).count();
+                assert!(same_city >= 8, "{same_city} of 10 similar items share the city: {:?}", similar.items);
+                assert!(similar.items.iter().all(|i| i.item_id != "1"));
+            }
+            "personalized-ranking" => {
+                let list: Vec<String> = ["1", "2", "3", "no-such-item"].iter().map(|s| s.to_string()).collect();
+                let ranked = service.rank(&campaign.campaign_arn, "7", &list).await.unwrap();
+                let mut ids: Vec<&str> = ranked.items.iter().map(|i| i.item_id.as_str()).collect();
+                assert_eq!(ids.pop(), Some("no-such-item"), "unknown items go last");
+                ids.sort();
+                assert_eq!(ids, vec!["1", "2", "3"]);
+            }
+            "user-personalization" => {
+                let tuned = version.tuned_hpo_params.clone().unwrap().algorithm_hyper_parameters;
+                assert!(tuned.contains_key("blend.sequence"), "{tuned:?}");
+                assert!(metrics["normalized_discounted_cumulative_gain_at_10"] > 0.05, "{metrics:?}");
+            }
+            _ => {}
+        }
+    }
+}

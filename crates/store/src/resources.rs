@@ -216,10 +216,25 @@ pub struct SolutionVersion {
     /// What the model was trained on (users, items, interactions, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_summary: Option<serde_json::Value>,
+    /// Offline metrics: the newest slice of interactions held out, the
+    /// recipe trained on the rest (`coverage`, `mean_reciprocal_rank_at_25`,
+    /// `normalized_discounted_cumulative_gain_at_5/10/25`, `precision_at_…`, `recall_at_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::collections::BTreeMap<String, f64>>,
+    /// What hyperparameter search and blend learning chose, as the managed
+    /// service reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned_hpo_params: Option<TunedHpoParams>,
     /// Tracked events up to this sequence number are inside the model;
     /// newer ones are folded in at query time.
     #[serde(default)]
     pub events_through_sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TunedHpoParams {
+    pub algorithm_hyper_parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
