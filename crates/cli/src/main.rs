@@ -31,7 +31,7 @@ enum Command {
     Serve(ServeArgs),
     /// Write a deterministic synthetic travel data set (CSV, the original layout plus travel columns).
     Generate(GenerateArgs),
-    /// Import CSV files into the default dataset group (the server must not be running on the directory).
+    /// Import CSV files (or an event archive folder) into the default dataset group (the server must not be running on the directory).
     Import(ImportArgs),
     /// Train a new version of the default solution (the server must not be running on the directory).
     Train(TrainArgs),
@@ -81,6 +81,25 @@ struct StoreArgs {
     /// Account id in ARNs.
     #[arg(long, env = "TRAVELREC_ACCOUNT", default_value = "000000000000")]
     account: String,
+    /// When an event is acknowledged: `fsync` (after it is on disk; the default) or
+    /// `batch` (after it is written; the disk is synced every 100 ms).
+    #[arg(long, env = "TRAVELREC_DURABILITY", value_enum, default_value = "fsync")]
+    durability: DurabilityArg,
+    /// Shards of the event log (fixed when the data directory is created).
+    #[arg(long, env = "TRAVELREC_PARTITIONS", default_value_t = 4)]
+    partitions: u32,
+    /// Days the event log keeps events its consumers have processed.
+    #[arg(long, env = "TRAVELREC_LOG_RETENTION_DAYS", default_value_t = 7)]
+    log_retention_days: u64,
+    /// How often archive files are closed (seconds).
+    #[arg(long, env = "TRAVELREC_ARCHIVE_FLUSH_SECONDS", default_value_t = 60)]
+    archive_flush_seconds: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Fsync,
+    Batch,
 }
 
 #[derive(Args, Clone)]
@@ -155,6 +174,10 @@ struct ImportArgs {
     items: Option<PathBuf>,
     #[arg(long)]
     users: Option<PathBuf>,
+    /// An event archive (`<data-dir>/archive`, a day or hour folder of it, or one .jsonl.zst file),
+    /// imported as interactions.
+    #[arg(long)]
+    archive: Option<PathBuf>,
     /// `full` replaces the dataset's rows, `incremental` adds to them.
     #[arg(long, value_enum, default_value = "full")]
     mode: Mode,
@@ -190,9 +213,26 @@ fn main() -> Result<()> {
 
 async fn open_service(args: &StoreArgs) -> Result<Service> {
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir)?);
-    let config =
-        ServiceConfig { arns: ArnBuilder { region: args.region.clone(), account: args.account.clone() }, ..ServiceConfig::default() };
-    Ok(Service::start(store, config).await?)
+    let log_config = travelrec_stream::LogConfig {
+        partitions: args.partitions,
+        durability: match args.durability {
+            DurabilityArg::Fsync => travelrec_stream::Durability::Fsync,
+            DurabilityArg::Batch => travelrec_stream::Durability::Batch { interval: std::time::Duration::from_millis(100) },
+        },
+        retention: travelrec_stream::Retention {
+            max_age: Some(std::time::Duration::from_secs(args.log_retention_days * 86_400)),
+            max_bytes_per_partition: None,
+        },
+        ..travelrec_stream::LogConfig::default()
+    };
+    let log = travelrec_stream::EventLog::open(&args.data_dir.join("log"), log_config).await?;
+    let config = ServiceConfig {
+        arns: ArnBuilder { region: args.region.clone(), account: args.account.clone() },
+        archive_dir: Some(args.data_dir.join("archive")),
+        archive_flush_interval: std::time::Duration::from_secs(args.archive_flush_seconds.max(1)),
+        ..ServiceConfig::default()
+    };
+    Ok(Service::start(store, log, config).await?)
 }
 
 async fn bind(listen: &ListenArgs) -> Result<tokio::net::TcpListener> {
@@ -224,7 +264,9 @@ async fn shutdown_signal() {
 async fn run_server(service: Service, listener: tokio::net::TcpListener) -> Result<()> {
     let address = listener.local_addr()?;
     println!("travelrec listening on http://{address}");
-    travelrec_server::serve(listener, service, shutdown_signal()).await?;
+    travelrec_server::serve(listener, service.clone(), shutdown_signal()).await?;
+    // Let the log's consumers write out what they hold (the archive is flushed).
+    service.shutdown().await;
     Ok(())
 }
 
@@ -260,8 +302,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 async fn import(args: ImportArgs) -> Result<()> {
-    if args.interactions.is_none() && args.items.is_none() && args.users.is_none() {
-        bail!("nothing to import: pass --interactions, --items and/or --users with CSV files");
+    if args.interactions.is_none() && args.items.is_none() && args.users.is_none() && args.archive.is_none() {
+        bail!("nothing to import: pass --interactions, --items and/or --users with CSV files, or --archive");
     }
     let service = open_service(&args.store).await?;
     let defaults = service.ensure_default_resources().await?;
@@ -273,11 +315,13 @@ async fn import(args: ImportArgs) -> Result<()> {
         (&args.items, &defaults.items_dataset_arn),
         (&args.users, &defaults.users_dataset_arn),
         (&args.interactions, &defaults.interactions_dataset_arn),
+        (&args.archive, &defaults.interactions_dataset_arn),
     ] {
         if let Some(file) = file {
             progress::import_file(&service, dataset, file, mode).await?;
         }
     }
+    service.shutdown().await;
     Ok(())
 }
 
@@ -290,6 +334,7 @@ async fn train(args: TrainArgs) -> Result<()> {
     };
     let trained = progress::train_version(&service, &defaults.solution_arn, &version).await?;
     println!("{}", trained.solution_version_arn);
+    service.shutdown().await;
     Ok(())
 }
 

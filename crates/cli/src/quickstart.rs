@@ -78,7 +78,10 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
     print_walkthrough(&base, &defaults.solution_arn, &defaults.dataset_group_arn, &campaign, &tracker);
     match listener {
         Some(listener) => crate::run_server(service, listener).await,
-        None => Ok(()),
+        None => {
+            service.shutdown().await;
+            Ok(())
+        }
     }
 }
 

@@ -17,10 +17,16 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Self::start_logging(data_dir, Stdio::inherit())
+    }
+
+    /// Starts the server with its logs (stderr) going to `logs`.
+    fn start_logging(data_dir: &Path, logs: impl Into<Stdio>) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--port", "0", "--log", "warn", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
+            .stderr(logs)
             .spawn()
             .expect("the binary starts");
         let stdout = child.stdout.take().unwrap();
@@ -177,8 +183,10 @@ fn the_original_flow_over_http_survives_a_restart() {
     assert_eq!(status, 200, "{text}");
     let sent = json_of(&text);
     assert_eq!(sent["Message"], "Event sent successfully");
-    assert_eq!(sent["data"]["ShardId"], "shardId-000000000000");
-    assert!(sent["data"]["SequenceNumber"].as_str().unwrap().parse::<u64>().is_ok());
+    let shard = sent["data"]["ShardId"].as_str().unwrap();
+    assert!(shard.starts_with("shardId-") && shard.len() == 20, "{shard}");
+    let sequence = sent["data"]["SequenceNumber"].as_str().unwrap();
+    assert!(sequence.len() >= 20 && sequence.chars().all(|c| c.is_ascii_digit()), "{sequence}");
 
     // Their very next recommendations reflect it: other attractions of the same city.
     let after = recommendations(&server, &campaign, "traveller-1");
@@ -312,6 +320,55 @@ fn bad_input_gets_a_4xx_json_error_never_a_500() {
             "not a valid name",
         ),
         ("unknown route", get("/nowhere"), 404, "no route"),
+        (
+            "PutEvents: sentAt not a number",
+            post(
+                &server,
+                "/events",
+                r#"{"trackingId": "t", "userId": "u", "eventList": [{"eventType": "click", "itemId": "1", "sentAt": "soon"}]}"#,
+            ),
+            400,
+            "eventList[0].sentAt",
+        ),
+        (
+            "PutEvents: missing itemId",
+            post(&server, "/events", r#"{"trackingId": "t", "userId": "u", "eventList": [{"eventType": "click", "sentAt": 1}]}"#),
+            400,
+            "itemId",
+        ),
+        (
+            "PutEvents: more than 10 events",
+            post(
+                &server,
+                "/events",
+                &format!(
+                    r#"{{"trackingId": "t", "userId": "u", "eventList": [{}]}}"#,
+                    [r#"{"eventType": "click", "itemId": "1", "sentAt": 1}"#; 11].join(",")
+                ),
+            ),
+            400,
+            "1 to 10 events",
+        ),
+        (
+            "PutEvents: unknown trackingId",
+            post(
+                &server,
+                "/events",
+                r#"{"trackingId": "nope", "userId": "u", "eventList": [{"eventType": "click", "itemId": "1", "sentAt": 1}]}"#,
+            ),
+            404,
+            "trackingId `nope`",
+        ),
+        (
+            "PutItems: unknown dataset",
+            post(
+                &server,
+                "/items",
+                r#"{"datasetArn": "arn:aws:personalize:local:000000000000:dataset/x/ITEMS", "items": [{"itemId": "1"}]}"#,
+            ),
+            404,
+            "does not exist",
+        ),
     ];
     for (case, (status, text), expected, fragment) in cases {
         assert_eq!(status, expected, "{case}: {text}");

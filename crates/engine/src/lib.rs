@@ -6,6 +6,7 @@
 
 pub mod als;
 mod ease;
+pub mod filter;
 mod ids;
 pub mod metrics;
 mod model;
@@ -19,8 +20,8 @@ pub mod tuning;
 
 pub use ids::IdIndex;
 pub use model::{
-    Blend, Collaborative, Components, FEATURE_NAMES, FEATURES, FeatureBuffers, HistoryEvent, Model, ModelError, Profile, ScoredItem,
-    TrainingSummary, distance_km, popularity_feature,
+    Blend, Candidate, Collaborative, Components, FEATURE_NAMES, FEATURES, FeatureBuffers, HistoryEvent, Model, ModelError, Profile,
+    RankedCandidate, ScoredItem, TrainingSummary, distance_km, popularity_feature,
 };
 pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_fixed, train_with};
 pub use topk::{softmax_in_place, top_k};

@@ -248,14 +248,13 @@ impl Model {
 
     /// As [`Model::recommend`]; with `exclude_seen`, items in the history are never returned.
     pub fn recommend_with(&self, history: &[HistoryEvent], recent: &[HistoryEvent], k: usize, exclude_seen: bool) -> Vec<ScoredItem> {
-        let profile = self.profile(history, recent);
-        let mut scores = vec![0f32; self.items.len()];
-        self.score_profile(&profile, &self.blend, &mut scores);
-        if exclude_seen {
-            profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
-        }
-        softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
-        top_k(&scores, k).into_iter().map(|item| ScoredItem { item, score: scores[item as usize] }).collect()
+        self.recommend_extended(history, recent, k, exclude_seen, &[])
+            .into_iter()
+            .filter_map(|r| match r.candidate {
+                Candidate::Known(item) => Some(ScoredItem { item, score: r.score }),
+                Candidate::Extra(_) => None,
+            })
+            .collect()
     }
 
     /// Orders `candidates` for the user, best first, with probabilities under
@@ -308,43 +307,91 @@ impl Model {
         self.score_profile(&profile, &self.blend, out);
     }
 
-    /// The blended score of every item for `profile`, with cold items explored.
+    /// The blended score of every item for `profile`.
     pub fn score_profile(&self, profile: &Profile, blend: &Blend, out: &mut [f32]) {
         let mut features = FeatureBuffers::new(self.items.len());
         self.features(profile, &mut features);
         features.blend(blend, out);
-        self.explore(profile, out);
     }
 
-    /// Items without interactions in training have no collaborative signal.
-    /// Each is placed between the median and the best score, in proportion
-    /// to `exploration_weight` × how much it resembles the user's items
-    /// (category, city, distance), so new attractions get seen until they
-    /// have interactions of their own.
-    fn explore(&self, profile: &Profile, out: &mut [f32]) {
+    /// As [`Model::recommend_with`], also ranking `extra` items the model has
+    /// never seen (attractions added after training).
+    ///
+    /// Items without interactions — the model's cold items and the extras —
+    /// have no collaborative signal, so they are explored: up to
+    /// `exploration_weight × k` of the `k` slots (every `1 / weight`-th
+    /// position) go to those that resemble the user's items most (category,
+    /// city, distance; at least half alike). A user without history resembles
+    /// everything by half, so new items reach everyone a little.
+    pub fn recommend_extended(
+        &self,
+        history: &[HistoryEvent],
+        recent: &[HistoryEvent],
+        k: usize,
+        exclude_seen: bool,
+        extra: &[ItemMeta],
+    ) -> Vec<RankedCandidate> {
+        let profile = self.profile(history, recent);
+        let n = self.items.len();
+        let mut scores = vec![0f32; n + extra.len()];
+        self.score_profile(&profile, &self.blend, &mut scores[..n]);
+        if exclude_seen {
+            profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
+        }
+        // Extras not explored rank below every known item.
+        let lowest = scores[..n].iter().copied().filter(|s| s.is_finite()).fold(0f32, f32::min);
+        scores[n..].iter_mut().for_each(|s| *s = lowest - 1.0);
+        let cold: Vec<usize> = self.components.cold_items.iter().map(|&i| i as usize).chain(n..n + extra.len()).collect();
+        let explored = self.explored(&profile, &cold, extra, &scores, k);
+        explored.iter().for_each(|&c| scores[c] = f32::NEG_INFINITY);
+        let mut ranked = top_k(&scores, k.saturating_sub(explored.len()));
+        // Each explored item takes its slot and a score just under the item before it.
+        let every = (1.0 / self.hyperparameters.exploration_weight.max(1e-3)).round().max(1.0) as usize;
+        for (j, &item) in explored.iter().enumerate() {
+            let at = ((j + 1) * every - 1).min(ranked.len());
+            let above = if at == 0 { None } else { Some(scores[ranked[at - 1] as usize]) };
+            scores[item] = above.map_or(0.0, |s| s - 1e-6 * s.abs().max(1.0));
+            ranked.insert(at, item as u32);
+        }
+        softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
+        ranked
+            .into_iter()
+            .map(|i| RankedCandidate {
+                candidate: if (i as usize) < n { Candidate::Known(i) } else { Candidate::Extra(i as usize - n) },
+                score: scores[i as usize],
+            })
+            .collect()
+    }
+
+    /// The cold items (indices into the scores: model items, then extras)
+    /// that get exploration slots, best match first.
+    fn explored(&self, profile: &Profile, cold: &[usize], extra: &[ItemMeta], scores: &[f32], k: usize) -> Vec<usize> {
         let weight = self.hyperparameters.exploration_weight;
-        let cold = &self.components.cold_items;
-        if weight <= 0.0 || cold.is_empty() || out.len() <= cold.len() {
-            return;
+        let slots = ((weight * k as f32).round() as usize).min(cold.len());
+        if slots == 0 || k < 2 {
+            return Vec::new();
         }
-        let mut warm: Vec<f32> = out.iter().enumerate().filter(|(i, _)| self.components.popularity[*i] > 0.0).map(|(_, s)| *s).collect();
-        if warm.is_empty() {
-            return;
-        }
-        let middle = warm.len() / 2;
-        let median = *warm.select_nth_unstable_by(middle, f32::total_cmp).1;
-        let best = warm.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        let n = self.items.len();
         let total: f32 = profile.weighted.iter().map(|(_, w)| w).sum();
-        for &item in cold {
-            let resemblance = if total > 0.0 {
-                profile.weighted.iter().map(|&(other, w)| w * content_similarity(&self.item_meta, item, other)).sum::<f32>() / total
-            } else {
-                0.5
-            };
-            let explored = median + (best - median) * weight * resemblance;
-            let slot = &mut out[item as usize];
-            *slot = slot.max(explored);
-        }
+        let resemblance = |meta: &ItemMeta| -> f32 {
+            if total <= 0.0 {
+                return 0.5;
+            }
+            profile
+                .weighted
+                .iter()
+                .map(|&(other, w)| w * self.item_meta.get(other as usize).map_or(0.0, |m| meta_similarity(meta, m)))
+                .sum::<f32>()
+                / total
+        };
+        let mut candidates: Vec<(usize, f32)> = cold
+            .iter()
+            .filter(|&&c| scores[c] > f32::NEG_INFINITY)
+            .map(|&c| (c, resemblance(if c < n { &self.item_meta[c] } else { &extra[c - n] })))
+            .filter(|(_, r)| *r >= 0.5)
+            .collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        candidates.into_iter().take(slots).map(|(c, _)| c).collect()
     }
 
     /// The user's profile: per-item weights (event type × recency, relative to
@@ -482,10 +529,23 @@ fn standardise_scale(values: &mut [f32]) {
     }
 }
 
+/// An item a query may return: one the model knows, or one of the extra
+/// items given with the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Candidate {
+    Known(u32),
+    Extra(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankedCandidate {
+    pub candidate: Candidate,
+    pub score: f32,
+}
+
 /// How alike two items are by what is known about them: shared categories,
 /// the same city, nearness. 0..1.
-pub fn content_similarity(meta: &[ItemMeta], a: u32, b: u32) -> f32 {
-    let (Some(a), Some(b)) = (meta.get(a as usize), meta.get(b as usize)) else { return 0.0 };
+fn meta_similarity(a: &ItemMeta, b: &ItemMeta) -> f32 {
     let shared = a.categories.iter().filter(|c| b.categories.contains(c)).count() as f32;
     let union = (a.categories.len() + b.categories.len()) as f32 - shared;
     let categories = if union > 0.0 { shared / union } else { 0.0 };

@@ -25,7 +25,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request("the request body is empty; send a JSON object"));
     }
     let cleaned = strip_trailing_commas(bytes);
-    serde_json::from_slice(&cleaned).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    // The path names the field that is wrong: `eventList[0].sentAt: invalid type ...`.
+    let mut deserializer = serde_json::Deserializer::from_slice(&cleaned);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body: {path}: {inner}"))
+        }
+    })?;
+    deserializer.end().map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// Removes commas that directly precede `}` or `]` (ignoring whitespace),

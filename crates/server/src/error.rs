@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Serialize)]
@@ -21,12 +23,16 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: "invalid_request", message: message.into() }
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "resource_not_found", message: message.into() }
+        Self::new(StatusCode::NOT_FOUND, "resource_not_found", message)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -49,7 +55,7 @@ impl From<ServiceError> for ApiError {
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        Self { status, code, message: e.message }
+        Self { status, code, message: e.message, retry_after: e.retry_after }
     }
 }
 
@@ -58,8 +64,26 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, "{}", self.message);
         }
-        (self.status, axum::Json(self.json())).into_response()
+        let mut response = (self.status, axum::Json(self.json())).into_response();
+        if let Some(delay) = self.retry_after {
+            let seconds = delay.as_secs_f64().ceil().max(1.0) as u64;
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_become_429_with_retry_after_in_whole_seconds() {
+        let e = ServiceError::new(ErrorKind::LimitExceeded, "slow down").with_retry_after(std::time::Duration::from_millis(1_200));
+        let response = ApiError::from(e).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "2");
+    }
+}

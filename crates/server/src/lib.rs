@@ -6,6 +6,7 @@
 
 mod body;
 mod error;
+mod ingest;
 mod native;
 mod original;
 
@@ -30,6 +31,7 @@ pub fn router(service: Service) -> axum::Router {
         .merge(original.clone())
         .nest("/prod", original)
         .merge(native::routes())
+        .merge(ingest::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -43,19 +45,19 @@ pub fn router(service: Service) -> axum::Router {
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "route_not_found",
-        message: format!("no route {} {}; see the README for the routes", request.method(), request.uri().path()),
-    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route {} {}; see the README for the routes", request.method(), request.uri().path()),
+    )
 }
 
 async fn method_not_allowed(request: Request) -> impl IntoResponse {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: format!("{} is not allowed on {}; see the README for the routes", request.method(), request.uri().path()),
-    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}; see the README for the routes", request.method(), request.uri().path()),
+    )
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

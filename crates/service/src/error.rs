@@ -26,11 +26,18 @@ pub enum ErrorKind {
 pub struct ServiceError {
     pub kind: ErrorKind,
     pub message: String,
+    /// When the caller should try again (limits and unavailability).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ServiceError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -249,6 +249,56 @@ impl Value {
 
 type RowError = (usize, String, String);
 
+/// Validates named field values (from PutItems, PutUsers or event
+/// properties) against a schema, as a CSV row would be: names matched
+/// case-insensitively (camelCase `numberOfRatings` matches `NUMBER_OF_RATINGS`),
+/// types and domains checked. `skip` names fields the caller carries
+/// separately (ITEM_ID, ...). Returns the fields under their schema names,
+/// or a message naming the first bad one.
+pub fn validate_fields(
+    schema: &DatasetSchema,
+    fields: &[(String, String)],
+    skip: &[&str],
+    what: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (name, raw) in fields {
+        let field =
+            schema.field(name).or_else(|| schema.field(&snake_upper(name))).filter(|f| !skip.contains(&f.name.as_str())).ok_or_else(
+                || {
+                    let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).filter(|n| !skip.contains(n)).collect();
+                    format!("{what}: unknown field `{name}`; the schema has {}", known.join(", "))
+                },
+            )?;
+        if out.iter().any(|(n, _): &(String, String)| *n == field.name) {
+            return Err(format!("{what}: field {} is given twice", field.name));
+        }
+        match parse_value(raw.trim().as_bytes(), field) {
+            Ok(Some(value)) => out.push((field.name.clone(), value.to_text())),
+            Ok(None) => {}
+            Err(problem) => return Err(format!("{what}: field {}: {problem}", field.name)),
+        }
+    }
+    for field in schema.fields.iter().filter(|f| !f.nullable && !skip.contains(&f.name.as_str())) {
+        if !out.iter().any(|(n, _)| *n == field.name) {
+            return Err(format!("{what}: field {} is required by the schema", field.name));
+        }
+    }
+    Ok(out)
+}
+
+/// `numberOfRatings` → `NUMBER_OF_RATINGS`.
+fn snake_upper(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
 fn parse_value(raw: &[u8], field: &Field) -> Result<Option<Value>, String> {
     let text = std::str::from_utf8(raw).map_err(|_| "the text is not valid UTF-8; save the file as UTF-8".to_string())?;
     if text.is_empty() {
@@ -501,6 +551,23 @@ mod tests {
         assert_eq!(summary.warnings, vec!["test.csv: column YEAR is not in the dataset's schema and was ignored"]);
         let RowBatch::Items(items) = &batches[0] else { panic!() };
         assert_eq!(items[0].fields, vec![("GENRE".to_string(), "Adventure|Comedy".to_string())]);
+    }
+
+    #[test]
+    fn named_fields_are_validated_like_csv_cells() {
+        let schema = DatasetSchema::parse(DEFAULT_ITEMS_SCHEMA).unwrap();
+        let ok = validate_fields(&schema, &[("genre".into(), "Museum".into()), ("latitude".into(), "38.7".into())], &["ITEM_ID"], "item 1")
+            .unwrap();
+        assert_eq!(ok, vec![("GENRE".to_string(), "Museum".to_string()), ("LATITUDE".to_string(), "38.7".to_string())]);
+        let camel = validate_fields(&schema, &[("creationTimestamp".into(), "1700000000".into())], &["ITEM_ID"], "item 1").unwrap();
+        assert_eq!(camel[0].0, "CREATION_TIMESTAMP");
+        let err = validate_fields(&schema, &[("colour".into(), "red".into())], &["ITEM_ID"], "item 1").unwrap_err();
+        assert!(err.contains("unknown field `colour`") && err.contains("GENRE"), "{err}");
+        let err = validate_fields(&schema, &[("LATITUDE".into(), "200".into())], &["ITEM_ID"], "item 1").unwrap_err();
+        assert!(err.contains("item 1: field LATITUDE: 200 is not a latitude"), "{err}");
+        let users = DatasetSchema::parse(crate::schema::DEFAULT_USERS_SCHEMA).unwrap();
+        let err = validate_fields(&users, &[], &["USER_ID"], "user u").unwrap_err();
+        assert!(err.contains("AGE is required"), "{err}");
     }
 
     #[test]

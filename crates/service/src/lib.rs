@@ -6,27 +6,41 @@
 //! Slow work (imports, training, deployment) runs as background jobs whose
 //! progress shows in the resource's status; requests never wait for it.
 
+pub mod archive;
+mod consumers;
 mod error;
 pub mod import;
 mod lifecycle;
-mod realtime;
+pub mod realtime;
 pub mod schema;
 mod serving;
 mod tracking;
 mod training;
 
+pub use consumers::GroupAnalytics;
 pub use error::{ErrorKind, Result, ServiceError};
 pub use lifecycle::DefaultResources;
+pub use realtime::RecentEvent;
 pub use serving::{Recommendations, RecommendedItem};
-pub use tracking::{DataRecord, NewEvent, PutDataResult};
+pub use tracking::{DataRecord, NewEvent, PutDataResult, TrackResult, sequence_number};
+
+/// Per-call limits of ingestion, as the managed service sets them.
+pub mod tracking_limits {
+    pub use crate::tracking::{MAX_INTERACTIONS_PER_RECORD, MAX_PER_CALL};
+}
 
 use dashmap::DashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use realtime::RealtimeState;
 use serving::Deployment;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use travelrec_engine::ItemMeta;
 use travelrec_store::{ArnBuilder, Store};
+use travelrec_stream::EventLog;
 
 /// Names the original deployment created, used as defaults so its runbook
 /// works with only the host changed.
@@ -59,11 +73,21 @@ pub struct ServiceConfig {
     pub names: DefaultNames,
     /// Newest tracked events kept per user for real-time fold-in.
     pub max_recent_events_per_user: usize,
+    /// Where the archive of raw events goes (`None`: no archive).
+    pub archive_dir: Option<PathBuf>,
+    /// Archive files are closed (and become visible) at least this often.
+    pub archive_flush_interval: Duration,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { arns: ArnBuilder::default(), names: DefaultNames::default(), max_recent_events_per_user: 200 }
+        Self {
+            arns: ArnBuilder::default(),
+            names: DefaultNames::default(),
+            max_recent_events_per_user: 200,
+            archive_dir: None,
+            archive_flush_interval: Duration::from_secs(60),
+        }
     }
 }
 
@@ -75,6 +99,8 @@ pub struct Service {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Every event, item and user arrives through here first.
+    log: EventLog,
     config: ServiceConfig,
     /// ACTIVE campaigns, by ARN, with their models in memory.
     deployments: RwLock<HashMap<String, Arc<Deployment>>>,
@@ -85,26 +111,65 @@ struct Inner {
     progress: DashMap<String, f32>,
     /// Training uses every core; run one at a time.
     training_slot: tokio::sync::Semaphore,
+    /// Event ids logged but not yet in the store (group + id), for idempotency.
+    pending_event_ids: DashMap<String, ()>,
+    /// Items that arrived by PutItems, per dataset group: explored by content until retraining.
+    new_items: DashMap<String, DashMap<String, ItemMeta>>,
+    analytics: consumers::Analytics,
+    archive_dir: Option<PathBuf>,
+    archive_flush_interval: Duration,
+    flush_requested: tokio::sync::Notify,
+    flush_pending: AtomicBool,
+    flush_done: tokio::sync::Notify,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Service {
-    /// Starts the service on `store`: reloads ACTIVE campaigns and trackers and
-    /// settles jobs that a previous process left unfinished.
-    pub async fn start(store: Arc<dyn Store>, config: ServiceConfig) -> Result<Service> {
+    /// Starts the service on `store` and `log`: writes to the store whatever
+    /// the log holds that the store does not (a crash's tail), reloads ACTIVE
+    /// campaigns and trackers, settles jobs that a previous process left
+    /// unfinished, then starts the log's consumers.
+    pub async fn start(store: Arc<dyn Store>, log: EventLog, config: ServiceConfig) -> Result<Service> {
         let realtime = RealtimeState::new(config.max_recent_events_per_user);
         let service = Service {
             inner: Arc::new(Inner {
                 store,
+                log,
+                archive_dir: config.archive_dir.clone(),
+                archive_flush_interval: config.archive_flush_interval,
                 config,
                 deployments: RwLock::new(HashMap::new()),
                 realtime,
                 trackers: DashMap::new(),
                 progress: DashMap::new(),
                 training_slot: tokio::sync::Semaphore::new(1),
+                pending_event_ids: DashMap::new(),
+                new_items: DashMap::new(),
+                analytics: consumers::Analytics::default(),
+                flush_requested: tokio::sync::Notify::new(),
+                flush_pending: AtomicBool::new(false),
+                flush_done: tokio::sync::Notify::new(),
+                shutdown: tokio::sync::watch::channel(false).0,
+                background: Mutex::new(Vec::new()),
             }),
         };
+        let replayed = service.catch_up().await?;
+        if replayed > 0 {
+            tracing::info!(records = replayed, "wrote the event log's tail to the store");
+        }
         service.recover().await?;
+        service.spawn_consumers();
         Ok(service)
+    }
+
+    /// Event counts of a dataset group, for the dashboard.
+    pub fn analytics(&self, dataset_group_arn: &str) -> GroupAnalytics {
+        self.inner.analytics.snapshot(dataset_group_arn)
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -130,9 +130,17 @@ impl Service {
         name_ok(job_name)?;
         let dataset: Dataset = self.describe(dataset_arn).await?;
         let path = crate::training::local_path(data_location)?;
-        if !path.is_file() {
+        let archive = crate::training::is_archive(&path);
+        if !path.is_file() && !archive {
             return Err(ServiceError::invalid(format!(
-                "data location `{data_location}` is not a readable file on the server; give a path or file:// URL of a CSV file"
+                "data location `{data_location}` is not a readable file on the server; give a path or file:// URL of a CSV file (or of an archive folder or .jsonl.zst file)"
+            )));
+        }
+        if archive && dataset.dataset_type != DatasetType::Interactions {
+            return Err(ServiceError::invalid(format!(
+                "archives hold interactions; {} is an {} dataset",
+                dataset.dataset_arn,
+                dataset.dataset_type.as_str()
             )));
         }
         let job = DatasetImportJob {
@@ -195,7 +203,7 @@ impl Service {
             training_summary: None,
             metrics: None,
             tuned_hpo_params: None,
-            events_through_sequence: 0,
+            events_through: Default::default(),
         };
         self.store_dyn().insert(solution_version.clone()).await.map_err(|e| match e {
             StoreError::AlreadyExists { .. } => ServiceError::new(

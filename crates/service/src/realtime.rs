@@ -3,13 +3,13 @@
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use travelrec_store::EventPosition;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentEvent {
-    pub sequence: u64,
+    pub position: EventPosition,
     pub item_id: Arc<str>,
     pub event_type: Arc<str>,
     pub timestamp: i64,
@@ -18,33 +18,43 @@ pub struct RecentEvent {
     pub received_at: i64,
 }
 
-/// One dataset group's users. Holds every tracked event with a sequence
-/// number above `loaded_after` (up to `max_per_user` newest per user): live
-/// events are always recorded, and older ones are loaded on demand when a
-/// campaign whose model predates them is deployed.
+/// Tracked events a model already contains: per log partition, the last
+/// sequence number included.
+pub type Cutoff = BTreeMap<u32, u64>;
+
+/// Whether an event is newer than what a model was trained on.
+pub fn after_cutoff(position: EventPosition, cutoff: &Cutoff) -> bool {
+    position.sequence > cutoff.get(&position.partition).copied().unwrap_or(0)
+}
+
+/// One dataset group's users. Holds every tracked event newer than `loaded`
+/// (up to `max_per_user` newest per user): live events are always recorded,
+/// older ones are loaded from the store when a campaign whose model predates
+/// them is deployed.
 pub struct GroupState {
     users: DashMap<String, Mutex<VecDeque<RecentEvent>>>,
-    loaded_after: AtomicU64,
+    /// `None` until something was loaded from the store: only live events so far.
+    loaded: Mutex<Option<Cutoff>>,
     max_per_user: usize,
 }
 
 impl GroupState {
     fn new(max_per_user: usize) -> Self {
-        Self { users: DashMap::new(), loaded_after: AtomicU64::new(u64::MAX), max_per_user }
+        Self { users: DashMap::new(), loaded: Mutex::new(None), max_per_user }
     }
 
-    /// Records events for one user (already durable), keeping the newest
-    /// `max_per_user` by sequence and skipping sequences already present.
+    /// Records events for one user, keeping the newest `max_per_user` by log
+    /// position and skipping positions already present.
     pub fn record(&self, user_id: &str, events: impl IntoIterator<Item = RecentEvent>) {
         let entry = self.users.entry(user_id.to_string()).or_insert_with(|| Mutex::new(VecDeque::new()));
         let mut queue = entry.lock();
         for event in events {
-            if queue.iter().any(|e| e.sequence == event.sequence) {
+            if queue.iter().any(|e| e.position == event.position) {
                 continue;
             }
             match queue.back() {
-                Some(last) if last.sequence > event.sequence => {
-                    let at = queue.partition_point(|e| e.sequence < event.sequence);
+                Some(last) if last.position > event.position => {
+                    let at = queue.partition_point(|e| e.position < event.position);
                     queue.insert(at, event);
                 }
                 _ => queue.push_back(event),
@@ -55,20 +65,36 @@ impl GroupState {
         }
     }
 
-    /// The user's events with a sequence number above `after`, oldest first.
-    pub fn recent(&self, user_id: &str, after: u64) -> Vec<RecentEvent> {
+    /// The user's events newer than `cutoff`, in log order.
+    pub fn recent(&self, user_id: &str, cutoff: &Cutoff) -> Vec<RecentEvent> {
         match self.users.get(user_id) {
-            Some(queue) => queue.lock().iter().filter(|e| e.sequence > after).cloned().collect(),
+            Some(queue) => queue.lock().iter().filter(|e| after_cutoff(e.position, cutoff)).cloned().collect(),
             None => Vec::new(),
         }
     }
 
-    pub fn loaded_after(&self) -> u64 {
-        self.loaded_after.load(Ordering::Acquire)
+    /// Whether every event newer than `cutoff` is already here.
+    pub fn covers(&self, cutoff: &Cutoff) -> bool {
+        match &*self.loaded.lock() {
+            Some(loaded) => loaded.iter().all(|(p, s)| cutoff.get(p).copied().unwrap_or(0) >= *s),
+            None => false,
+        }
     }
 
-    pub fn mark_loaded_after(&self, sequence: u64) {
-        self.loaded_after.fetch_min(sequence, Ordering::AcqRel);
+    /// Notes that everything newer than `cutoff` has been loaded.
+    pub fn mark_loaded(&self, cutoff: &Cutoff) {
+        let mut loaded = self.loaded.lock();
+        let merged = match loaded.take() {
+            Some(mut current) => {
+                current.retain(|p, s| {
+                    *s = (*s).min(cutoff.get(p).copied().unwrap_or(0));
+                    true
+                });
+                current
+            }
+            None => cutoff.clone(),
+        };
+        *loaded = Some(merged);
     }
 }
 
@@ -94,18 +120,37 @@ impl RealtimeState {
 mod tests {
     use super::*;
 
-    fn event(sequence: u64) -> RecentEvent {
-        RecentEvent { sequence, item_id: "i".into(), event_type: "view".into(), timestamp: sequence as i64, value: None, received_at: 0 }
+    fn event(partition: u32, sequence: u64) -> RecentEvent {
+        RecentEvent {
+            position: EventPosition { partition, sequence, index: 0 },
+            item_id: "i".into(),
+            event_type: "view".into(),
+            timestamp: sequence as i64,
+            value: None,
+            received_at: 0,
+        }
     }
 
     #[test]
-    fn keeps_the_newest_events_in_sequence_order_without_duplicates() {
+    fn keeps_the_newest_events_in_log_order_without_duplicates() {
         let group = GroupState::new(3);
-        group.record("u", [event(5), event(7)]);
-        group.record("u", [event(6), event(7), event(9)]);
-        let seqs: Vec<u64> = group.recent("u", 0).iter().map(|e| e.sequence).collect();
+        group.record("u", [event(0, 5), event(0, 7)]);
+        group.record("u", [event(0, 6), event(0, 7), event(0, 9)]);
+        let seqs: Vec<u64> = group.recent("u", &Cutoff::new()).iter().map(|e| e.position.sequence).collect();
         assert_eq!(seqs, vec![6, 7, 9]);
-        assert_eq!(group.recent("u", 6).len(), 2);
-        assert!(group.recent("nobody", 0).is_empty());
+        assert_eq!(group.recent("u", &Cutoff::from([(0, 6)])).len(), 2);
+        assert_eq!(group.recent("u", &Cutoff::from([(1, 100)])).len(), 3, "a cutoff on another partition does not apply");
+        assert!(group.recent("nobody", &Cutoff::new()).is_empty());
+    }
+
+    #[test]
+    fn knows_what_it_has_loaded() {
+        let group = GroupState::new(10);
+        let cutoff = Cutoff::from([(0, 10), (1, 4)]);
+        assert!(!group.covers(&cutoff));
+        group.mark_loaded(&cutoff);
+        assert!(group.covers(&cutoff));
+        assert!(group.covers(&Cutoff::from([(0, 12), (1, 4)])));
+        assert!(!group.covers(&Cutoff::from([(0, 9), (1, 4)])));
     }
 }

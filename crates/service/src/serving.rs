@@ -2,9 +2,9 @@
 
 use crate::Service;
 use crate::error::{ErrorKind, Result, ServiceError};
-use crate::realtime::RecentEvent;
+use crate::realtime::{Cutoff, RecentEvent, after_cutoff};
 use std::sync::Arc;
-use travelrec_engine::{HistoryEvent, Model};
+use travelrec_engine::{Candidate, HistoryEvent, Model};
 use travelrec_store::{Campaign, SolutionVersion, Status};
 
 /// An ACTIVE campaign with its model in memory. Immutable: a redeploy swaps
@@ -13,7 +13,7 @@ pub struct Deployment {
     pub dataset_group_arn: String,
     pub model: Arc<Model>,
     /// Tracked events up to here are inside the model.
-    pub events_through: u64,
+    pub events_through: Cutoff,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,29 +93,30 @@ impl Service {
             .await
             .map_err(|e| ServiceError::internal(e.to_string()))?
             .map_err(|e| ServiceError::internal(e.to_string()))?;
-        self.load_recent_events(&version.dataset_group_arn, version.events_through_sequence).await?;
+        self.load_recent_events(&version.dataset_group_arn, &version.events_through).await?;
         Ok(Deployment {
             dataset_group_arn: version.dataset_group_arn.clone(),
             model: Arc::new(model),
-            events_through: version.events_through_sequence,
+            events_through: version.events_through.clone(),
         })
     }
 
-    /// Makes sure the real-time state holds every tracked event after `after`.
-    async fn load_recent_events(&self, dataset_group_arn: &str, after: u64) -> Result<()> {
+    /// Makes sure the real-time state holds every stored event newer than
+    /// `cutoff` (live events are recorded as they arrive).
+    async fn load_recent_events(&self, dataset_group_arn: &str, cutoff: &Cutoff) -> Result<()> {
         let group = self.inner.realtime.group(dataset_group_arn);
-        if group.loaded_after() <= after {
+        if group.covers(cutoff) {
             return Ok(());
         }
-        let mut cursor = after;
+        let mut cursor = None;
         loop {
             let page = self.store_dyn().read_events(dataset_group_arn, cursor, 10_000).await?;
             let Some((last, _)) = page.last() else { break };
-            cursor = *last;
-            for (sequence, tracked) in page {
+            cursor = Some(*last);
+            for (position, tracked) in page.into_iter().filter(|(p, _)| after_cutoff(*p, cutoff)) {
                 let row = tracked.interaction;
                 let event = RecentEvent {
-                    sequence,
+                    position,
                     item_id: row.item_id.into(),
                     event_type: row.event_type.into(),
                     timestamp: row.timestamp,
@@ -125,7 +126,7 @@ impl Service {
                 group.record(&row.user_id, [event]);
             }
         }
-        group.mark_loaded_after(after);
+        group.mark_loaded(cutoff);
         Ok(())
     }
 
@@ -141,8 +142,34 @@ impl Service {
         let deployment = self.serving(campaign_arn).await?;
         let model = &deployment.model;
         let recent = self.recent_events(&deployment, user_id);
-        let scored = model.recommend(model.histories.get(user_id), &recent, num_results);
-        Ok(recommendations(model, scored))
+        // Attractions added by PutItems since training are explored by content.
+        let extra: Vec<(String, travelrec_engine::ItemMeta)> = self
+            .inner
+            .new_items
+            .get(&deployment.dataset_group_arn)
+            .map(|items| {
+                items.iter().filter(|i| model.item_index(i.key()).is_none()).map(|i| (i.key().clone(), i.value().clone())).collect()
+            })
+            .unwrap_or_default();
+        if extra.is_empty() {
+            let scored = model.recommend(model.histories.get(user_id), &recent, num_results);
+            return Ok(recommendations(model, scored));
+        }
+        let metas: Vec<travelrec_engine::ItemMeta> = extra.iter().map(|(_, m)| m.clone()).collect();
+        let ranked = model.recommend_extended(model.histories.get(user_id), &recent, num_results, false, &metas);
+        Ok(Recommendations {
+            items: ranked
+                .into_iter()
+                .map(|r| RecommendedItem {
+                    item_id: match r.candidate {
+                        Candidate::Known(i) => model.item_id(i).to_string(),
+                        Candidate::Extra(k) => extra[k].0.clone(),
+                    },
+                    score: r.score as f64,
+                })
+                .collect(),
+            recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
+        })
     }
 
     /// Items like `item_id` ("people who visited X also visited"); an item
@@ -199,7 +226,7 @@ impl Service {
         self.inner
             .realtime
             .group(&deployment.dataset_group_arn)
-            .recent(user_id, deployment.events_through)
+            .recent(user_id, &deployment.events_through)
             .into_iter()
             .filter_map(|e| {
                 // Items the model has never seen cannot be scored from yet.

@@ -1,24 +1,35 @@
-//! Event tracking: events for a tracker's dataset group are written durably,
-//! then folded into the user's real-time state, then acknowledged.
+//! Ingestion: events (PutEvents and the original `/data`), items (PutItems)
+//! and users (PutUsers) are validated, appended to the durable event log
+//! (acknowledged after fsync, group-committed), applied to the real-time
+//! state at once, and written to the store, the archive and the analytics by
+//! the log's consumers (see [`crate::consumers`]).
 
 use crate::Service;
 use crate::error::{ErrorKind, Result, ServiceError};
+use crate::import::validate_fields;
 use crate::realtime::RecentEvent;
+use crate::schema::DatasetSchema;
 use chrono::NaiveDate;
 use rand::RngExt;
-use travelrec_store::{InteractionRow, TrackedEvent};
+use serde::{Deserialize, Serialize};
+use travelrec_store::{Dataset, DatasetType, EventPosition, InteractionRow, ItemRow, Schema, TrackedEvent, UserRow};
+use travelrec_stream::{EventLog, LogError};
 
 /// One event to track for a user.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewEvent {
+    /// The caller's id for the event; a repeated id is stored once. Made up when absent.
+    pub event_id: Option<String>,
     pub item_id: String,
     pub event_type: String,
     /// Unix seconds.
     pub timestamp: i64,
     pub event_value: Option<f32>,
     pub session_id: Option<String>,
-    /// Context and other fields, by name.
+    /// Context and other fields (`properties`), by name; validated against the interactions schema.
     pub fields: Vec<(String, String)>,
+    pub recommendation_id: Option<String>,
+    pub impression: Vec<String>,
 }
 
 /// The `Data` of the original API's `/data` record, with the record's stream name.
@@ -42,8 +53,37 @@ pub struct PutDataResult {
     pub events: usize,
 }
 
+/// What tracking did with a batch of events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrackResult {
+    /// Where the newly stored events sit in the log.
+    pub positions: Vec<EventPosition>,
+    /// Events skipped because their `eventId` was already stored.
+    pub duplicates: usize,
+}
+
+/// What goes into the event log, one record per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LogRecord {
+    Events { dataset_group_arn: String, user_id: String, events: Vec<TrackedEvent> },
+    Items { dataset_group_arn: String, dataset_arn: String, rows: Vec<ItemRow> },
+    Users { dataset_arn: String, rows: Vec<UserRow> },
+}
+
+impl LogRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serialising to a Vec cannot fail")
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<LogRecord, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// Most interactions one `/data` record may expand into.
 pub const MAX_INTERACTIONS_PER_RECORD: i64 = 1_000;
+/// Most events, items or users in one PutEvents, PutItems or PutUsers call (as the managed service).
+pub const MAX_PER_CALL: usize = 10;
 
 fn check_id(what: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.chars().count() > 256 {
@@ -58,59 +98,130 @@ fn parse_day(field: &str, value: &str) -> Result<i64> {
     Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis())
 }
 
+/// The log's refusal, as a 429 that says when to come back.
+pub(crate) fn log_error(e: LogError) -> ServiceError {
+    match e {
+        LogError::Backpressure { retry_after, .. } => ServiceError::new(
+            ErrorKind::LimitExceeded,
+            "events are arriving faster than they can be written durably; retry after the delay in Retry-After",
+        )
+        .with_retry_after(retry_after),
+        LogError::TooLarge { .. } => ServiceError::invalid(format!("the request is too large to log: {e}")),
+        other => ServiceError::new(ErrorKind::Unavailable, format!("the event log refused the write: {other}")),
+    }
+}
+
 impl Service {
     /// Durably records `events` for `user_id` through the tracker with
-    /// `tracking_id`, then makes them count for the user's next
-    /// recommendations. Returns their sequence numbers.
-    pub async fn track_events(&self, tracking_id: &str, user_id: &str, events: Vec<NewEvent>) -> Result<Vec<u64>> {
+    /// `tracking_id`, and makes them count for the user's next
+    /// recommendations before returning. All events are checked first:
+    /// nothing is written when one is invalid. An event whose `eventId` the
+    /// dataset group already has is skipped (stored once).
+    pub async fn track_events(
+        &self,
+        tracking_id: &str,
+        user_id: &str,
+        partition_key: Option<&str>,
+        events: Vec<NewEvent>,
+    ) -> Result<TrackResult> {
         let Some((_, group_arn)) = self.inner.trackers.get(tracking_id).map(|t| t.clone()) else {
-            return Err(ServiceError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "trackingId `{tracking_id}` does not belong to an ACTIVE event tracker; create one with POST /eventTracker and use its trackingId"
-                ),
-            ));
+            return Err(ServiceError::not_found(format!(
+                "trackingId `{tracking_id}` does not belong to an ACTIVE event tracker (it may have been deleted); create one with POST /eventTracker and use its trackingId"
+            )));
         };
         check_id("userId", user_id)?;
-        for (i, e) in events.iter().enumerate() {
-            check_id(&format!("event {i}: itemId"), &e.item_id)?;
-            check_id(&format!("event {i}: eventType"), &e.event_type)?;
-            if e.timestamp < 0 {
-                return Err(ServiceError::invalid(format!("event {i}: the time {} is before 1970", e.timestamp)));
-            }
-        }
+        let schema = self.schema_of(&group_arn, DatasetType::Interactions).await?;
         let received_at = chrono::Utc::now().timestamp();
-        let rows: Vec<TrackedEvent> = events
-            .iter()
-            .map(|e| TrackedEvent {
+        let mut tracked = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            check_id(&format!("eventList[{i}].itemId"), &e.item_id)?;
+            check_id(&format!("eventList[{i}].eventType"), &e.event_type)?;
+            if let Some(id) = &e.event_id {
+                check_id(&format!("eventList[{i}].eventId"), id)?;
+            }
+            if e.timestamp < 0 {
+                return Err(ServiceError::invalid(format!("eventList[{i}].sentAt: {} is before 1970", e.timestamp)));
+            }
+            if e.event_value.is_some_and(|v| !v.is_finite()) {
+                return Err(ServiceError::invalid(format!("eventList[{i}].eventValue must be a finite number")));
+            }
+            let fields = match &schema {
+                Some(schema) => validate_fields(
+                    schema,
+                    &e.fields,
+                    &["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE", "SESSION_ID"],
+                    &format!("eventList[{i}].properties"),
+                )
+                .map_err(ServiceError::invalid)?,
+                None => e.fields.clone(),
+            };
+            tracked.push(TrackedEvent {
                 interaction: InteractionRow {
                     user_id: user_id.to_string(),
-                    item_id: e.item_id.clone(),
+                    item_id: e.item_id,
                     timestamp: e.timestamp,
-                    event_type: e.event_type.clone(),
+                    event_type: e.event_type,
                     event_value: e.event_value,
-                    session_id: e.session_id.clone(),
-                    fields: e.fields.clone(),
+                    session_id: e.session_id,
+                    fields,
                 },
                 received_at,
-            })
-            .collect();
-        let sequences = self.store_dyn().append_events(&group_arn, rows).await?;
-        let recent = events.into_iter().zip(&sequences).map(|(e, &sequence)| RecentEvent {
-            sequence,
-            item_id: e.item_id.into(),
-            event_type: e.event_type.into(),
-            timestamp: e.timestamp,
-            value: e.event_value,
-            received_at,
+                event_id: e.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                recommendation_id: e.recommendation_id,
+                impression: e.impression,
+            });
+        }
+
+        // Idempotency: reserve each id, so concurrent repeats are stored once too.
+        let mut fresh = Vec::with_capacity(tracked.len());
+        let mut duplicates = 0;
+        for event in tracked {
+            let key = pending_key(&group_arn, &event.event_id);
+            let seen_before =
+                self.inner.pending_event_ids.contains_key(&key) || self.store_dyn().has_event_id(&group_arn, &event.event_id).await?;
+            if seen_before || self.inner.pending_event_ids.insert(key, ()).is_some() {
+                duplicates += 1;
+            } else {
+                fresh.push(event);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(TrackResult { positions: Vec::new(), duplicates });
+        }
+        let record = LogRecord::Events { dataset_group_arn: group_arn.clone(), user_id: user_id.to_string(), events: fresh.clone() };
+        let key = partition_key.unwrap_or(user_id);
+        let id = match self.log().append(key.as_bytes(), record.encode()).await {
+            Ok(id) => id,
+            Err(e) => {
+                fresh.iter().for_each(|event| {
+                    self.inner.pending_event_ids.remove(&pending_key(&group_arn, &event.event_id));
+                });
+                return Err(log_error(e));
+            }
+        };
+        let positions: Vec<EventPosition> =
+            (0..fresh.len()).map(|index| EventPosition { partition: id.partition, sequence: id.sequence, index: index as u32 }).collect();
+        self.apply_events(&group_arn, user_id, &positions, &fresh);
+        Ok(TrackResult { positions, duplicates })
+    }
+
+    /// Makes logged events count in the user's real-time state.
+    pub(crate) fn apply_events(&self, group_arn: &str, user_id: &str, positions: &[EventPosition], events: &[TrackedEvent]) {
+        let recent = events.iter().zip(positions).map(|(e, &position)| RecentEvent {
+            position,
+            item_id: e.interaction.item_id.as_str().into(),
+            event_type: e.interaction.event_type.as_str().into(),
+            timestamp: e.interaction.timestamp,
+            value: e.interaction.event_value,
+            received_at: e.received_at,
         });
-        self.inner.realtime.group(&group_arn).record(user_id, recent);
-        Ok(sequences)
+        self.inner.realtime.group(group_arn).record(user_id, recent);
     }
 
     /// The original API's `/data`: one stream record expanding into
     /// `interactions` events of `eventType` for the user and item, at times
-    /// drawn uniformly (in milliseconds) from `[dateFrom, dateTo)`, both UTC midnight.
+    /// drawn uniformly (in milliseconds) from `[dateFrom, dateTo)`, both UTC
+    /// midnight, logged under the record's PartitionKey.
     pub async fn put_data(&self, record: DataRecord) -> Result<PutDataResult> {
         let stream = &self.config().names.stream;
         if record.stream_name != *stream {
@@ -141,16 +252,139 @@ impl Service {
                 item_id: record.item_id.clone(),
                 event_type: record.event_type.clone(),
                 timestamp,
-                event_value: None,
-                session_id: None,
-                fields: Vec::new(),
+                ..NewEvent::default()
             })
             .collect();
-        let sequences = self.track_events(&record.tracking_id, &record.user_id, events).await?;
+        let result = self.track_events(&record.tracking_id, &record.user_id, record.partition_key.as_deref(), events).await?;
+        let last = result.positions.last().copied().unwrap_or_default();
         Ok(PutDataResult {
-            sequence_number: sequences.last().copied().unwrap_or_default().to_string(),
-            shard_id: "shardId-000000000000".to_string(),
-            events: sequences.len(),
+            sequence_number: sequence_number(last),
+            shard_id: EventLog::shard_id(last.partition),
+            events: result.positions.len(),
         })
+    }
+
+    /// PutItems: new or changed items of an ITEMS dataset, validated against
+    /// its schema. A new item is recommendable (explored by content) at
+    /// once, before any retraining.
+    pub async fn put_items(&self, dataset_arn: &str, items: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
+        let (dataset, schema) = self.dataset_for_put(dataset_arn, DatasetType::Items, items.len()).await?;
+        let mut rows = Vec::with_capacity(items.len());
+        for (i, (item_id, fields)) in items.into_iter().enumerate() {
+            check_id(&format!("items[{i}].itemId"), &item_id)?;
+            let fields =
+                validate_fields(&schema, &fields, &["ITEM_ID"], &format!("items[{i}].properties")).map_err(ServiceError::invalid)?;
+            rows.push(ItemRow { item_id, fields });
+        }
+        let key = rows[0].item_id.clone();
+        let record =
+            LogRecord::Items { dataset_group_arn: dataset.dataset_group_arn.clone(), dataset_arn: dataset.dataset_arn, rows: rows.clone() };
+        self.log().append(key.as_bytes(), record.encode()).await.map_err(log_error)?;
+        self.apply_items(&dataset.dataset_group_arn, &rows);
+        Ok(())
+    }
+
+    pub(crate) fn apply_items(&self, group_arn: &str, rows: &[ItemRow]) {
+        let catalogue = self.inner.new_items.entry(group_arn.to_string()).or_default();
+        for row in rows {
+            catalogue.insert(row.item_id.clone(), crate::training::item_meta(&row.fields));
+        }
+    }
+
+    /// PutUsers: new or changed users of a USERS dataset, validated against its schema.
+    pub async fn put_users(&self, dataset_arn: &str, users: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
+        let (dataset, schema) = self.dataset_for_put(dataset_arn, DatasetType::Users, users.len()).await?;
+        let mut rows = Vec::with_capacity(users.len());
+        for (i, (user_id, fields)) in users.into_iter().enumerate() {
+            check_id(&format!("users[{i}].userId"), &user_id)?;
+            let fields =
+                validate_fields(&schema, &fields, &["USER_ID"], &format!("users[{i}].properties")).map_err(ServiceError::invalid)?;
+            rows.push(UserRow { user_id, fields });
+        }
+        let key = rows[0].user_id.clone();
+        let record = LogRecord::Users { dataset_arn: dataset.dataset_arn, rows };
+        self.log().append(key.as_bytes(), record.encode()).await.map_err(log_error)?;
+        Ok(())
+    }
+
+    async fn dataset_for_put(&self, dataset_arn: &str, expected: DatasetType, count: usize) -> Result<(Dataset, DatasetSchema)> {
+        let dataset: Dataset = self.describe(dataset_arn).await?;
+        if dataset.dataset_type != expected {
+            return Err(ServiceError::invalid(format!(
+                "dataset {dataset_arn} is an {} dataset, not {}",
+                dataset.dataset_type.as_str(),
+                expected.as_str()
+            )));
+        }
+        if count == 0 || count > MAX_PER_CALL {
+            return Err(ServiceError::invalid(format!(
+                "send 1 to {MAX_PER_CALL} {} per call, got {count}",
+                expected.as_str().to_lowercase()
+            )));
+        }
+        let schema: Schema = self.describe(&dataset.schema_arn).await?;
+        Ok((dataset, DatasetSchema::parse(&schema.schema)?))
+    }
+
+    /// The schema of a dataset group's dataset of one type, if it has one.
+    async fn schema_of(&self, group_arn: &str, dataset_type: DatasetType) -> Result<Option<DatasetSchema>> {
+        match self.dataset_of(group_arn, dataset_type).await? {
+            Some(dataset) => {
+                let schema: Schema = self.describe(&dataset.schema_arn).await?;
+                Ok(Some(DatasetSchema::parse(&schema.schema)?))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Service {
+    /// The events the store holds for a user of a dataset group, in log order
+    /// (what training sees; the store writer may trail the log by moments).
+    pub async fn stored_events(&self, dataset_group_arn: &str, user_id: &str) -> Result<Vec<(EventPosition, TrackedEvent)>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.store_dyn().read_events(dataset_group_arn, cursor, 10_000).await?;
+            let Some((last, _)) = page.last() else { return Ok(out) };
+            cursor = Some(*last);
+            out.extend(page.into_iter().filter(|(_, e)| e.interaction.user_id == user_id));
+        }
+    }
+
+    /// The user's events in the real-time state (what getRecommendations folds in, among others).
+    pub fn realtime_events(&self, dataset_group_arn: &str, user_id: &str) -> Vec<RecentEvent> {
+        self.inner.realtime.group(dataset_group_arn).recent(user_id, &crate::realtime::Cutoff::new())
+    }
+}
+
+pub(crate) fn pending_key(group_arn: &str, event_id: &str) -> String {
+    format!("{group_arn}\u{1f}{event_id}")
+}
+
+/// A Kinesis-style sequence number: the record's sequence, its partition and
+/// the event's index, as digits that sort like the positions.
+pub fn sequence_number(position: EventPosition) -> String {
+    format!("{:020}{:04}{:06}", position.sequence, position.partition, position.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_log_asks_clients_to_retry_later() {
+        let e =
+            log_error(LogError::Backpressure { retry_after: std::time::Duration::from_millis(300), pending_bytes: 10, limit_bytes: 10 });
+        assert_eq!(e.kind, ErrorKind::LimitExceeded);
+        assert_eq!(e.retry_after, Some(std::time::Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn sequence_numbers_sort_like_positions() {
+        let a = sequence_number(EventPosition { partition: 3, sequence: 9, index: 2 });
+        let b = sequence_number(EventPosition { partition: 0, sequence: 10, index: 0 });
+        assert_eq!(a, "000000000000000000090003000002");
+        assert!(a < b);
     }
 }

@@ -47,12 +47,38 @@ pub(crate) fn item_meta(fields: &[(String, String)]) -> ItemMeta {
     }
 }
 
+/// An event archive: a folder of `.jsonl.zst` files, or one such file.
+pub(crate) fn is_archive(path: &Path) -> bool {
+    path.is_dir() || path.to_string_lossy().ends_with(".jsonl.zst")
+}
+
+/// Reads archived events back as interactions, in batches.
+fn read_archive(path: &Path, mut on_batch: impl FnMut(RowBatch, ReadProgress) -> bool) -> Result<crate::import::ImportSummary, String> {
+    let files = crate::archive::archive_files(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if files.is_empty() {
+        return Err(format!("{} holds no archive files (*.jsonl.zst)", path.display()));
+    }
+    let mut rows = Vec::new();
+    let mut total = 0u64;
+    for (index, file) in files.iter().enumerate() {
+        crate::archive::read_file(file, |event| rows.push(event.interaction()))?;
+        if rows.len() >= crate::import::BATCH_ROWS || index + 1 == files.len() {
+            total += rows.len() as u64;
+            let progress = ReadProgress { bytes_read: index as u64 + 1, total_bytes: files.len() as u64, rows: total };
+            if !on_batch(RowBatch::Interactions(std::mem::take(&mut rows)), progress) {
+                return Err("the import was cancelled".into());
+            }
+        }
+    }
+    Ok(crate::import::ImportSummary { rows: total, warnings: Vec::new() })
+}
+
 /// What a training run produced besides the model snapshot.
 struct Trained {
     summary: serde_json::Value,
     metrics: std::collections::BTreeMap<String, f64>,
     tuned: std::collections::BTreeMap<String, String>,
-    events_through: u64,
+    events_through: crate::realtime::Cutoff,
 }
 
 /// The hyperparameters a model ended up with (after search) and its blend
@@ -111,7 +137,11 @@ impl Service {
         let label = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| path.display().to_string());
         let (path, dataset_type) = (path.to_path_buf(), dataset.dataset_type);
         let parser = tokio::task::spawn_blocking(move || {
-            read_csv(&path, &label, &schema, dataset_type, |batch, progress| sender.blocking_send((batch, progress)).is_ok())
+            if is_archive(&path) {
+                read_archive(&path, |batch, progress| sender.blocking_send((batch, progress)).is_ok())
+            } else {
+                read_csv(&path, &label, &schema, dataset_type, |batch, progress| sender.blocking_send((batch, progress)).is_ok())
+            }
         });
         let arn = job.dataset_import_job_arn.clone();
         let mut write_error = None;
@@ -155,8 +185,7 @@ impl Service {
                 version.training_summary = Some(trained.summary);
                 version.metrics = Some(trained.metrics);
                 version.tuned_hpo_params = Some(TunedHpoParams { algorithm_hyper_parameters: trained.tuned });
-                let events_through = trained.events_through;
-                version.events_through_sequence = events_through;
+                version.events_through = trained.events_through;
                 version.training_hours = Some(started.elapsed().as_secs_f64() / 3600.0);
                 version.percent_complete = 100.0;
                 version.lifecycle.set(Status::Active);
@@ -207,7 +236,7 @@ impl Service {
     /// Everything a dataset group knows, as training data: the items catalogue,
     /// imported interactions and tracked events. Returns the newest tracked
     /// event's sequence number as well.
-    pub(crate) async fn load_training_data(&self, dataset_group_arn: &str) -> Result<(TrainingData, u64)> {
+    pub(crate) async fn load_training_data(&self, dataset_group_arn: &str) -> Result<(TrainingData, crate::realtime::Cutoff)> {
         let mut builder = TrainingDataBuilder::new();
         if let Some(items) = self.dataset_of(dataset_group_arn, DatasetType::Items).await? {
             let mut cursor = RowCursor::default();
@@ -230,12 +259,17 @@ impl Service {
                 tokio::task::yield_now().await;
             }
         }
-        let mut events_through = 0;
+        // Events reach the store through the log's store writer; whatever it
+        // has not written yet is newer than this cutoff and folded in at query time.
+        let mut events_through = crate::realtime::Cutoff::new();
+        let mut cursor = None;
         loop {
-            let page = self.store_dyn().read_events(dataset_group_arn, events_through, EVENT_PAGE).await?;
+            let page = self.store_dyn().read_events(dataset_group_arn, cursor, EVENT_PAGE).await?;
             let Some((last, _)) = page.last() else { break };
-            events_through = *last;
-            for (_, tracked) in &page {
+            cursor = Some(*last);
+            for (position, tracked) in &page {
+                let through = events_through.entry(position.partition).or_insert(0);
+                *through = (*through).max(position.sequence);
                 let r = &tracked.interaction;
                 builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
             }

@@ -12,7 +12,9 @@ fn shared(path: &str) -> PathBuf {
 
 async fn start(dir: &Path) -> Service {
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir).unwrap());
-    Service::start(store, ServiceConfig::default()).await.unwrap()
+    let log = travelrec_stream::EventLog::open(&dir.join("log"), Default::default()).await.unwrap();
+    let config = ServiceConfig { archive_dir: Some(dir.join("archive")), ..ServiceConfig::default() };
+    Service::start(store, log, config).await.unwrap()
 }
 
 async fn wait_import(service: &Service, arn: &str) -> DatasetImportJob {
@@ -143,6 +145,7 @@ async fn import_train_deploy_track_and_restart() {
         assert!(near_100 >= 5, "only {near_100} of 10 near the clicked attraction: {:?}", regular_after.items);
 
         let untouched = service.recommend(&campaign.campaign_arn, "42", 10).await.unwrap();
+        service.shutdown().await;
         (campaign.campaign_arn, (untouched.items, warm.items))
     };
     // A restart serves the same model without retraining, and remembers tracked events.
@@ -265,14 +268,8 @@ async fn bad_requests_get_clear_errors() {
         .track_events(
             &tracker.tracking_id,
             "",
-            vec![NewEvent {
-                item_id: "i".into(),
-                event_type: "click".into(),
-                timestamp: 1,
-                event_value: None,
-                session_id: None,
-                fields: vec![],
-            }],
+            None,
+            vec![NewEvent { item_id: "i".into(), event_type: "click".into(), timestamp: 1, ..NewEvent::default() }],
         )
         .await
         .unwrap_err();

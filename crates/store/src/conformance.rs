@@ -42,7 +42,8 @@ pub async fn run_all(store: &dyn Store) {
     resources_have_a_lifecycle(store).await;
     imports_are_all_or_nothing(store).await;
     full_imports_replace_and_incremental_imports_add(store).await;
-    events_get_increasing_sequence_numbers(store).await;
+    events_are_stored_once_by_position_and_event_id(store).await;
+    rows_can_be_appended_one_batch_at_a_time(store).await;
     model_snapshots_round_trip(store).await;
 }
 
@@ -98,23 +99,47 @@ async fn full_imports_replace_and_incremental_imports_add(store: &dyn Store) {
 }
 
 fn tracked(user: &str, item: &str, timestamp: i64) -> TrackedEvent {
-    TrackedEvent { interaction: interaction(user, item, timestamp), received_at: 1_800_000_000 + timestamp }
+    TrackedEvent {
+        interaction: interaction(user, item, timestamp),
+        received_at: 1_800_000_000 + timestamp,
+        event_id: format!("{user}-{item}-{timestamp}"),
+        recommendation_id: None,
+        impression: vec!["x".into()],
+    }
 }
 
-async fn events_get_increasing_sequence_numbers(store: &dyn Store) {
+fn at(partition: u32, sequence: u64, index: u32) -> EventPosition {
+    EventPosition { partition, sequence, index }
+}
+
+async fn events_are_stored_once_by_position_and_event_id(store: &dyn Store) {
     let group = "arn:aws:personalize:local:000000000000:dataset-group/conformance";
     let other = "arn:aws:personalize:local:000000000000:dataset-group/conformance-other";
-    let first = store.append_events(group, vec![tracked("u", "a", 1), tracked("u", "b", 2)]).await.unwrap();
-    let second = store.append_events(other, vec![tracked("v", "c", 3)]).await.unwrap();
-    let third = store.append_events(group, vec![tracked("u", "d", 4)]).await.unwrap();
-    assert!(first[0] < first[1] && first[1] < second[0] && second[0] < third[0]);
-    let events = store.read_events(group, 0, 10).await.unwrap();
-    let items: Vec<&str> = events.iter().map(|(_, e)| e.interaction.item_id.as_str()).collect();
-    assert_eq!(items, vec!["a", "b", "d"]);
-    assert_eq!(events[0].1, tracked("u", "a", 1));
-    let after = store.read_events(group, first[1], 10).await.unwrap();
+    store.put_events(group, vec![(at(1, 7, 0), tracked("u", "a", 1)), (at(1, 7, 1), tracked("u", "b", 2))]).await.unwrap();
+    store.put_events(other, vec![(at(0, 1, 0), tracked("v", "c", 3))]).await.unwrap();
+    store.put_events(group, vec![(at(0, 9, 0), tracked("u", "d", 4))]).await.unwrap();
+    // Replays (same position) and repeats (same event id elsewhere) change nothing.
+    store.put_events(group, vec![(at(1, 7, 0), tracked("u", "a", 1)), (at(3, 1, 0), tracked("u", "b", 2))]).await.unwrap();
+    let events = store.read_events(group, None, 10).await.unwrap();
+    let positions: Vec<EventPosition> = events.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions, vec![at(0, 9, 0), at(1, 7, 0), at(1, 7, 1)]);
+    assert_eq!(events[1].1, tracked("u", "a", 1));
+    let after = store.read_events(group, Some(at(1, 7, 0)), 10).await.unwrap();
     assert_eq!(after.len(), 1);
-    assert_eq!(store.read_events(group, 0, 1).await.unwrap().len(), 1);
+    assert_eq!(after[0].0, at(1, 7, 1));
+    assert_eq!(store.read_events(group, None, 1).await.unwrap().len(), 1);
+    assert!(store.has_event_id(group, "u-a-1").await.unwrap());
+    assert!(!store.has_event_id(other, "u-a-1").await.unwrap());
+}
+
+async fn rows_can_be_appended_one_batch_at_a_time(store: &dyn Store) {
+    let dataset = "arn:aws:personalize:local:000000000000:dataset/conformance-append/ITEMS";
+    let item = |id: &str| ItemRow { item_id: id.into(), fields: vec![("GENRE".into(), "Museum".into())] };
+    let mut import = store.begin_import(dataset, ImportMode::Full).await.unwrap();
+    import.write(RowBatch::Items(vec![item("1")])).await.unwrap();
+    import.commit().await.unwrap();
+    store.append_rows(dataset, RowBatch::Items(vec![item("2"), item("3")])).await.unwrap();
+    assert_eq!(store.row_count(dataset).await.unwrap(), 3);
 }
 
 async fn model_snapshots_round_trip(store: &dyn Store) {

@@ -8,7 +8,7 @@
 //! final durable transaction. Imports that never commit are listed in
 //! `pending_imports` and their chunks are removed on abort or at the next open.
 
-use crate::rows::{RowBatch, RowCursor, TrackedEvent};
+use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
 use crate::{ImportMode, Resource, RowImport, Store, StoreError};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -23,9 +23,11 @@ const ROWS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("row
 const DATASET_IMPORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("dataset_imports");
 /// import id → dataset ARN, for imports that have not committed yet.
 const PENDING_IMPORTS: TableDefinition<u64, &str> = TableDefinition::new("pending_imports");
-/// (dataset group ARN, sequence) → postcard `TrackedEvent`.
-const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
-/// Counters: "next_import", "next_event".
+/// (dataset group ARN, log partition, sequence, index in record) → postcard `TrackedEvent`.
+const EVENTS: TableDefinition<(&str, u32, u64, u32), &[u8]> = TableDefinition::new("events");
+/// (dataset group ARN, event id) → 0: the event ids a group has stored.
+const EVENT_IDS: TableDefinition<(&str, &str), u8> = TableDefinition::new("event_ids");
+/// Counters: "next_import".
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +73,7 @@ impl EmbeddedStore {
             txn.open_table(RESOURCES).map_err(backend)?;
             txn.open_table(DATASET_IMPORTS).map_err(backend)?;
             txn.open_table(EVENTS).map_err(backend)?;
+            txn.open_table(EVENT_IDS).map_err(backend)?;
             txn.open_table(COUNTERS).map_err(backend)?;
             let mut rows = txn.open_table(ROWS).map_err(backend)?;
             let mut pending = txn.open_table(PENDING_IMPORTS).map_err(backend)?;
@@ -258,38 +261,93 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append_events(&self, dataset_group_arn: &str, events: Vec<TrackedEvent>) -> Result<Vec<u64>, StoreError> {
+    async fn put_events(&self, dataset_group_arn: &str, events: Vec<(EventPosition, TrackedEvent)>) -> Result<(), StoreError> {
         let group = dataset_group_arn.to_string();
         self.blocking(move |db| {
             let mut txn = db.begin_write().map_err(backend)?;
             txn.set_durability(Durability::Immediate).map_err(backend)?;
-            let mut sequences = Vec::with_capacity(events.len());
             {
                 let mut table = txn.open_table(EVENTS).map_err(backend)?;
-                for event in &events {
-                    let sequence = next_counter(&txn, "next_event")?;
+                let mut ids = txn.open_table(EVENT_IDS).map_err(backend)?;
+                for (position, event) in &events {
+                    let key = (group.as_str(), position.partition, position.sequence, position.index);
+                    if table.get(key).map_err(backend)?.is_some() {
+                        continue;
+                    }
+                    if ids.get((group.as_str(), event.event_id.as_str())).map_err(backend)?.is_some() {
+                        continue;
+                    }
                     let bytes = postcard::to_stdvec(event).map_err(backend)?;
-                    table.insert((group.as_str(), sequence), bytes.as_slice()).map_err(backend)?;
-                    sequences.push(sequence);
+                    table.insert(key, bytes.as_slice()).map_err(backend)?;
+                    ids.insert((group.as_str(), event.event_id.as_str()), 0u8).map_err(backend)?;
                 }
             }
-            txn.commit().map_err(backend)?;
-            Ok(sequences)
+            txn.commit().map_err(backend)
         })
         .await
     }
 
-    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, TrackedEvent)>, StoreError> {
+    async fn read_events(
+        &self,
+        dataset_group_arn: &str,
+        after: Option<EventPosition>,
+        limit: usize,
+    ) -> Result<Vec<(EventPosition, TrackedEvent)>, StoreError> {
         let group = dataset_group_arn.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(EVENTS).map_err(backend)?;
+            let start = match after {
+                Some(p) => (group.as_str(), p.partition, p.sequence, p.index),
+                None => (group.as_str(), 0, 0, 0),
+            };
             let mut out = Vec::new();
-            for entry in table.range((group.as_str(), after.saturating_add(1))..=(group.as_str(), u64::MAX)).map_err(backend)?.take(limit) {
+            let range = table.range(start..=(group.as_str(), u32::MAX, u64::MAX, u32::MAX)).map_err(backend)?;
+            for entry in range {
                 let (key, bytes) = entry.map_err(backend)?;
-                out.push((key.value().1, postcard::from_bytes(bytes.value()).map_err(corrupt)?));
+                let (_, partition, sequence, index) = key.value();
+                let position = EventPosition { partition, sequence, index };
+                if Some(position) == after {
+                    continue;
+                }
+                out.push((position, postcard::from_bytes(bytes.value()).map_err(corrupt)?));
+                if out.len() >= limit {
+                    break;
+                }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn has_event_id(&self, dataset_group_arn: &str, event_id: &str) -> Result<bool, StoreError> {
+        let (group, id) = (dataset_group_arn.to_string(), event_id.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            Ok(txn.open_table(EVENT_IDS).map_err(backend)?.get((group.as_str(), id.as_str())).map_err(backend)?.is_some())
+        })
+        .await
+    }
+
+    async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let dataset = dataset_arn.to_string();
+        self.blocking(move |db| {
+            let bytes = postcard::to_stdvec(&rows).map_err(backend)?;
+            let mut txn = db.begin_write().map_err(backend)?;
+            txn.set_durability(Durability::Immediate).map_err(backend)?;
+            let import = next_counter(&txn, "next_import")?;
+            {
+                txn.open_table(ROWS).map_err(backend)?.insert((dataset.as_str(), import, 0), bytes.as_slice()).map_err(backend)?;
+                let mut imports_table = txn.open_table(DATASET_IMPORTS).map_err(backend)?;
+                let mut imports = committed_imports(&imports_table, &dataset)?;
+                imports.push(CommittedImport { import, rows: rows.len() as u64, chunks: 1 });
+                let bytes = postcard::to_stdvec(&imports).map_err(backend)?;
+                imports_table.insert(dataset.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
         })
         .await
     }

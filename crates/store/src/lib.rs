@@ -12,7 +12,7 @@ mod rows;
 
 pub use embedded::EmbeddedStore;
 pub use resources::*;
-pub use rows::{InteractionRow, ItemRow, RowBatch, RowCursor, TrackedEvent, UserRow};
+pub use rows::{EventPosition, InteractionRow, ItemRow, RowBatch, RowCursor, TrackedEvent, UserRow};
 
 use async_trait::async_trait;
 
@@ -56,11 +56,22 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every row of a dataset (when the dataset is deleted).
     async fn delete_rows(&self, dataset_arn: &str) -> Result<(), StoreError>;
 
-    /// Durably appends tracked events to a dataset group, returning their
-    /// sequence numbers (increasing, never reused).
-    async fn append_events(&self, dataset_group_arn: &str, events: Vec<TrackedEvent>) -> Result<Vec<u64>, StoreError>;
-    /// Up to `limit` events with sequence numbers greater than `after`, in order.
-    async fn read_events(&self, dataset_group_arn: &str, after: u64, limit: usize) -> Result<Vec<(u64, TrackedEvent)>, StoreError>;
+    /// Durably stores tracked events of a dataset group at their log
+    /// positions. Idempotent: writing the same position again changes
+    /// nothing, and an event whose `event_id` the group already has is skipped.
+    async fn put_events(&self, dataset_group_arn: &str, events: Vec<(EventPosition, TrackedEvent)>) -> Result<(), StoreError>;
+    /// Up to `limit` events after `after` (from the start with `None`), in position order.
+    async fn read_events(
+        &self,
+        dataset_group_arn: &str,
+        after: Option<EventPosition>,
+        limit: usize,
+    ) -> Result<Vec<(EventPosition, TrackedEvent)>, StoreError>;
+    /// Whether the group has an event with this `event_id`.
+    async fn has_event_id(&self, dataset_group_arn: &str, event_id: &str) -> Result<bool, StoreError>;
+    /// Durably adds rows to a dataset at once (items and users that arrive
+    /// one at a time, not by import).
+    async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError>;
 
     async fn put_model(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     async fn get_model(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

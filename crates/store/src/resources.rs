@@ -225,10 +225,10 @@ pub struct SolutionVersion {
     /// service reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuned_hpo_params: Option<TunedHpoParams>,
-    /// Tracked events up to this sequence number are inside the model;
-    /// newer ones are folded in at query time.
+    /// Tracked events inside the model: per event-log partition, the last
+    /// sequence number included; newer ones are folded in at query time.
     #[serde(default)]
-    pub events_through_sequence: u64,
+    pub events_through: std::collections::BTreeMap<u32, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

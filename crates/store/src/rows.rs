@@ -36,6 +36,22 @@ pub struct TrackedEvent {
     /// When travelrec received it (Unix seconds). Real-time fold-in treats an
     /// event as at least this recent: it is new information whatever its timestamp.
     pub received_at: i64,
+    /// The caller's `eventId` (or one travelrec made up); an id is stored once per dataset group.
+    pub event_id: String,
+    /// The recommendation the user acted on, if the client says so.
+    pub recommendation_id: Option<String>,
+    /// Items the user was shown along with this one.
+    pub impression: Vec<String>,
+}
+
+/// Where an event sits in the event log: its record's partition (shard) and
+/// sequence number, and its index within the record. Positions order events
+/// within a partition and identify them for idempotent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct EventPosition {
+    pub partition: u32,
+    pub sequence: u64,
+    pub index: u32,
 }
 
 /// A batch of rows of one dataset type.

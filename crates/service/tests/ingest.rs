@@ -1,0 +1,202 @@
+//! Ingestion through the event log: idempotency, validation, new items,
+//! the archive, and restart from the log's tail.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use travelrec_service::{ErrorKind, NewEvent, Service, ServiceConfig};
+use travelrec_store::{Campaign, DatasetImportJob, EmbeddedStore, ImportMode, SolutionVersion, Status, Store};
+
+async fn start(dir: &Path) -> Service {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir).unwrap());
+    let log = travelrec_stream::EventLog::open(&dir.join("log"), Default::default()).await.unwrap();
+    let config = ServiceConfig { archive_dir: Some(dir.join("archive")), ..ServiceConfig::default() };
+    Service::start(store, log, config).await.unwrap()
+}
+
+async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..1200 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn event(id: Option<&str>, item: &str) -> NewEvent {
+    NewEvent {
+        event_id: id.map(str::to_string),
+        item_id: item.into(),
+        event_type: "click".into(),
+        timestamp: 1_790_000_000,
+        ..NewEvent::default()
+    }
+}
+
+/// A deployed campaign over generated data, with a tracker.
+async fn deployed(dir: &Path, data: &Path) -> (Service, String, String, String) {
+    let config =
+        travelrec_datagen::GeneratorConfig { interactions: 20_000, users: 1_000, items_per_city: 15, cities: 6, ..Default::default() };
+    travelrec_datagen::generate(&config, data).unwrap();
+    let service = start(dir).await;
+    let defaults = service.ensure_default_resources().await.unwrap();
+    for (name, dataset, file) in
+        [("items", &defaults.items_dataset_arn, "item_data.csv"), ("interactions", &defaults.interactions_dataset_arn, "event_data.csv")]
+    {
+        let job = service.create_import_job(name, dataset, data.join(file).to_str().unwrap(), ImportMode::Full).await.unwrap();
+        let arn = job.dataset_import_job_arn;
+        let job: DatasetImportJob = until("the import", async || {
+            service.describe::<DatasetImportJob>(&arn).await.ok().filter(|j| !j.lifecycle.status.is_creating())
+        })
+        .await;
+        assert_eq!(job.lifecycle.status, Status::Active);
+    }
+    let version = service.create_solution_version(&defaults.solution_arn, "v0").await.unwrap().solution_version_arn;
+    let _: SolutionVersion = until("training", async || {
+        service.describe::<SolutionVersion>(&version).await.ok().filter(|v| v.lifecycle.status == Status::Active)
+    })
+    .await;
+    let campaign = service.create_campaign("c", &version).await.unwrap().campaign_arn;
+    let _: Campaign =
+        until("deployment", async || service.describe::<Campaign>(&campaign).await.ok().filter(|c| c.lifecycle.status == Status::Active))
+            .await;
+    let tracker = service.create_event_tracker("t", &defaults.dataset_group_arn).await.unwrap().tracking_id;
+    (service, campaign, tracker, defaults.items_dataset_arn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_event_ids_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path()).await;
+    let defaults = service.ensure_default_resources().await.unwrap();
+    let tracker = service.create_event_tracker("t", &defaults.dataset_group_arn).await.unwrap().tracking_id;
+    let first = service
+        .track_events(&tracker, "u1", None, vec![event(Some("e1"), "a"), event(Some("e1"), "a"), event(Some("e2"), "b")])
+        .await
+        .unwrap();
+    assert_eq!((first.positions.len(), first.duplicates), (2, 1), "a repeat inside one call counts once");
+    let again = service.track_events(&tracker, "u1", None, vec![event(Some("e1"), "a"), event(None, "c")]).await.unwrap();
+    assert_eq!((again.positions.len(), again.duplicates), (1, 1));
+    let group = defaults.dataset_group_arn.clone();
+    let stored = until("the store writer", async || {
+        let events = service.store().read_events(&group, None, 100).await.unwrap();
+        (events.len() == 3).then_some(events)
+    })
+    .await;
+    let ids: Vec<&str> = stored.iter().map(|(_, e)| e.event_id.as_str()).filter(|id| id.starts_with('e')).collect();
+    assert_eq!(ids, vec!["e1", "e2"]);
+    // Still once after the id left the in-memory reservations for the store.
+    let later = service.track_events(&tracker, "u1", None, vec![event(Some("e2"), "b")]).await.unwrap();
+    assert_eq!((later.positions.len(), later.duplicates), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_events_are_refused_whole_and_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path()).await;
+    let defaults = service.ensure_default_resources().await.unwrap();
+    let tracker = service.create_event_tracker("t", &defaults.dataset_group_arn).await.unwrap();
+    let mut bad = event(Some("ok-1"), "a");
+    bad.fields = vec![("colour".into(), "red".into())];
+    let err = service.track_events(&tracker.tracking_id, "u1", None, vec![event(Some("ok-0"), "a"), bad]).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("eventList[1].properties: unknown field `colour`"), "{err}");
+    let mut located = event(Some("ok-2"), "a");
+    located.fields = vec![("location".into(), "38.71,-9.14".into()), ("DEVICE".into(), "mobile".into())];
+    let err = service.track_events(&tracker.tracking_id, "u1", None, vec![event(Some("x"), "")]).await.unwrap_err();
+    assert!(err.message.contains("eventList[0].itemId"), "{err}");
+    service.track_events(&tracker.tracking_id, "u1", None, vec![located]).await.unwrap();
+    let group = defaults.dataset_group_arn.clone();
+    let stored = until("the store writer", async || {
+        let events = service.store().read_events(&group, None, 100).await.unwrap();
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(stored.len(), 1, "nothing of the refused call was written");
+    assert_eq!(
+        stored[0].1.interaction.fields,
+        vec![("LOCATION".to_string(), "38.71,-9.14".to_string()), ("DEVICE".to_string(), "mobile".to_string())]
+    );
+    service.delete_event_tracker(&tracker.event_tracker_arn).await.unwrap();
+    let err = service.track_events(&tracker.tracking_id, "u1", None, vec![event(None, "a")]).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(err.message.contains("deleted"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attraction_is_recommended_before_retraining() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (service, campaign, tracker, items) = deployed(dir.path(), data.path()).await;
+    // Attraction 1 and its neighbours: a new one of the same kind in the same place.
+    let catalogue = std::fs::read_to_string(data.path().join("item_data.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(catalogue.as_bytes());
+    let first = reader.records().next().unwrap().unwrap();
+    let fields = vec![
+        ("GENRE".to_string(), first[1].to_string()),
+        ("CITY".to_string(), first[4].to_string()),
+        ("LATITUDE".to_string(), first[5].to_string()),
+        ("LONGITUDE".to_string(), first[6].to_string()),
+    ];
+    service.put_items(&items, vec![("brand-new-attraction".into(), fields)]).await.unwrap();
+    service.track_events(&tracker, "fan", None, vec![event(None, "1"), event(None, "1")]).await.unwrap();
+    let recommended = service.recommend(&campaign, "fan", 25).await.unwrap();
+    assert!(recommended.items.iter().any(|i| i.item_id == "brand-new-attraction"), "{:?}", recommended.items);
+    // Bad items are refused with the field named.
+    let err = service.put_items(&items, vec![("x".into(), vec![("LATITUDE".into(), "200".into())])]).await.unwrap_err();
+    assert!(err.message.contains("items[0].properties: field LATITUDE: 200 is not a latitude"), "{err}");
+    let err = service.put_items(&items, (0..11).map(|i| (format!("i{i}"), vec![])).collect()).await.unwrap_err();
+    assert!(err.message.contains("1 to 10"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_a_restart_and_reach_the_archive_which_imports_back() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (service, campaign, tracker, _) = deployed(dir.path(), data.path()).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let id = format!("restart-{n}");
+        service.track_events(&tracker, "walker", None, vec![event(Some(&id), &format!("{}", 1 + n % 5))]).await.unwrap();
+        ids.push(id);
+    }
+    let before = service.recommend(&campaign, "walker", 10).await.unwrap().items;
+    service.flush_archive().await;
+    service.shutdown().await;
+    drop(service);
+
+    let service = start(dir.path()).await;
+    assert_eq!(service.recommend(&campaign, "walker", 10).await.unwrap().items, before, "the user's state survives a restart");
+    let group = "arn:aws:personalize:local:000000000000:dataset-group/my-dsg-1";
+    let stored = service.store().read_events(group, None, 1000).await.unwrap();
+    let mut stored_ids: Vec<String> = stored.iter().map(|(_, e)| e.event_id.clone()).collect();
+    stored_ids.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(stored_ids, expected, "every event exactly once in the store");
+
+    let mut archived = Vec::new();
+    for file in travelrec_service::archive::archive_files(&dir.path().join("archive")).unwrap() {
+        travelrec_service::archive::read_file(&file, |e| archived.push(e.event_id)).unwrap();
+    }
+    archived.sort();
+    assert_eq!(archived, expected, "every event exactly once in the archive");
+
+    // The archive imports back as interactions.
+    let defaults = service.ensure_default_resources().await.unwrap();
+    let job = service
+        .create_import_job(
+            "from-archive",
+            &defaults.interactions_dataset_arn,
+            dir.path().join("archive").to_str().unwrap(),
+            ImportMode::Incremental,
+        )
+        .await
+        .unwrap();
+    let arn = job.dataset_import_job_arn;
+    let job: DatasetImportJob = until("the archive import", async || {
+        service.describe::<DatasetImportJob>(&arn).await.ok().filter(|j| !j.lifecycle.status.is_creating())
+    })
+    .await;
+    assert_eq!(job.lifecycle.status, Status::Active, "{:?}", job.lifecycle.failure_reason);
+    assert_eq!(job.rows_imported, 30);
+}
