@@ -2,6 +2,7 @@
 //! `serve` runs on an existing data directory; `generate`, `import` and
 //! `train` do one step each.
 
+mod bench;
 mod progress;
 mod quickstart;
 
@@ -37,6 +38,15 @@ enum Command {
     Train(TrainArgs),
     /// Offline quality on a public data set: every recipe and baseline on the same split, one table.
     Evaluate(EvaluateArgs),
+    /// Benchmarks that print their numbers beside a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Ingestion throughput over HTTP (PutEvents) and freshness (ack → recommendations reflect it).
+    Ingest(bench::IngestArgs),
 }
 
 #[derive(Args)]
@@ -71,7 +81,7 @@ struct EvaluateArgs {
 }
 
 #[derive(Args, Clone)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Where travelrec keeps its resources, data and models.
     #[arg(long, env = "TRAVELREC_DATA_DIR", default_value = "travelrec-data")]
     data_dir: PathBuf,
@@ -97,7 +107,7 @@ struct StoreArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum DurabilityArg {
+pub(crate) enum DurabilityArg {
     Fsync,
     Batch,
 }
@@ -207,6 +217,7 @@ fn main() -> Result<()> {
             Command::Import(args) => import(args).await,
             Command::Train(args) => train(args).await,
             Command::Evaluate(args) => evaluate(args),
+            Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
         }
     })
 }

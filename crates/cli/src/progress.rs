@@ -17,7 +17,6 @@ fn bar(message: String) -> ProgressBar {
 
 pub async fn import_file(service: &Service, dataset_arn: &str, file: &Path, mode: ImportMode) -> Result<DatasetImportJob> {
     let path = std::fs::canonicalize(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    // An archive folder takes the name of the data directory it lives in otherwise.
     let stem: String = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let slug: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let job_name = format!("{}-{}", slug.trim_matches('-'), chrono_like_stamp());

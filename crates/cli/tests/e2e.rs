@@ -415,3 +415,27 @@ fn generate_is_deterministic_per_seed() {
         assert_eq!(std::fs::read(a.path().join(file)).unwrap(), std::fs::read(b.path().join(file)).unwrap(), "{file}");
     }
 }
+
+#[test]
+fn the_ingest_benchmark_runs_and_prints_its_table() {
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let out = run(&[
+        "bench",
+        "ingest",
+        "--log",
+        "warn",
+        "--seconds",
+        "1",
+        "--probes",
+        "5",
+        "--clients",
+        "2",
+        "--json",
+        json.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("baseline") && table.contains("main / baseline events/s") && table.contains("freshness"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    assert_eq!(report["scenarios"].as_array().unwrap().len(), 2);
+}

@@ -111,6 +111,8 @@ struct Inner {
     progress: DashMap<String, f32>,
     /// Training uses every core; run one at a time.
     training_slot: tokio::sync::Semaphore,
+    /// Schemas of dataset groups' datasets, by group and type (see `schema_of`).
+    schemas: DashMap<(String, travelrec_store::DatasetType), Arc<schema::DatasetSchema>>,
     /// Event ids logged but not yet in the store (group + id), for idempotency.
     pending_event_ids: DashMap<String, ()>,
     /// Items that arrived by PutItems, per dataset group: explored by content until retraining.
@@ -145,6 +147,7 @@ impl Service {
                 progress: DashMap::new(),
                 training_slot: tokio::sync::Semaphore::new(1),
                 pending_event_ids: DashMap::new(),
+                schemas: DashMap::new(),
                 new_items: DashMap::new(),
                 analytics: consumers::Analytics::default(),
                 flush_requested: tokio::sync::Notify::new(),

@@ -367,6 +367,7 @@ impl Service {
         }
         self.store_dyn().delete_rows(arn).await?;
         self.store_dyn().delete_resource(arn).await?;
+        self.inner.schemas.clear();
         Ok(())
     }
 

@@ -172,14 +172,14 @@ impl Service {
             });
         }
 
-        // Idempotency: reserve each id, so concurrent repeats are stored once too.
+        // Idempotency: ids the store has, or that are logged and on their way
+        // there, are skipped; reserving each id makes concurrent repeats count once too.
+        let stored = self.store_dyn().known_event_ids(&group_arn, tracked.iter().map(|e| e.event_id.clone()).collect()).await?;
         let mut fresh = Vec::with_capacity(tracked.len());
         let mut duplicates = 0;
         for event in tracked {
             let key = pending_key(&group_arn, &event.event_id);
-            let seen_before =
-                self.inner.pending_event_ids.contains_key(&key) || self.store_dyn().has_event_id(&group_arn, &event.event_id).await?;
-            if seen_before || self.inner.pending_event_ids.insert(key, ()).is_some() {
+            if stored.contains(&event.event_id) || self.inner.pending_event_ids.insert(key, ()).is_some() {
                 duplicates += 1;
             } else {
                 fresh.push(event);
@@ -327,11 +327,18 @@ impl Service {
     }
 
     /// The schema of a dataset group's dataset of one type, if it has one.
-    async fn schema_of(&self, group_arn: &str, dataset_type: DatasetType) -> Result<Option<DatasetSchema>> {
+    /// Cached: a dataset's schema cannot change (deleting a dataset clears the cache).
+    async fn schema_of(&self, group_arn: &str, dataset_type: DatasetType) -> Result<Option<std::sync::Arc<DatasetSchema>>> {
+        let key = (group_arn.to_string(), dataset_type);
+        if let Some(schema) = self.inner.schemas.get(&key) {
+            return Ok(Some(schema.clone()));
+        }
         match self.dataset_of(group_arn, dataset_type).await? {
             Some(dataset) => {
                 let schema: Schema = self.describe(&dataset.schema_arn).await?;
-                Ok(Some(DatasetSchema::parse(&schema.schema)?))
+                let schema = std::sync::Arc::new(DatasetSchema::parse(&schema.schema)?);
+                self.inner.schemas.insert(key, schema.clone());
+                Ok(Some(schema))
             }
             None => Ok(None),
         }

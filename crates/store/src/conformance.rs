@@ -128,8 +128,9 @@ async fn events_are_stored_once_by_position_and_event_id(store: &dyn Store) {
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].0, at(1, 7, 1));
     assert_eq!(store.read_events(group, None, 1).await.unwrap().len(), 1);
-    assert!(store.has_event_id(group, "u-a-1").await.unwrap());
-    assert!(!store.has_event_id(other, "u-a-1").await.unwrap());
+    let ids = vec!["u-a-1".to_string(), "nope".to_string(), "u-b-2".to_string()];
+    assert_eq!(store.known_event_ids(group, ids.clone()).await.unwrap(), vec!["u-a-1", "u-b-2"]);
+    assert!(store.known_event_ids(other, ids).await.unwrap().is_empty());
 }
 
 async fn rows_can_be_appended_one_batch_at_a_time(store: &dyn Store) {

@@ -320,11 +320,18 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn has_event_id(&self, dataset_group_arn: &str, event_id: &str) -> Result<bool, StoreError> {
-        let (group, id) = (dataset_group_arn.to_string(), event_id.to_string());
+    async fn known_event_ids(&self, dataset_group_arn: &str, event_ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        let group = dataset_group_arn.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            Ok(txn.open_table(EVENT_IDS).map_err(backend)?.get((group.as_str(), id.as_str())).map_err(backend)?.is_some())
+            let table = txn.open_table(EVENT_IDS).map_err(backend)?;
+            let mut known = Vec::new();
+            for id in event_ids {
+                if table.get((group.as_str(), id.as_str())).map_err(backend)?.is_some() {
+                    known.push(id);
+                }
+            }
+            Ok(known)
         })
         .await
     }

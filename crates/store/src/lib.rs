@@ -67,8 +67,8 @@ pub trait Store: Send + Sync + 'static {
         after: Option<EventPosition>,
         limit: usize,
     ) -> Result<Vec<(EventPosition, TrackedEvent)>, StoreError>;
-    /// Whether the group has an event with this `event_id`.
-    async fn has_event_id(&self, dataset_group_arn: &str, event_id: &str) -> Result<bool, StoreError>;
+    /// Which of `event_ids` the group already has events with.
+    async fn known_event_ids(&self, dataset_group_arn: &str, event_ids: Vec<String>) -> Result<Vec<String>, StoreError>;
     /// Durably adds rows to a dataset at once (items and users that arrive
     /// one at a time, not by import).
     async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError>;
