@@ -54,7 +54,7 @@ struct EvaluateArgs {
     /// Data set(s): ml-100k, ml-1m-partial, flickr-toronto, flickr-osaka, flickr-glasgow, themepark, foursquare.
     #[arg(long, required = true, num_args = 1..)]
     dataset: Vec<String>,
-    /// stratified-75-25, leave-last-out or trajectory.
+    /// stratified-75-25, leave-last-out, next-trip or trajectory.
     #[arg(long, default_value = "leave-last-out")]
     protocol: String,
     /// Number of split seeds (42, 43, ...) averaged over.
@@ -351,7 +351,7 @@ async fn train(args: TrainArgs) -> Result<()> {
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
     let protocol = travelrec_eval::Protocol::parse(&args.protocol)
-        .with_context(|| format!("unknown protocol `{}`; use stratified-75-25, leave-last-out or trajectory", args.protocol))?;
+        .with_context(|| format!("unknown protocol `{}`; use stratified-75-25, leave-last-out, next-trip or trajectory", args.protocol))?;
     if !args.datasets_dir.is_dir() {
         bail!("{} is not a folder; pass --datasets-dir pointing at the shared public data sets", args.datasets_dir.display());
     }

@@ -35,6 +35,11 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
         {
             progress::import_file(&service, dataset, &folder.join(file), ImportMode::Full).await?;
         }
+        // Local events (festivals, markets) are optional: the original layout has none.
+        let local_events = folder.join(travelrec_datagen::LOCAL_EVENTS_FILE);
+        if local_events.is_file() {
+            progress::import_file(&service, &defaults.local_events_dataset_arn, &local_events, ImportMode::Full).await?;
+        }
     } else {
         println!("reusing the data already imported in {}", crate::display_path(&args.store.data_dir));
     }
@@ -88,7 +93,7 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
 /// Generates the demo data into the data directory once.
 fn demo_data(data_dir: &Path, interactions: u64, seed: u64) -> Result<PathBuf> {
     let folder = data_dir.join("demo-data");
-    if FILES.iter().all(|f| folder.join(f).is_file()) {
+    if FILES.iter().chain([&travelrec_datagen::LOCAL_EVENTS_FILE]).all(|f| folder.join(f).is_file()) {
         return Ok(folder);
     }
     let config =

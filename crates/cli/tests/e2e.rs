@@ -224,6 +224,41 @@ fn the_original_flow_over_http_survives_a_restart() {
     let metrics: Value = client().get(server.url("/v1/solutions/my-sol-from-cdk/versions/v1/metrics")).send().unwrap().json().unwrap();
     assert!(metrics["metrics"]["normalized_discounted_cumulative_gain_at_10"].as_f64().is_some(), "{metrics}");
 
+    // Context, a filter and a promotion over HTTP: the original route takes
+    // context keys and filterArn/filterValues as query parameters.
+    let other_city = cities.values().find(|c| Some(*c) != city_of("1").as_ref()).unwrap().clone();
+    let (status, text) = post(
+        &server,
+        "/v1/filters",
+        &format!(
+            r#"{{"name": "in-city", "datasetGroupArn": "{GROUP}", "filterExpression": "INCLUDE ItemID WHERE Items.CITY IN ($CITY)"}}"#
+        ),
+    );
+    assert_eq!(status, 201, "{text}");
+    let filter_arn = json_of(&text)["filterArn"].as_str().unwrap().to_string();
+    let values = form_urlencoded::byte_serialize(format!(r#"{{"CITY": "\"{other_city}\""}}"#).as_bytes()).collect::<String>();
+    let city = form_urlencoded::byte_serialize(other_city.as_bytes()).collect::<String>();
+    let url = format!("/getRecommendations?campaignArn={campaign}&userId=traveller-1&numResults=10&CITY={city}&DATE=2026-07-14");
+    let in_context: Value = client().get(server.url(&url)).send().unwrap().json().unwrap();
+    let in_context: Vec<&str> = in_context["itemList"].as_array().unwrap().iter().map(|i| i["itemId"].as_str().unwrap()).collect();
+    let there = in_context.iter().filter(|id| city_of(id).as_deref() == Some(other_city.as_str())).count();
+    assert!(there >= 7, "CITY={other_city} gives its attractions first: {in_context:?}");
+    let url =
+        format!("/getRecommendations?campaignArn={campaign}&userId=traveller-1&numResults=10&filterArn={filter_arn}&filterValues={values}");
+    let filtered: Value = client().get(server.url(&url)).send().unwrap().json().unwrap();
+    let filtered: Vec<&str> = filtered["itemList"].as_array().unwrap().iter().map(|i| i["itemId"].as_str().unwrap()).collect();
+    assert!(!filtered.is_empty() && filtered.iter().all(|id| city_of(id).as_deref() == Some(other_city.as_str())), "{filtered:?}");
+    let (status, text) = post(
+        &server,
+        "/v1/recommendations",
+        &format!(
+            r#"{{"campaignArn": "{campaign}", "userId": "traveller-1", "numResults": 10, "context": {{"DEVICE": "mobile"}}, "promotions": [{{"name": "elsewhere", "percentPromotedItems": 20, "filterArn": "{filter_arn}", "filterValues": {{"CITY": "\"{other_city}\""}}}}]}}"#
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    let promoted = json_of(&text)["itemList"].as_array().unwrap().iter().filter(|i| i["promotionName"] == "elsewhere").count();
+    assert_eq!(promoted, 2, "20 % of 10 slots: {text}");
+
     let untouched = recommendations(&server, &campaign, "42");
     assert_eq!(untouched, recommendations(&server, &campaigns[1], "42"), "both campaigns serve the same model");
 
@@ -365,6 +400,43 @@ fn bad_input_gets_a_4xx_json_error_never_a_500() {
                 &server,
                 "/items",
                 r#"{"datasetArn": "arn:aws:personalize:local:000000000000:dataset/x/ITEMS", "items": [{"itemId": "1"}]}"#,
+            ),
+            404,
+            "does not exist",
+        ),
+        (
+            "context: latitude out of range",
+            get(&format!("/getRecommendations?campaignArn={missing}&userId=1&LOCATION=200,10")),
+            400,
+            "context LOCATION",
+        ),
+        ("context: not a date", get(&format!("/getRecommendations?campaignArn={missing}&userId=1&DATE=tomorrow")), 400, "context DATE"),
+        (
+            "context: unknown key",
+            post(
+                &server,
+                "/v1/recommendations",
+                &format!(r#"{{"campaignArn": "{missing}", "userId": "1", "context": {{"MOOD": "happy"}}}}"#),
+            ),
+            400,
+            "unknown context key `MOOD`",
+        ),
+        (
+            "filter expression with a mistake",
+            post(
+                &server,
+                "/v1/filters",
+                &format!(r#"{{"name": "f", "datasetGroupArn": "{GROUP}", "filterExpression": "INCLUDE ItemID WHERE Items.GENRE IN"}}"#),
+            ),
+            400,
+            "position",
+        ),
+        (
+            "PutLocalEvents: unknown dataset",
+            post(
+                &server,
+                "/local-events",
+                r#"{"datasetArn": "arn:aws:personalize:local:000000000000:dataset/x/LOCAL_EVENTS", "localEvents": [{"localEventId": "1"}]}"#,
             ),
             404,
             "does not exist",

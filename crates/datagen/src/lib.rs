@@ -513,12 +513,15 @@ fn write_trips<W: Write>(
         let city = weighted_pick(rng, &weights).expect("some city has weight");
         let mut state = TripState::new(world, user, city);
 
-        // Browsing from home before leaving.
-        let browse_sessions = rng.random_range(1..=3);
+        // Browsing from home before leaving — or not: many travellers open
+        // the app only once they have arrived.
+        let browse_sessions = if rng.random_bool(0.5) { rng.random_range(1..=3) } else { 0 };
         for session in 0..browse_sessions {
             let mut t = trip_start - rng.random_range(3..40) * DAY + rng.random_range(8..23) * 3600;
             let session_id = format!("{}-{trip}-p{session}", user.id);
             let device = if rng.random_bool(0.6) { "desktop" } else { "mobile" };
+            // Only phones report where the user is.
+            let home_position = if device == "mobile" { home_position } else { None };
             for _ in 0..rng.random_range(2..=6) {
                 let Some(item) = state.pick(rng, t, trip_start, None) else { break };
                 out.write(user.id, world.items[item].id, t, "view", &session_id, home_position, device)?;

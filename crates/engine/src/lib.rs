@@ -5,6 +5,7 @@
 //! storage formats beyond the model's own byte encoding.
 
 pub mod als;
+pub mod context;
 mod ease;
 pub mod filter;
 mod ids;
@@ -18,10 +19,11 @@ mod topk;
 mod training_data;
 pub mod tuning;
 
+pub use context::{ActiveEvent, Context, LocalEvent};
 pub use ids::IdIndex;
 pub use model::{
-    Blend, Candidate, Collaborative, Components, FEATURE_NAMES, FEATURES, FeatureBuffers, HistoryEvent, Model, ModelError, Profile,
-    RankedCandidate, ScoredItem, TrainingSummary, distance_km, popularity_feature,
+    Blend, Candidate, Collaborative, Components, FEATURE_NAMES, FEATURES, Feature, FeatureBuffers, HistoryEvent, Model, ModelError,
+    Profile, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem, TrainingSummary, distance_km, popularity_feature,
 };
 pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_fixed, train_with};
 pub use topk::{softmax_in_place, top_k};

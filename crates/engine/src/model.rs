@@ -1,6 +1,7 @@
 //! A trained model: immutable once built, serialisable, and cheap to score.
 
 use crate::als::AlsModel;
+use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
 use crate::sparse::ItemLinks;
 use crate::topk::{softmax_in_place, top_k};
@@ -88,46 +89,109 @@ pub enum Collaborative {
     Neighbours(ItemLinks),
 }
 
-/// Weights of the signals a user-personalization score blends, learned on a
-/// validation split (see [`crate::tuning`]).
+/// The signals a user-personalization score blends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Feature {
+    /// Collaborative score, in standard deviations over the catalogue.
+    Collaborative,
+    /// Probability of being next after the user's last items (this session).
+    Sequence,
+    /// Log popularity, scaled to 0..1.
+    Popularity,
+    /// Recent growth of interactions (see `popularity::trending`), 0..1.
+    Trending,
+    /// Nearness to where the user is: their last located item, or the
+    /// request's LOCATION or CITY when that is far from it (and `use_location` is on).
+    Proximity,
+    /// How much the user already has the item (its profile weight over the
+    /// largest); for places often negative: few go back to where they just were.
+    Repeat,
+    /// Nearness to where the user is now (the request's LOCATION or CITY, or
+    /// the newest located event).
+    Nearby,
+    /// How much more the item is visited in the request's month (or whether
+    /// it is in season, when its seasons are known).
+    Season,
+    /// How much more the item is visited at the request's hour of day.
+    TimeOfDay,
+    /// The item hosts, or is near, a local event running at the request's moment.
+    LocalEvent,
+}
+
+/// A request this far from the user's last located item means they have
+/// moved on (another city, another trip): proximity then counts from the request.
+const MOVED_ON_KM: f64 = 30.0;
+
+/// Number of blended signals.
+pub const FEATURES: usize = 10;
+
+impl Feature {
+    pub const ALL: [Feature; FEATURES] = [
+        Feature::Collaborative,
+        Feature::Sequence,
+        Feature::Popularity,
+        Feature::Trending,
+        Feature::Proximity,
+        Feature::Repeat,
+        Feature::Nearby,
+        Feature::Season,
+        Feature::TimeOfDay,
+        Feature::LocalEvent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        FEATURE_NAMES[self as usize]
+    }
+
+    /// Signals that depend on the request's context.
+    pub fn contextual(self) -> bool {
+        matches!(self, Feature::Nearby | Feature::Season | Feature::TimeOfDay | Feature::LocalEvent)
+    }
+}
+
+/// Feature names, in blend order.
+pub const FEATURE_NAMES: [&str; FEATURES] =
+    ["collaborative", "sequence", "popularity", "trending", "proximity", "repeat", "nearby", "season", "time_of_day", "local_event"];
+
+/// Weights of the blended signals, learned on a validation split (see [`crate::tuning`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Blend {
-    /// Collaborative score, in standard deviations over the catalogue.
-    pub collaborative: f32,
-    /// Probability of being next after the user's last items.
-    pub sequence: f32,
-    /// Log popularity, scaled to 0..1.
-    pub popularity: f32,
-    /// Recent growth of interactions (see [`crate::popularity::trending`]), 0..1.
-    pub trending: f32,
-    /// Nearness to the user's last located item, `exp(-km / proximity_km)`.
-    pub proximity: f32,
-    /// How much the user already has the item (its profile weight over the
-    /// largest); usually negative for places: few go back to where they just were.
-    pub repeat: f32,
+    pub weights: [f32; FEATURES],
 }
 
 impl Default for Blend {
     fn default() -> Self {
-        Self { collaborative: 1.0, sequence: 0.0, popularity: 0.05, trending: 0.0, proximity: 0.0, repeat: 0.0 }
+        Self::zero().with(Feature::Collaborative, 1.0).with(Feature::Popularity, 0.05)
     }
 }
 
 impl Blend {
-    pub fn as_array(&self) -> [f32; FEATURES] {
-        [self.collaborative, self.sequence, self.popularity, self.trending, self.proximity, self.repeat]
+    pub fn zero() -> Self {
+        Self { weights: [0.0; FEATURES] }
     }
 
-    pub fn from_array(w: [f32; FEATURES]) -> Self {
-        Self { collaborative: w[0], sequence: w[1], popularity: w[2], trending: w[3], proximity: w[4], repeat: w[5] }
+    pub fn with(mut self, feature: Feature, weight: f32) -> Self {
+        self.weights[feature as usize] = weight;
+        self
+    }
+
+    pub fn get(&self, feature: Feature) -> f32 {
+        self.weights[feature as usize]
+    }
+
+    /// Every signal on (to compute them all, e.g. for learning the weights).
+    pub fn all() -> Self {
+        Self { weights: [1.0; FEATURES] }
+    }
+
+    /// The same blend with every contextual signal off.
+    pub fn without_context(mut self) -> Self {
+        for f in Feature::ALL.into_iter().filter(|f| f.contextual()) {
+            self.weights[f as usize] = 0.0;
+        }
+        self
     }
 }
-
-/// Number of blended signals.
-pub const FEATURES: usize = 6;
-
-/// Feature names, in blend order.
-pub const FEATURE_NAMES: [&str; FEATURES] = ["collaborative", "sequence", "popularity", "trending", "proximity", "repeat"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -171,6 +235,10 @@ pub struct Components {
     pub value_scale: f32,
     /// Catalogue items without a single interaction (explored by content).
     pub cold_items: Vec<u32>,
+    /// When in the year each item is visited, relative to everything.
+    pub monthly: TimeProfile,
+    /// When in the day each item is visited, relative to everything.
+    pub hourly: TimeProfile,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,7 +276,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 2;
+    pub const FORMAT_VERSION: u32 = 3;
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -248,7 +316,7 @@ impl Model {
 
     /// As [`Model::recommend`]; with `exclude_seen`, items in the history are never returned.
     pub fn recommend_with(&self, history: &[HistoryEvent], recent: &[HistoryEvent], k: usize, exclude_seen: bool) -> Vec<ScoredItem> {
-        self.recommend_extended(history, recent, k, exclude_seen, &[])
+        self.query(&Query { history, recent, k, exclude_seen, ..Query::default() })
             .into_iter()
             .filter_map(|r| match r.candidate {
                 Candidate::Known(item) => Some(ScoredItem { item, score: r.score }),
@@ -257,12 +325,12 @@ impl Model {
             .collect()
     }
 
-    /// Orders `candidates` for the user, best first, with probabilities under
-    /// a softmax over the candidates.
-    pub fn rank(&self, history: &[HistoryEvent], recent: &[HistoryEvent], candidates: &[u32]) -> Vec<ScoredItem> {
+    /// Orders `candidates` for the user in `context`, best first, with
+    /// probabilities under a softmax over the candidates.
+    pub fn rank(&self, history: &[HistoryEvent], recent: &[HistoryEvent], candidates: &[u32], context: &Context) -> Vec<ScoredItem> {
         let profile = self.profile(history, recent);
         let mut all = vec![0f32; self.items.len()];
-        self.score_profile(&profile, &self.blend, &mut all);
+        self.score_profile(&profile, context, &self.blend, &mut all);
         let mut scores: Vec<f32> = candidates.iter().map(|&i| all[i as usize]).collect();
         softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
         top_k(&scores, candidates.len())
@@ -277,6 +345,11 @@ impl Model {
     /// Similar-items models use cosine neighbours; others use what they have:
     /// EASE's item-to-item weights or the cosine of ALS item vectors.
     pub fn similar_items(&self, item: u32, k: usize) -> Vec<ScoredItem> {
+        self.similar_items_filtered(item, k, None)
+    }
+
+    /// As [`Model::similar_items`], without the items `filter` rejects.
+    pub fn similar_items_filtered(&self, item: u32, k: usize, filter: Option<ScoreFilter>) -> Vec<ScoredItem> {
         let mut scores = vec![0f32; self.items.len()];
         match (&self.components.neighbours, &self.components.collaborative) {
             (Some(links), _) | (None, Collaborative::Neighbours(links)) => links.accumulate(&[(item, 1.0)], &mut scores),
@@ -298,24 +371,28 @@ impl Model {
         }
         scores[item as usize] = f32::NEG_INFINITY;
         softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
+        if let Some(filter) = filter {
+            filter(&mut scores);
+        }
         top_k(&scores, k).into_iter().map(|i| ScoredItem { item: i, score: scores[i as usize] }).collect()
     }
 
     /// Unnormalised scores for every item (higher is better).
-    pub fn raw_scores(&self, history: &[HistoryEvent], recent: &[HistoryEvent], out: &mut [f32]) {
+    pub fn raw_scores(&self, history: &[HistoryEvent], recent: &[HistoryEvent], context: &Context, out: &mut [f32]) {
         let profile = self.profile(history, recent);
-        self.score_profile(&profile, &self.blend, out);
+        self.score_profile(&profile, context, &self.blend, out);
     }
 
-    /// The blended score of every item for `profile`.
-    pub fn score_profile(&self, profile: &Profile, blend: &Blend, out: &mut [f32]) {
+    /// The blended score of every item for `profile` in `context`.
+    pub fn score_profile(&self, profile: &Profile, context: &Context, blend: &Blend, out: &mut [f32]) {
         let mut features = FeatureBuffers::new(self.items.len());
-        self.features(profile, &mut features);
+        self.features(profile, context, blend, &mut features);
         features.blend(blend, out);
     }
 
-    /// As [`Model::recommend_with`], also ranking `extra` items the model has
-    /// never seen (attractions added after training).
+    /// The full query: the user's history and recent events, the request's
+    /// context, a filter, promotions, and `extra` items the model has never
+    /// seen (attractions added after training).
     ///
     /// Items without interactions — the model's cold items and the extras —
     /// have no collaborative signal, so they are explored: up to
@@ -323,42 +400,73 @@ impl Model {
     /// position) go to those that resemble the user's items most (category,
     /// city, distance; at least half alike). A user without history resembles
     /// everything by half, so new items reach everyone a little.
-    pub fn recommend_extended(
-        &self,
-        history: &[HistoryEvent],
-        recent: &[HistoryEvent],
-        k: usize,
-        exclude_seen: bool,
-        extra: &[ItemMeta],
-    ) -> Vec<RankedCandidate> {
-        let profile = self.profile(history, recent);
+    ///
+    /// Each promotion takes `share × k` slots (evenly spread) for the best
+    /// items its own filter allows; the query's filter applies to the other
+    /// slots (as the managed service does).
+    pub fn query(&self, query: &Query) -> Vec<RankedCandidate> {
+        let k = query.k;
+        let profile = self.profile(query.history, query.recent);
         let n = self.items.len();
-        let mut scores = vec![0f32; n + extra.len()];
-        self.score_profile(&profile, &self.blend, &mut scores[..n]);
-        if exclude_seen {
-            profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
-        }
+        let mut scores = vec![0f32; n + query.extra.len()];
+        self.score_profile(&profile, &query.context, &self.blend, &mut scores[..n]);
         // Extras not explored rank below every known item.
         let lowest = scores[..n].iter().copied().filter(|s| s.is_finite()).fold(0f32, f32::min);
         scores[n..].iter_mut().for_each(|s| *s = lowest - 1.0);
-        let cold: Vec<usize> = self.components.cold_items.iter().map(|&i| i as usize).chain(n..n + extra.len()).collect();
-        let explored = self.explored(&profile, &cold, extra, &scores, k);
-        explored.iter().for_each(|&c| scores[c] = f32::NEG_INFINITY);
-        let mut ranked = top_k(&scores, k.saturating_sub(explored.len()));
-        // Each explored item takes its slot and a score just under the item before it.
-        let every = (1.0 / self.hyperparameters.exploration_weight.max(1e-3)).round().max(1.0) as usize;
-        for (j, &item) in explored.iter().enumerate() {
-            let at = ((j + 1) * every - 1).min(ranked.len());
-            let above = if at == 0 { None } else { Some(scores[ranked[at - 1] as usize]) };
-            scores[item] = above.map_or(0.0, |s| s - 1e-6 * s.abs().max(1.0));
-            ranked.insert(at, item as u32);
+        if query.exclude_seen {
+            profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
         }
-        softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
+        let unfiltered = scores.clone();
+        if let Some(filter) = query.filter {
+            filter(&mut scores[..n]);
+        }
+
+        let mut taken: Vec<(usize, Option<usize>)> = Vec::new();
+        for (index, promotion) in query.promotions.iter().enumerate() {
+            let slots =
+                ((promotion.share * k as f32).round() as usize).max(usize::from(promotion.share > 0.0)).min(k.saturating_sub(taken.len()));
+            let mut allowed = unfiltered.clone();
+            allowed[n..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+            (promotion.filter)(&mut allowed[..n]);
+            taken.iter().for_each(|&(i, _)| allowed[i] = f32::NEG_INFINITY);
+            taken.extend(top_k(&allowed, slots).into_iter().map(|i| (i as usize, Some(index))));
+        }
+        let cold: Vec<usize> = self.components.cold_items.iter().map(|&i| i as usize).chain(n..n + query.extra.len()).collect();
+        let explore_slots = k.saturating_sub(taken.len());
+        let explored: Vec<usize> = self
+            .explored(&profile, &cold, query.extra, &scores, explore_slots)
+            .into_iter()
+            .filter(|c| !taken.iter().any(|t| t.0 == *c))
+            .collect();
+
+        let mut rest = scores.clone();
+        taken.iter().map(|t| t.0).chain(explored.iter().copied()).for_each(|i| rest[i] = f32::NEG_INFINITY);
+        let mut ranked: Vec<(usize, Option<usize>)> =
+            top_k(&rest, k.saturating_sub(taken.len() + explored.len())).into_iter().map(|i| (i as usize, None)).collect();
+        // Explored, then promoted, items take evenly spread slots and a score
+        // just under the item before them.
+        let mut final_scores = unfiltered;
+        let mut insert = |ranked: &mut Vec<(usize, Option<usize>)>, items: &[(usize, Option<usize>)], share: f32| {
+            let every = (1.0 / share.max(1e-3)).round().max(1.0) as usize;
+            for (j, &(item, promotion)) in items.iter().enumerate() {
+                let at = ((j + 1) * every - 1).min(ranked.len());
+                let above = if at == 0 { None } else { Some(final_scores[ranked[at - 1].0]) };
+                final_scores[item] = above.map_or(final_scores[item], |s| s - 1e-6 * s.abs().max(1.0));
+                ranked.insert(at, (item, promotion));
+            }
+        };
+        let explored: Vec<(usize, Option<usize>)> = explored.into_iter().map(|i| (i, None)).collect();
+        insert(&mut ranked, &explored, self.hyperparameters.exploration_weight);
+        let promoted_share = taken.len() as f32 / k.max(1) as f32;
+        insert(&mut ranked, &taken, promoted_share);
+        softmax_in_place(&mut final_scores, self.hyperparameters.softmax_temperature);
         ranked
             .into_iter()
-            .map(|i| RankedCandidate {
-                candidate: if (i as usize) < n { Candidate::Known(i) } else { Candidate::Extra(i as usize - n) },
-                score: scores[i as usize],
+            .take(k)
+            .map(|(i, promotion)| RankedCandidate {
+                candidate: if i < n { Candidate::Known(i as u32) } else { Candidate::Extra(i - n) },
+                score: final_scores[i],
+                promotion,
             })
             .collect()
     }
@@ -446,45 +554,98 @@ impl Model {
         Profile { weighted, last, location, seen }
     }
 
-    /// Every signal for every item, before blending.
-    pub fn features(&self, profile: &Profile, f: &mut FeatureBuffers) {
+    /// Every signal for every item, before blending. Signals whose weight in
+    /// `blend` is zero are left at zero (not computed).
+    pub fn features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers) {
         f.clear();
         let c = &self.components;
-        if !profile.weighted.is_empty() {
+        let on = |feature: Feature| blend.get(feature) != 0.0;
+        if on(Feature::Collaborative) && !profile.weighted.is_empty() {
+            let out = &mut f.values[Feature::Collaborative as usize];
             match &c.collaborative {
                 Collaborative::None => {}
-                Collaborative::Ease(ease) => ease.score(&profile.weighted, &mut f.values[0]),
-                Collaborative::Als(als) => als.score(&profile.weighted, &mut f.values[0]),
-                Collaborative::Neighbours(links) => links.accumulate(&profile.weighted, &mut f.values[0]),
+                Collaborative::Ease(ease) => ease.score(&profile.weighted, out),
+                Collaborative::Als(als) => als.score(&profile.weighted, out),
+                Collaborative::Neighbours(links) => links.accumulate(&profile.weighted, out),
             }
-            standardise_scale(&mut f.values[0]);
+            standardise_scale(out);
         }
-        if let Some(transitions) = &c.transitions {
-            transitions.accumulate(&profile.last, &mut f.values[1]);
+        if let (true, Some(transitions)) = (on(Feature::Sequence), &c.transitions) {
+            transitions.accumulate(&profile.last, &mut f.values[Feature::Sequence as usize]);
         }
-        f.values[2].copy_from_slice(&popularity_feature(&c.popularity));
-        f.values[3].copy_from_slice(&c.trending);
-        if let Some((lat, lon)) = profile.location {
-            // Distances are read relative to the median distance to all
-            // located items, so "near" means the same in a theme park, a city
-            // and a country; `proximity_km` caps that scale from below.
-            let distances: Vec<Option<f64>> = self.item_meta.iter().map(|m| m.location.map(|(a, b)| distance_km(lat, lon, a, b))).collect();
-            let mut known: Vec<f64> = distances.iter().flatten().copied().collect();
-            if !known.is_empty() {
-                let middle = known.len() / 2;
-                let median = *known.select_nth_unstable_by(middle, f64::total_cmp).1;
-                let scale = median.max(self.hyperparameters.proximity_km as f64 * 0.01).max(1e-6);
-                for (value, distance) in f.values[4].iter_mut().zip(&distances) {
-                    if let Some(d) = distance {
-                        *value = (-d / scale).exp() as f32;
+        if on(Feature::Popularity) {
+            f.values[Feature::Popularity as usize].copy_from_slice(&popularity_feature(&c.popularity));
+        }
+        if on(Feature::Trending) {
+            f.values[Feature::Trending as usize].copy_from_slice(&c.trending);
+        }
+        // Where the user is: their last located item, unless the request
+        // places them somewhere else altogether (a new trip) — then there.
+        let here = match (profile.location, context.location.filter(|_| self.hyperparameters.use_location)) {
+            (Some(last), Some(now)) if distance_km(last.0, last.1, now.0, now.1) > MOVED_ON_KM => Some(now),
+            (last, now) => last.or(now),
+        };
+        if let (true, Some(here)) = (on(Feature::Proximity), here) {
+            self.nearness(here, &mut f.values[Feature::Proximity as usize]);
+        }
+        if on(Feature::Repeat) {
+            let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
+            if strongest > 0.0 {
+                for &(item, weight) in &profile.weighted {
+                    f.values[Feature::Repeat as usize][item as usize] = weight / strongest;
+                }
+            }
+        }
+        if let (true, Some(here)) = (on(Feature::Nearby), context.location) {
+            self.nearness(here, &mut f.values[Feature::Nearby as usize]);
+        }
+        if let (true, Some(time)) = (on(Feature::Season), context.time) {
+            let month = crate::context::month_of(time);
+            let out = &mut f.values[Feature::Season as usize];
+            c.monthly.fill(month, out);
+            // Known seasons override what the data suggests.
+            for (value, meta) in out.iter_mut().zip(&self.item_meta) {
+                if meta.season_months != 0 {
+                    *value = if meta.season_months & (1 << month) != 0 { 1.0 } else { -1.0 };
+                }
+            }
+        }
+        if let (true, Some(hour)) = (on(Feature::TimeOfDay), context.hour) {
+            c.hourly.fill(hour.min(23), &mut f.values[Feature::TimeOfDay as usize]);
+        }
+        if on(Feature::LocalEvent) && !context.events.is_empty() {
+            let out = &mut f.values[Feature::LocalEvent as usize];
+            for event in &context.events {
+                if let Some(host) = event.item.filter(|&i| (i as usize) < out.len()) {
+                    out[host as usize] = 1.0;
+                }
+                let place = event.location.or_else(|| event.item.and_then(|i| self.item_meta.get(i as usize)).and_then(|m| m.location));
+                if let Some((lat, lon)) = place {
+                    for (value, meta) in out.iter_mut().zip(&self.item_meta) {
+                        if let Some((a, b)) = meta.location {
+                            *value = value.max((-distance_km(lat, lon, a, b) / 0.5).exp() as f32);
+                        }
                     }
                 }
             }
         }
-        let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
-        if strongest > 0.0 {
-            for &(item, weight) in &profile.weighted {
-                f.values[5][item as usize] = weight / strongest;
+    }
+
+    /// `out[i] = exp(-distance(here, item i) / scale)` for located items. The
+    /// scale is the median distance to all located items, so "near" means the
+    /// same in a theme park, a city and a country; `proximity_km` caps it from below.
+    fn nearness(&self, (lat, lon): (f64, f64), out: &mut [f32]) {
+        let distances: Vec<Option<f64>> = self.item_meta.iter().map(|m| m.location.map(|(a, b)| distance_km(lat, lon, a, b))).collect();
+        let mut known: Vec<f64> = distances.iter().flatten().copied().collect();
+        if known.is_empty() {
+            return;
+        }
+        let middle = known.len() / 2;
+        let median = *known.select_nth_unstable_by(middle, f64::total_cmp).1;
+        let scale = median.max(self.hyperparameters.proximity_km as f64 * 0.01).max(1e-6);
+        for (value, distance) in out.iter_mut().zip(&distances) {
+            if let Some(d) = distance {
+                *value = (-d / scale).exp() as f32;
             }
         }
     }
@@ -505,9 +666,8 @@ impl FeatureBuffers {
     }
 
     pub fn blend(&self, blend: &Blend, out: &mut [f32]) {
-        let weights = blend.as_array();
         out.fill(0.0);
-        for (values, weight) in self.values.iter().zip(weights) {
+        for (values, &weight) in self.values.iter().zip(&blend.weights) {
             if weight != 0.0 {
                 for (o, v) in out.iter_mut().zip(values) {
                     *o += weight * v;
@@ -541,6 +701,31 @@ pub enum Candidate {
 pub struct RankedCandidate {
     pub candidate: Candidate,
     pub score: f32,
+    /// Index of the promotion that placed it, if one did.
+    pub promotion: Option<usize>,
+}
+
+/// Rejects items: sets the score of every item it does not allow to `-inf`.
+pub type ScoreFilter<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+/// Slots reserved for items a filter allows (partner attractions, …).
+pub struct Promotion<'a> {
+    /// Share of the slots, 0..1.
+    pub share: f32,
+    pub filter: ScoreFilter<'a>,
+}
+
+/// Everything a recommendation query can say.
+#[derive(Default)]
+pub struct Query<'a> {
+    pub history: &'a [HistoryEvent],
+    pub recent: &'a [HistoryEvent],
+    pub k: usize,
+    pub exclude_seen: bool,
+    pub context: Context,
+    pub extra: &'a [ItemMeta],
+    pub filter: Option<ScoreFilter<'a>>,
+    pub promotions: Vec<Promotion<'a>>,
 }
 
 /// How alike two items are by what is known about them: shared categories,
@@ -712,7 +897,7 @@ mod tests {
         let data = two_tastes();
         let model = train(&data, Recipe::PersonalizedRanking, &Hyperparameters::default(), &crate::no_progress).unwrap();
         let list: Vec<u32> = ["m3", "b3", "m4", "b4"].iter().map(|i| model.item_index(i).unwrap()).collect();
-        let ranked = model.rank(model.histories.get("u1"), &[], &list);
+        let ranked = model.rank(model.histories.get("u1"), &[], &list, &Context::default());
         assert_eq!(ranked.len(), 4);
         let order = ids(&model, &ranked);
         assert!(order[0].starts_with('b') && order[1].starts_with('b'), "{order:?}");

@@ -1,7 +1,8 @@
 //! Recipes (what to train) and their hyperparameters.
 
 use crate::als::AlsParams;
-use crate::model::{Blend, Collaborative, Components, Histories, Model, TrainingSummary};
+use crate::context::{TimeProfile, hour_of, month_of};
+use crate::model::{Blend, Collaborative, Components, Feature, Histories, Model, TrainingSummary};
 use crate::split::Holdout;
 use crate::{Progress, TrainingData, als, ease, popularity, sparse, tuning};
 use serde::{Deserialize, Serialize};
@@ -137,10 +138,15 @@ pub struct Hyperparameters {
     pub validation_users: usize,
     /// Seed for splits and initialisation.
     pub seed: u64,
-    /// How far items without interactions are lifted towards the top, by how
-    /// much they resemble the user's items (0 never explores, 1 ranks a
-    /// perfect match with the best item).
+    /// Share of the slots given to items without interactions that resemble
+    /// the user's items (0 never explores).
     pub exploration_weight: f32,
+    /// Context signals, each learned on validation and switchable off: nearness
+    /// to where the user is, the month, the hour of day, local events.
+    pub use_location: bool,
+    pub use_season: bool,
+    pub use_time_of_day: bool,
+    pub use_local_events: bool,
 }
 
 impl Default for Hyperparameters {
@@ -171,6 +177,10 @@ impl Default for Hyperparameters {
             validation_users: 2_000,
             seed: 42,
             exploration_weight: 0.3,
+            use_location: true,
+            use_season: true,
+            use_time_of_day: true,
+            use_local_events: true,
         }
     }
 }
@@ -199,6 +209,10 @@ impl Hyperparameters {
         "validation_users",
         "seed",
         "exploration_weight",
+        "use_location",
+        "use_season",
+        "use_time_of_day",
+        "use_local_events",
     ];
 
     /// Defaults overridden by a string map, validating every key and value.
@@ -211,6 +225,13 @@ impl Hyperparameters {
                 match value.trim().parse::<f32>() {
                     Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
                     _ => Err(invalid("expected a positive number")),
+                }
+            };
+            let boolean = || -> Result<bool, RecipeError> {
+                match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(invalid("expected true or false")),
                 }
             };
             let fraction = || -> Result<f32, RecipeError> {
@@ -257,13 +278,11 @@ impl Hyperparameters {
                 "proximity_km" => hp.proximity_km = positive()?,
                 "trending_window_days" => hp.trending_window_days = positive()?,
                 "softmax_temperature" => hp.softmax_temperature = positive()?,
-                "perform_hpo" => {
-                    hp.perform_hpo = match value.trim().to_ascii_lowercase().as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(invalid("expected true or false")),
-                    }
-                }
+                "perform_hpo" => hp.perform_hpo = boolean()?,
+                "use_location" => hp.use_location = boolean()?,
+                "use_season" => hp.use_season = boolean()?,
+                "use_time_of_day" => hp.use_time_of_day = boolean()?,
+                "use_local_events" => hp.use_local_events = boolean()?,
                 "hpo_budget" => hp.hpo_budget = count()?,
                 "validation_users" => hp.validation_users = count()?,
                 "exploration_weight" => hp.exploration_weight = fraction()?,
@@ -385,7 +404,19 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
     };
     let transitions = recipe.personalised().then(|| sparse::transitions(data, &order, &offsets, gap, 100));
     let cold_items = (0..data.items.len() as u32).filter(|&i| popularity[i as usize] == 0.0).collect();
-    Ok(Components { collaborative, transitions, neighbours: None, popularity, trending, value_scale: value_scale(data), cold_items })
+    let monthly = if hp.use_season { TimeProfile::learn(data, 12, month_of) } else { TimeProfile::default() };
+    let hourly = if hp.use_time_of_day { TimeProfile::learn(data, 24, hour_of) } else { TimeProfile::default() };
+    Ok(Components {
+        collaborative,
+        transitions,
+        neighbours: None,
+        popularity,
+        trending,
+        value_scale: value_scale(data),
+        cold_items,
+        monthly,
+        hourly,
+    })
 }
 
 /// Assembles a model from fitted components.
@@ -414,11 +445,11 @@ pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters
 
 /// The fixed blend of the recipes that do not learn one.
 fn fixed_blend(recipe: Recipe) -> Option<Blend> {
-    let zero = Blend { collaborative: 0.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0, repeat: 0.0 };
+    let zero = Blend::zero();
     match recipe {
-        Recipe::PopularityCount => Some(Blend { popularity: 1.0, ..zero }),
-        Recipe::SimilarItems => Some(Blend { collaborative: 1.0, popularity: 0.001, ..zero }),
-        Recipe::TrendingNow => Some(Blend { trending: 1.0, popularity: 0.01, ..zero }),
+        Recipe::PopularityCount => Some(zero.with(Feature::Popularity, 1.0)),
+        Recipe::SimilarItems => Some(zero.with(Feature::Collaborative, 1.0).with(Feature::Popularity, 0.001)),
+        Recipe::TrendingNow => Some(zero.with(Feature::Trending, 1.0).with(Feature::Popularity, 0.01)),
         Recipe::UserPersonalization | Recipe::PersonalizedRanking => None,
     }
 }

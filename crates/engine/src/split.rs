@@ -22,7 +22,15 @@ pub enum Holdout {
     /// set (the managed service's offline metrics): train on the past, test
     /// on what each user did in the held-out window.
     NewestFraction { fraction: f64 },
+    /// Each user's last trip: every interaction after the last gap of more
+    /// than [`TRIP_GAP_SECONDS`] (users with an earlier trip). The context is
+    /// the trip's first moment — where a traveller is when they arrive
+    /// somewhere new, which their history alone does not say.
+    NextTrip,
 }
+
+/// A pause this long between two interactions starts a new trip.
+pub const TRIP_GAP_SECONDS: i64 = 2 * 86_400;
 
 impl Holdout {
     /// Whether items a user had in training are excluded from their ranking.
@@ -36,6 +44,9 @@ pub struct Split {
     pub train: TrainingData,
     /// (user, held-out items), one entry per evaluated user.
     pub test: Vec<(u32, HashSet<u32>)>,
+    /// The context of each test entry: the moment and place of its first
+    /// held-out interaction, and the local events then (none for random holdouts).
+    pub contexts: Vec<crate::Context>,
     pub holdout: Holdout,
 }
 
@@ -64,6 +75,7 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     };
     let mut is_test = vec![false; data.events.len()];
     let mut test = Vec::new();
+    let mut contexts = Vec::new();
     for u in 0..users {
         let events = &order[offsets[u]..offsets[u + 1]];
         if !chosen[u] || events.len() < 2 {
@@ -71,6 +83,13 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         }
         let held: Vec<u32> = match holdout {
             Holdout::LastItem => vec![*events.last().expect("two events")],
+            Holdout::NextTrip => {
+                let time = |i: u32| data.events[i as usize].timestamp;
+                match (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS) {
+                    Some(start) => events[start..].to_vec(),
+                    None => Vec::new(),
+                }
+            }
             Holdout::NewestFraction { .. } => {
                 let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
                 // Users need some past to be evaluated.
@@ -94,6 +113,16 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         }
         let items: HashSet<u32> = held.iter().map(|&i| data.events[i as usize].item).collect();
         held.iter().for_each(|&i| is_test[i as usize] = true);
+        let first = &data.events[held[0] as usize];
+        contexts.push(match holdout {
+            Holdout::RandomFraction { .. } => crate::Context::default(),
+            _ => crate::Context {
+                location: first.location.map(|(a, b)| (a as f64, b as f64)),
+                time: Some(first.timestamp),
+                hour: Some(crate::context::hour_of(first.timestamp)),
+                events: crate::context::active_events(&data.local_events, first.timestamp),
+            },
+        });
         test.push((u as u32, items));
     }
     let events: Vec<TrainingEvent> = data.events.iter().zip(&is_test).filter(|(_, t)| !**t).map(|(e, _)| *e).collect();
@@ -103,8 +132,9 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         event_types: data.event_types.clone(),
         events,
         item_meta: data.item_meta.clone(),
+        local_events: data.local_events.clone(),
     };
-    Split { train, test, holdout }
+    Split { train, test, contexts, holdout }
 }
 
 /// Ranks for every test user with `recommend(user, k, exclude_seen)` (run in

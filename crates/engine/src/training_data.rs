@@ -25,6 +25,8 @@ pub struct TrainingEvent {
     pub timestamp: i64,
     /// `EVENT_VALUE`, when the data carries one (e.g. a rating).
     pub value: Option<f32>,
+    /// Where the user was (`LOCATION`), when the event says.
+    pub location: Option<(f32, f32)>,
 }
 
 /// Everything a recipe trains on: the interactions plus the full item
@@ -38,6 +40,8 @@ pub struct TrainingData {
     pub events: Vec<TrainingEvent>,
     /// Per item index; may be shorter than `items` (missing entries are unknown).
     pub item_meta: Vec<ItemMeta>,
+    /// Festivals, markets and other dated happenings, at an item or a place.
+    pub local_events: Vec<crate::context::LocalEvent>,
 }
 
 impl TrainingData {
@@ -97,10 +101,29 @@ impl TrainingDataBuilder {
     }
 
     pub fn add_interaction(&mut self, user_id: &str, item_id: &str, timestamp: i64, event_type: &str, value: Option<f32>) {
+        self.add_located_interaction(user_id, item_id, timestamp, event_type, value, None);
+    }
+
+    /// An interaction with where the user was when it happened.
+    pub fn add_located_interaction(
+        &mut self,
+        user_id: &str,
+        item_id: &str,
+        timestamp: i64,
+        event_type: &str,
+        value: Option<f32>,
+        location: Option<(f32, f32)>,
+    ) {
         let user = self.data.users.intern(user_id);
         let item = self.data.items.intern(item_id);
         let event_type = self.data.event_types.intern(event_type) as u16;
-        self.data.events.push(TrainingEvent { user, item, event_type, timestamp, value });
+        self.data.events.push(TrainingEvent { user, item, event_type, timestamp, value, location });
+    }
+
+    /// A local event at `item_id` (added to the catalogue if new) and/or a place, from `start` to `end` (Unix seconds).
+    pub fn add_local_event(&mut self, item_id: Option<&str>, location: Option<(f64, f64)>, start: i64, end: i64) {
+        let item = item_id.map(|id| self.data.items.intern(id));
+        self.data.local_events.push(crate::context::LocalEvent { item, location, start, end });
     }
 
     pub fn len(&self) -> usize {

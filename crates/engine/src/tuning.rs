@@ -9,7 +9,7 @@
 //! signal's top items) and their signal values are computed once.
 
 use crate::metrics::{MetricAccumulator, MetricSet, ndcg};
-use crate::model::{Blend, FEATURES, FeatureBuffers, Model};
+use crate::model::{Blend, FEATURES, Feature, FeatureBuffers, Model};
 use crate::recipe::{CollaborativeKind, assemble, fit_components};
 use crate::split::{Holdout, split};
 use crate::topk::top_k;
@@ -60,11 +60,12 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
     validation
         .test
         .par_iter()
+        .zip(validation.contexts.par_iter())
         .map_init(
             || FeatureBuffers::new(n),
-            |buffers, (user, relevant)| {
+            |buffers, ((user, relevant), context)| {
                 let profile = model.profile(model.histories.get_index(*user), &[]);
-                model.features(&profile, buffers);
+                model.features(&profile, context, &Blend::all(), buffers);
                 let seen: HashSet<u32> = if exclude_seen { profile.seen.iter().copied().collect() } else { HashSet::new() };
                 let mut candidates: Vec<u32> = if n <= 4 * CANDIDATES_PER_SIGNAL {
                     (0..n as u32).collect()
@@ -105,23 +106,30 @@ fn mean_ndcg(cases: &[&UserCase], weights: &[f32; FEATURES]) -> f64 {
 const HALF_LIVES: [f32; 4] = [1.0, 30.0, 365.0, 36_500.0];
 
 const GRID: [f32; 11] = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
-/// The repeat signal may push down as well as up.
+/// For signals that may push down as well as up.
 const SIGNED_GRID: [f32; 11] = [-300.0, -100.0, -30.0, -10.0, -3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0];
 
-/// Coordinate ascent from `start`; the collaborative weight stays 1 (it fixes the scale).
-/// Index of the repeat signal in the blend.
-const REPEAT: usize = 5;
+/// Signals that may push down as well as up.
+const SIGNED: [Feature; 2] = [Feature::Repeat, Feature::TimeOfDay];
+/// Signals whose direction is known (in season, hosting an event that day:
+/// up): when switched on they keep a positive weight and the data chooses how
+/// strong. A validation split rarely holds enough festival days or
+/// off-season requests to show a gain by itself, and a zero weight would
+/// ignore what the catalogue states.
+const KNOWN_DIRECTION: [Feature; 2] = [Feature::Season, Feature::LocalEvent];
+const KNOWN_DIRECTION_GRID: [f32; 7] = [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
 
 /// A change must beat the current NDCG by this share to be kept.
 const MIN_RELATIVE_GAIN: f64 = 0.003;
 
+/// Coordinate ascent from `start`; the collaborative weight stays 1 (it fixes the scale).
 fn coordinate_ascent(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, f64) {
     // A change is kept only if it helps on both halves of the validation
     // users, and by a margin overall: smaller or one-sided gains are noise.
     let even: Vec<&UserCase> = cases.iter().step_by(2).collect();
     let odd: Vec<&UserCase> = cases.iter().skip(1).step_by(2).collect();
     let score = |weights: &[f32; FEATURES]| (mean_ndcg(&even, weights), mean_ndcg(&odd, weights));
-    let mut weights = start.as_array();
+    let mut weights = start.weights;
     let mut best = score(&weights);
     for _round in 0..3 {
         let before = best;
@@ -129,7 +137,14 @@ fn coordinate_ascent(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) 
             if !free[f] {
                 continue;
             }
-            let grid = if f == REPEAT { &SIGNED_GRID[..] } else { &GRID[..] };
+            let feature = Feature::ALL[f];
+            let grid = if SIGNED.contains(&feature) {
+                &SIGNED_GRID[..]
+            } else if KNOWN_DIRECTION.contains(&feature) {
+                &KNOWN_DIRECTION_GRID[..]
+            } else {
+                &GRID[..]
+            };
             for &value in grid {
                 let mut trial = weights;
                 trial[f] = value;
@@ -145,7 +160,7 @@ fn coordinate_ascent(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) 
             break;
         }
     }
-    (Blend::from_array(weights), mean_ndcg(&cases.iter().collect::<Vec<_>>(), &weights))
+    (Blend { weights }, mean_ndcg(&cases.iter().collect::<Vec<_>>(), &weights))
 }
 
 /// The configurations hyperparameter search tries, the given one first.
@@ -202,8 +217,26 @@ pub fn tune(
         let mut model = assemble(&validation.train, recipe, config, components, Blend::default());
         let has_locations = data.item_meta.iter().any(|m| m.location.is_some());
         let has_collaborative = !matches!(model.components.collaborative, crate::model::Collaborative::None);
-        let free = [false, model.components.transitions.is_some(), true, true, has_locations, !validation.holdout.excludes_seen()];
-        let start = Blend { collaborative: if has_collaborative { 1.0 } else { 0.0 }, ..Blend::default() };
+        let has_times = !validation.holdout.excludes_seen();
+        let has_events = !data.local_events.is_empty();
+        let mut free = [false; FEATURES];
+        for feature in Feature::ALL {
+            free[feature as usize] = match feature {
+                Feature::Collaborative => false,
+                Feature::Sequence => model.components.transitions.is_some(),
+                Feature::Popularity | Feature::Trending => true,
+                Feature::Proximity => has_locations,
+                Feature::Repeat => !validation.holdout.excludes_seen(),
+                Feature::Nearby => has_locations && config.use_location,
+                Feature::Season => has_times && config.use_season,
+                Feature::TimeOfDay => has_times && config.use_time_of_day,
+                Feature::LocalEvent => has_events && config.use_local_events,
+            };
+        }
+        let mut start = Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 });
+        for feature in KNOWN_DIRECTION.into_iter().filter(|f| free[*f as usize]) {
+            start = start.with(feature, KNOWN_DIRECTION_GRID[0]);
+        }
         // How fast old events fade only changes scoring, so it is searched
         // here, without refitting: from "the last day" to "never".
         let mut half_lives = vec![config.recency_half_life_days];
@@ -239,9 +272,20 @@ pub fn evaluate_model(model: &Model, split: &crate::split::Split) -> MetricSet {
     let results: Vec<(Vec<u32>, &HashSet<u32>)> = split
         .test
         .par_iter()
-        .map(|(user, relevant)| {
-            let items = model.recommend_with(model.histories.get_index(*user), &[], 25, exclude_seen);
-            (items.into_iter().map(|s| s.item).collect(), relevant)
+        .zip(split.contexts.par_iter())
+        .map(|((user, relevant), context)| {
+            let query = crate::model::Query {
+                history: model.histories.get_index(*user),
+                k: 25,
+                exclude_seen,
+                context: context.clone(),
+                ..Default::default()
+            };
+            let items = model.query(&query).into_iter().filter_map(|r| match r.candidate {
+                crate::model::Candidate::Known(item) => Some(item),
+                crate::model::Candidate::Extra(_) => None,
+            });
+            (items.collect(), relevant)
         })
         .collect();
     let mut accumulator = MetricAccumulator::new(model.items.len());
@@ -278,13 +322,14 @@ mod tests {
         let cases: Vec<UserCase> = (0..50)
             .map(|_| UserCase {
                 candidates: vec![0, 1],
-                features: vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 1.0, 0.0, 0.0, 0.0, 0.0],
+                features: [[1.0, 0.0].as_slice(), &[0.0; FEATURES - 2], &[0.9, 1.0], &[0.0; FEATURES - 2]].concat(),
                 relevant: HashSet::from([1]),
             })
             .collect();
-        let free = [false, true, true, true, true, false];
+        let mut free = [true; FEATURES];
+        free[0] = false;
         let (blend, score) = coordinate_ascent(&cases, Blend::default(), &free);
-        assert!(blend.sequence > 0.1, "{blend:?}");
+        assert!(blend.get(Feature::Sequence) > 0.1, "{blend:?}");
         assert_eq!(score, 1.0);
     }
 
@@ -301,7 +346,7 @@ mod tests {
         let data = b.build();
         let outcome =
             tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
-        assert!(outcome.blend.sequence > 0.0, "{:?}", outcome.blend);
+        assert!(outcome.blend.get(Feature::Sequence) > 0.0, "{:?}", outcome.blend);
         assert!(outcome.report.validation.ndcg(10) > 0.8, "{:?}", outcome.report.validation);
     }
 }

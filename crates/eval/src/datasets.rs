@@ -19,7 +19,8 @@ pub enum LoadError {
 }
 
 /// The data sets `travelrec evaluate` knows.
-pub const DATASETS: &[&str] = &["ml-100k", "ml-1m-partial", "flickr-toronto", "flickr-osaka", "flickr-glasgow", "themepark", "foursquare"];
+pub const DATASETS: &[&str] =
+    &["ml-100k", "ml-1m-partial", "flickr-toronto", "flickr-osaka", "flickr-glasgow", "themepark", "foursquare", "generated"];
 
 /// One trip: a user's consecutive visits (Flickr trajectories).
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +54,7 @@ pub fn load(name: &str, root: &Path) -> Result<EvalDataset, LoadError> {
         "flickr-glasgow" => flickr(root, "Glas", name),
         "themepark" => themepark(root),
         "foursquare" => foursquare(root),
+        "generated" => generated(),
         other => Err(LoadError::Unknown(other.to_string())),
     }
 }
@@ -189,6 +191,63 @@ fn themepark(root: &Path) -> Result<EvalDataset, LoadError> {
         last = Some((user, sequence, poi));
     }
     Ok(EvalDataset { name: "themepark".into(), data: builder.build(), trajectories: Vec::new() })
+}
+
+/// travelrec's own synthetic travel data (seed 42), where the effects
+/// context should find are known to exist: seasons, local events, trips
+/// that walk from attraction to attraction, the user's position on events.
+fn generated() -> Result<EvalDataset, LoadError> {
+    let dir = tempfile::tempdir().map_err(io(Path::new("(temporary folder)")))?;
+    let config =
+        travelrec_datagen::GeneratorConfig { interactions: 200_000, users: 10_000, items_per_city: 40, cities: 8, ..Default::default() };
+    travelrec_datagen::generate(&config, dir.path()).map_err(|e| format(dir.path(), 0, e.to_string()))?;
+    let mut builder = TrainingDataBuilder::new();
+    let items = dir.path().join(travelrec_datagen::ITEMS_FILE);
+    for record in csv_reader(&items, b',')?.records() {
+        let record = record.map_err(|e| format(&items, 0, e.to_string()))?;
+        let seasons: u16 =
+            record_field(&items, &record, 7)?.split('|').filter_map(|m| m.parse::<u16>().ok()).fold(0, |bits, m| bits | 1 << (m - 1));
+        let meta = ItemMeta {
+            location: Some((parse(&items, &record, 5)?, parse(&items, &record, 6)?)),
+            categories: vec![record_field(&items, &record, 1)?.to_string()],
+            city: Some(record_field(&items, &record, 4)?.to_string()),
+            season_months: seasons,
+            created: parse(&items, &record, 8).ok(),
+        };
+        builder.add_item_with_meta(record_field(&items, &record, 0)?, meta);
+    }
+    let events = dir.path().join(travelrec_datagen::LOCAL_EVENTS_FILE);
+    let day = |path: &Path, record: &csv::StringRecord, index: usize| -> Result<i64, LoadError> {
+        let text = record_field(path, record, index)?;
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format(path, 0, format!("`{text}` is not a date")))?;
+        Ok(date.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp())
+    };
+    for record in csv_reader(&events, b',')?.records() {
+        let record = record.map_err(|e| format(&events, 0, e.to_string()))?;
+        let location = Some((parse(&events, &record, 4)?, parse(&events, &record, 5)?));
+        builder.add_local_event(
+            Some(record_field(&events, &record, 3)?),
+            location,
+            day(&events, &record, 6)?,
+            day(&events, &record, 7)? + 86_399,
+        );
+    }
+    let interactions = dir.path().join(travelrec_datagen::INTERACTIONS_FILE);
+    for record in csv_reader(&interactions, b',')?.records() {
+        let record = record.map_err(|e| format(&interactions, 0, e.to_string()))?;
+        let location = record_field(&interactions, &record, 5)?
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.parse::<f32>().ok()?, b.parse::<f32>().ok()?)));
+        builder.add_located_interaction(
+            record_field(&interactions, &record, 0)?,
+            record_field(&interactions, &record, 1)?,
+            parse(&interactions, &record, 2)?,
+            record_field(&interactions, &record, 3)?,
+            None,
+            location,
+        );
+    }
+    Ok(EvalDataset { name: "generated".into(), data: builder.build(), trajectories: Vec::new() })
 }
 
 /// Foursquare US check-ins: `user poi unix_ts` and `poi lat lon`, tab-separated.

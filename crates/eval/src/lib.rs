@@ -14,7 +14,9 @@ use std::time::Instant;
 use travelrec_engine::metrics::{MetricAccumulator, MetricSet};
 use travelrec_engine::split::{Holdout, Split, split};
 use travelrec_engine::tuning::evaluate_model;
-use travelrec_engine::{Blend, CollaborativeKind, Hyperparameters, Recipe, TrainingData, top_k, train_fixed, train_with};
+use travelrec_engine::{
+    Blend, CollaborativeKind, Feature, Hyperparameters, Recipe, TrainingData, distance_km, top_k, train_fixed, train_with,
+};
 
 /// How test interactions are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +27,9 @@ pub enum Protocol {
     Stratified7525,
     /// Each user's newest interaction, over the whole catalogue.
     LeaveLastOut,
+    /// Each user's last trip (after a pause of more than two days), ranked
+    /// from the history before it and the context of its first moment.
+    NextTrip,
     /// Flickr: leave one trajectory out; given its start, end and length,
     /// recommend the POIs in between (F1 on the POI set).
     Trajectory,
@@ -35,6 +40,7 @@ impl Protocol {
         match value {
             "stratified-75-25" => Some(Protocol::Stratified7525),
             "leave-last-out" => Some(Protocol::LeaveLastOut),
+            "next-trip" => Some(Protocol::NextTrip),
             "trajectory" => Some(Protocol::Trajectory),
             _ => None,
         }
@@ -44,6 +50,7 @@ impl Protocol {
         match self {
             Protocol::Stratified7525 => "stratified-75-25",
             Protocol::LeaveLastOut => "leave-last-out",
+            Protocol::NextTrip => "next-trip",
             Protocol::Trajectory => "trajectory",
         }
     }
@@ -51,6 +58,7 @@ impl Protocol {
     fn holdout(self) -> Holdout {
         match self {
             Protocol::Stratified7525 => Holdout::RandomFraction { test_fraction: 0.25 },
+            Protocol::NextTrip => Holdout::NextTrip,
             _ => Holdout::LastItem,
         }
     }
@@ -60,6 +68,7 @@ impl Protocol {
     fn validation(self) -> Holdout {
         match self {
             Protocol::Stratified7525 => Holdout::RandomFraction { test_fraction: 0.1 },
+            Protocol::NextTrip => Holdout::NextTrip,
             _ => Holdout::LastItem,
         }
     }
@@ -99,7 +108,18 @@ pub struct Report {
 }
 
 /// The methods compared on every split, in table order.
-const METHODS: &[&str] = &["travelrec", "travelrec-hpo", "ease", "item-knn", "markov", "popularity", "implicit-als", "implicit-bpr"];
+const METHODS: &[&str] = &[
+    "travelrec",
+    "travelrec-hpo",
+    "travelrec-no-context",
+    "ease",
+    "item-knn",
+    "markov",
+    "popular-nearby",
+    "popularity",
+    "implicit-als",
+    "implicit-bpr",
+];
 
 pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) -> Report {
     if config.protocol == Protocol::Trajectory {
@@ -112,6 +132,11 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         log(&format!("seed {seed}: {} test users", split.test.len()));
         for &method in METHODS {
             if method == "travelrec-hpo" && !config.hpo {
+                continue;
+            }
+            let located = data.item_meta.iter().any(|m| m.location.is_some());
+            let contextual = config.protocol != Protocol::Stratified7525;
+            if (method == "popular-nearby" && !located) || (method == "travelrec-no-context" && !contextual) {
                 continue;
             }
             let started = Instant::now();
@@ -166,7 +191,7 @@ fn hyperparameters(seed: u64) -> Hyperparameters {
 }
 
 fn only_collaborative() -> Blend {
-    Blend { collaborative: 1.0, sequence: 0.0, popularity: 0.0, trending: 0.0, proximity: 0.0, repeat: 0.0 }
+    Blend::zero().with(Feature::Collaborative, 1.0)
 }
 
 fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: &dyn Fn(&str)) -> Result<MetricSet, String> {
@@ -202,6 +227,19 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
             let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
             Ok(evaluate_model(&model, split))
         }
+        "travelrec-no-context" => {
+            // The same recipe with every context signal switched off (and its blend learned without them).
+            let hp = Hyperparameters {
+                use_location: false,
+                use_season: false,
+                use_time_of_day: false,
+                use_local_events: false,
+                ..hyperparameters(seed)
+            };
+            let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
+            Ok(evaluate_model(&model, split))
+        }
+        "popular-nearby" => Ok(popular_nearby(split)),
         "popularity" => {
             let model =
                 train_with(train, Recipe::PopularityCount, &hyperparameters(seed), config.protocol.validation(), quiet).map_err(error)?;
@@ -247,6 +285,41 @@ fn markov(split: &Split) -> MetricSet {
         }
         if exclude_seen {
             for &i in &order[offsets[*user as usize]..offsets[*user as usize + 1]] {
+                scores[train.events[i as usize].item as usize] = f32::NEG_INFINITY;
+            }
+        }
+        accumulator.add(&top_k(&scores, 25), relevant);
+    }
+    accumulator.finish()
+}
+
+/// "Popular nearby": popularity × nearness to the user's last visited
+/// place, `exp(-distance / median distance)`.
+fn popular_nearby(split: &Split) -> MetricSet {
+    let train: &TrainingData = &split.train;
+    let n = train.items.len();
+    let (order, offsets) = train.by_user();
+    let mut popularity = vec![0f64; n];
+    train.events.iter().for_each(|e| popularity[e.item as usize] += 1.0);
+    let exclude_seen = split.holdout.excludes_seen();
+    let mut accumulator = MetricAccumulator::new(n);
+    for (user, relevant) in &split.test {
+        let events = &order[offsets[*user as usize]..offsets[*user as usize + 1]];
+        let last = events.last().and_then(|&i| train.meta(train.events[i as usize].item)).and_then(|m| m.location);
+        let distances: Vec<Option<f64>> = (0..n)
+            .map(|i| last.zip(train.meta(i as u32).and_then(|m| m.location)).map(|((a, b), (c, d))| distance_km(a, b, c, d)))
+            .collect();
+        let mut known: Vec<f64> = distances.iter().flatten().copied().collect();
+        let scale = if known.is_empty() {
+            1.0
+        } else {
+            let middle = known.len() / 2;
+            known.select_nth_unstable_by(middle, f64::total_cmp).1.max(1e-6)
+        };
+        let mut scores: Vec<f32> =
+            (0..n).map(|i| ((1.0 + popularity[i]).ln() * distances[i].map_or(0.01, |d| (-d / scale).exp())) as f32).collect();
+        if exclude_seen {
+            for &i in events {
                 scores[train.events[i as usize].item as usize] = f32::NEG_INFINITY;
             }
         }

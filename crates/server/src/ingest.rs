@@ -19,6 +19,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/events", post(put_events))
         .route("/items", post(put_items))
         .route("/users", post(put_users))
+        .route("/local-events", post(put_local_events))
         .route("/v1/dataset-groups/{name}/analytics", get(analytics))
         .route("/v1/dataset-groups/{name}/events", get(stored_events))
         .route("/v1/dataset-groups/{name}/users/{user_id}/recent-events", get(recent_events))
@@ -154,6 +155,34 @@ async fn put_users(State(state): State<AppState>, LenientJson(req): LenientJson<
         .map(|(i, user)| Ok((user.user_id, properties(&format!("users[{i}].properties"), user.properties)?)))
         .collect::<ApiResult<Vec<_>>>()?;
     state.service.put_users(&req.dataset_arn, users).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutLocalEventsRequest {
+    dataset_arn: String,
+    local_events: Vec<LocalEventRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LocalEventRequest {
+    local_event_id: String,
+    #[serde(default)]
+    properties: Option<Value>,
+}
+
+/// Local events (festivals, markets…) of a LOCAL_EVENTS dataset; they shape
+/// recommendations for their dates at once.
+async fn put_local_events(State(state): State<AppState>, LenientJson(req): LenientJson<PutLocalEventsRequest>) -> ApiResult<Json<Value>> {
+    let events = req
+        .local_events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Ok((event.local_event_id, properties(&format!("localEvents[{i}].properties"), event.properties)?)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    state.service.put_local_events(&req.dataset_arn, events).await?;
     Ok(Json(json!({})))
 }
 

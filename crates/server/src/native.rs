@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use travelrec_store::{
-    Campaign, Dataset, DatasetGroup, DatasetImportJob, DatasetType, EventTracker, ImportMode, ResourceKind, ResourceType, Schema, Solution,
-    SolutionVersion,
+    Campaign, Dataset, DatasetGroup, DatasetImportJob, DatasetType, EventTracker, Filter, ImportMode, ResourceKind, ResourceType, Schema,
+    Solution, SolutionVersion,
 };
 
 pub fn routes() -> axum::Router<AppState> {
@@ -38,6 +38,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/event-trackers", post(create_event_tracker).get(list::<EventTracker>))
         .route("/v1/event-trackers/{id}", get(describe_event_tracker).delete(delete_event_tracker))
         .route("/v1/solutions/{name}/versions/{version}/metrics", get(solution_metrics))
+        .route("/v1/filters", post(create_filter).get(list::<Filter>))
+        .route("/v1/filters/{name}", get(describe_filter).delete(delete_filter))
         .route("/v1/recommendations", post(recommend))
         .route("/v1/personalized-ranking", post(personalized_ranking))
 }
@@ -109,8 +111,9 @@ struct DatasetRequest {
 }
 
 fn dataset_type(value: &str) -> ApiResult<DatasetType> {
-    DatasetType::parse(value)
-        .ok_or_else(|| crate::error::ApiError::bad_request(format!("datasetType `{value}` is not one of INTERACTIONS, ITEMS, USERS")))
+    DatasetType::parse(value).ok_or_else(|| {
+        crate::error::ApiError::bad_request(format!("datasetType `{value}` is not one of INTERACTIONS, ITEMS, USERS, LOCAL_EVENTS"))
+    })
 }
 
 async fn create_dataset(State(state): State<AppState>, LenientJson(req): LenientJson<DatasetRequest>) -> ApiResult<impl IntoResponse> {
@@ -271,6 +274,29 @@ async fn solution_metrics(State(state): State<AppState>, Path((name, version)): 
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FilterRequest {
+    name: String,
+    dataset_group_arn: String,
+    filter_expression: String,
+}
+
+/// CreateFilter: the expression is parsed now, so mistakes are reported with their position.
+async fn create_filter(State(state): State<AppState>, LenientJson(req): LenientJson<FilterRequest>) -> ApiResult<impl IntoResponse> {
+    let filter = state.service.create_filter(&req.name, &req.dataset_group_arn, &req.filter_expression).await?;
+    Ok((StatusCode::CREATED, described(filter)?))
+}
+
+async fn describe_filter(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    described(state.service.describe::<Filter>(&arn(&state, ResourceKind::Filter, &name)).await?)
+}
+
+async fn delete_filter(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    state.service.delete_filter(&arn(&state, ResourceKind::Filter, &name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RecommendationRequest {
     campaign_arn: String,
     #[serde(default)]
@@ -280,6 +306,25 @@ struct RecommendationRequest {
     item_id: Option<String>,
     #[serde(default = "default_num_results")]
     num_results: usize,
+    /// LOCATION, CITY, DATE, DEVICE.
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+    #[serde(default)]
+    filter_arn: Option<String>,
+    #[serde(default)]
+    filter_values: BTreeMap<String, String>,
+    #[serde(default)]
+    promotions: Vec<PromotionRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PromotionRequest {
+    name: String,
+    percent_promoted_items: u32,
+    filter_arn: String,
+    #[serde(default)]
+    filter_values: BTreeMap<String, String>,
 }
 
 fn default_num_results() -> usize {
@@ -287,16 +332,39 @@ fn default_num_results() -> usize {
 }
 
 async fn recommend(State(state): State<AppState>, LenientJson(req): LenientJson<RecommendationRequest>) -> ApiResult<Json<Value>> {
-    let recommendations = match (&req.item_id, &req.user_id) {
-        (Some(item), _) => state.service.recommend_similar(&req.campaign_arn, item, req.num_results).await?,
-        (None, Some(user)) => state.service.recommend(&req.campaign_arn, user, req.num_results).await?,
-        (None, None) => return Err(crate::error::ApiError::bad_request("give userId, or itemId for items similar to one")),
+    let request = travelrec_service::RecommendationRequest {
+        campaign_arn: req.campaign_arn,
+        user_id: req.user_id,
+        item_id: req.item_id,
+        num_results: req.num_results,
+        context: req.context,
+        filter_arn: req.filter_arn,
+        filter_values: req.filter_values,
+        promotions: req
+            .promotions
+            .into_iter()
+            .map(|p| travelrec_service::PromotionRequest {
+                name: p.name,
+                percent_promoted_items: p.percent_promoted_items,
+                filter_arn: p.filter_arn,
+                filter_values: p.filter_values,
+            })
+            .collect(),
     };
+    let recommendations = state.service.get_recommendations(&request).await?;
     Ok(Json(json!({"itemList": item_list(&recommendations), "recommendationId": recommendations.recommendation_id})))
 }
 
-fn item_list(recommendations: &travelrec_service::Recommendations) -> Vec<Value> {
-    recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect()
+/// `{itemId, score}` per item, with `promotionName` on items a promotion placed.
+pub(crate) fn item_list(recommendations: &travelrec_service::Recommendations) -> Vec<Value> {
+    recommendations
+        .items
+        .iter()
+        .map(|i| match &i.promotion_name {
+            Some(name) => json!({"itemId": i.item_id, "score": i.score, "promotionName": name}),
+            None => json!({"itemId": i.item_id, "score": i.score}),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -305,10 +373,24 @@ struct RankingRequest {
     campaign_arn: String,
     user_id: String,
     input_list: Vec<String>,
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+    #[serde(default)]
+    filter_arn: Option<String>,
+    #[serde(default)]
+    filter_values: BTreeMap<String, String>,
 }
 
 /// GetPersonalizedRanking: the caller's items, ordered for the user.
 async fn personalized_ranking(State(state): State<AppState>, LenientJson(req): LenientJson<RankingRequest>) -> ApiResult<Json<Value>> {
-    let ranked = state.service.rank(&req.campaign_arn, &req.user_id, &req.input_list).await?;
+    let request = travelrec_service::RankingRequest {
+        campaign_arn: req.campaign_arn,
+        user_id: req.user_id,
+        input_list: req.input_list,
+        context: req.context,
+        filter_arn: req.filter_arn,
+        filter_values: req.filter_values,
+    };
+    let ranked = state.service.get_personalized_ranking(&request).await?;
     Ok(Json(json!({"personalizedRanking": item_list(&ranked), "recommendationId": ranked.recommendation_id})))
 }

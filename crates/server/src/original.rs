@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use travelrec_service::DataRecord;
 use travelrec_store::{Campaign, SolutionVersion};
 
@@ -115,15 +116,21 @@ async fn create_event_tracker(State(state): State<AppState>, LenientJson(req): L
 
 /// Query parameters of getRecommendations, parsed by hand so that every
 /// problem gets its own message (the original answered 502 to all of them).
+/// Context keys (`LOCATION`, `CITY`, `DATE`, `DEVICE`) and `filterArn` /
+/// `filterValues` (a JSON object) are travelrec's additions.
 pub(crate) struct RecommendationQuery {
     pub campaign_arn: String,
     /// Who to recommend for; optional when `item_id` asks for similar items.
     pub user_id: Option<String>,
     pub item_id: Option<String>,
     pub num_results: usize,
+    pub context: BTreeMap<String, String>,
+    pub filter_arn: Option<String>,
+    pub filter_values: BTreeMap<String, String>,
 }
 
-const QUERY_KEYS: &[&str] = &["campaignArn", "userId", "itemId", "numResults"];
+const QUERY_KEYS: &[&str] =
+    &["campaignArn", "userId", "itemId", "numResults", "filterArn", "filterValues", "LOCATION", "CITY", "DATE", "DEVICE"];
 
 pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<RecommendationQuery> {
     // `+` is a space and `%XX` a byte; an unencoded ARN (as the original's
@@ -133,12 +140,26 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
     let mut user_id = None;
     let mut num_results = None;
     let mut item_id = None;
+    let mut context = BTreeMap::new();
+    let mut filter_arn = None;
+    let mut filter_values = BTreeMap::new();
     for (key, value) in pairs {
         match key.as_str() {
             "campaignArn" => campaign_arn = Some(value),
             "userId" => user_id = Some(value),
             "itemId" => item_id = Some(value),
             "numResults" => num_results = Some(value),
+            "filterArn" => filter_arn = Some(value).filter(|v| !v.is_empty()),
+            "filterValues" => {
+                filter_values = serde_json::from_str(&value).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "filterValues must be a JSON object of strings, e.g. {{\"CITY\":\"\\\"Lisbon\\\"\"}}: {e}"
+                    ))
+                })?
+            }
+            other if travelrec_service::context::CONTEXT_KEYS.iter().any(|k| k.eq_ignore_ascii_case(other)) => {
+                context.insert(other.to_ascii_uppercase(), value);
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter `{other}`; known parameters: {}",
@@ -161,20 +182,25 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request(format!("numResults `{v}` is not a whole number between 1 and 500")))?,
     };
-    Ok(RecommendationQuery { campaign_arn, user_id, item_id, num_results })
+    Ok(RecommendationQuery { campaign_arn, user_id, item_id, num_results, context, filter_arn, filter_values })
 }
 
 async fn get_recommendations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = parse_recommendation_query(raw.as_deref())?;
-    let recommendations = match (&query.item_id, &query.user_id) {
-        (Some(item), _) => state.service.recommend_similar(&query.campaign_arn, item, query.num_results).await?,
-        (None, Some(user)) => state.service.recommend(&query.campaign_arn, user, query.num_results).await?,
-        (None, None) => unreachable!("the query parser requires one of them"),
+    let request = travelrec_service::RecommendationRequest {
+        campaign_arn: query.campaign_arn,
+        user_id: query.user_id,
+        item_id: query.item_id,
+        num_results: query.num_results,
+        context: query.context,
+        filter_arn: query.filter_arn,
+        filter_values: query.filter_values,
+        promotions: Vec::new(),
     };
-    let items: Vec<Value> = recommendations.items.iter().map(|i| json!({"itemId": i.item_id, "score": i.score})).collect();
+    let recommendations = state.service.get_recommendations(&request).await?;
     Ok(Json(json!({
         "$metadata": metadata(StatusCode::OK),
-        "itemList": items,
+        "itemList": crate::native::item_list(&recommendations),
         "recommendationId": recommendations.recommendation_id
     })))
 }
@@ -282,6 +308,14 @@ mod tests {
         assert_eq!((q.user_id.as_deref(), q.num_results), (Some("a b"), 25));
         let q = parse_recommendation_query(Some("campaignArn=x&itemId=185")).unwrap();
         assert_eq!((q.user_id, q.item_id.as_deref()), (None, Some("185")));
+        let q = parse_recommendation_query(Some(
+            "campaignArn=x&userId=1&LOCATION=38.71,-9.14&date=2026-07-14&filterArn=f&filterValues=%7B%22CITY%22%3A%22%5C%22Lisbon%5C%22%22%7D",
+        ))
+        .unwrap();
+        assert_eq!(q.context.get("LOCATION").map(String::as_str), Some("38.71,-9.14"));
+        assert_eq!(q.context.get("DATE").map(String::as_str), Some("2026-07-14"));
+        assert_eq!(q.filter_arn.as_deref(), Some("f"));
+        assert_eq!(q.filter_values.get("CITY").map(String::as_str), Some("\"Lisbon\""));
     }
 
     #[test]
@@ -291,5 +325,6 @@ mod tests {
         assert!(msg("userId=1").contains("campaignArn is required"));
         assert!(msg("campaignArn=x&userId=1&numResults=ten").contains("numResults `ten`"));
         assert!(msg("campaignArn=x&userId=1&colour=red").contains("unknown query parameter `colour`"));
+        assert!(msg("campaignArn=x&userId=1&filterValues=nope").contains("filterValues must be a JSON object"));
     }
 }

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
-use travelrec_store::{EventPosition, RowBatch};
+use travelrec_store::EventPosition;
 use travelrec_stream::Record;
 
 pub(crate) const STORE_WRITER: &str = "store-writer";
@@ -62,8 +62,7 @@ impl Service {
                         batch.push((EventPosition { partition: record.partition, sequence: record.sequence, index: index as u32 }, event));
                     }
                 }
-                LogRecord::Items { dataset_arn, rows, .. } => self.store_dyn().append_rows(&dataset_arn, RowBatch::Items(rows)).await?,
-                LogRecord::Users { dataset_arn, rows } => self.store_dyn().append_rows(&dataset_arn, RowBatch::Users(rows)).await?,
+                LogRecord::Rows { dataset_arn, rows, .. } => self.store_dyn().append_rows(&dataset_arn, rows).await?,
             }
         }
         for (group, batch) in events {

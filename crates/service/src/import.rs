@@ -4,7 +4,7 @@
 use crate::schema::{DatasetSchema, Field, FieldType};
 use std::io::{BufRead, Read};
 use std::path::Path;
-use travelrec_store::{DatasetType, InteractionRow, ItemRow, RowBatch, UserRow};
+use travelrec_store::{DatasetType, InteractionRow, ItemRow, LocalEventRow, RowBatch, UserRow};
 
 /// Rows per batch handed to storage.
 pub const BATCH_ROWS: usize = 8192;
@@ -360,6 +360,9 @@ fn check_domain(field: &Field, value: &Value) -> Result<(), String> {
             Err(format!("{t} is negative; TIMESTAMP must be Unix epoch seconds"))
         }
         ("LATITUDE", Value::Real(v)) if !(-90.0..=90.0).contains(v) => Err(format!("{v} is not a latitude (between -90 and 90)")),
+        ("START_DATE" | "END_DATE", Value::Text(t)) if chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_err() => {
+            Err(format!("`{t}` is not a date; use YYYY-MM-DD"))
+        }
         ("LONGITUDE", Value::Real(v)) if !(-180.0..=180.0).contains(v) => Err(format!("{v} is not a longitude (between -180 and 180)")),
         _ => Ok(()),
     }
@@ -369,6 +372,7 @@ enum Row {
     Interaction(InteractionRow),
     Item(ItemRow),
     User(UserRow),
+    LocalEvent(LocalEventRow),
 }
 
 fn parse_row(record: &csv::ByteRecord, map: &ColumnMap, dataset_type: DatasetType) -> Result<Row, RowError> {
@@ -397,58 +401,59 @@ fn parse_row(record: &csv::ByteRecord, map: &ColumnMap, dataset_type: DatasetTyp
         }
         DatasetType::Items => Row::Item(ItemRow { item_id: id(take_text("ITEM_ID")), fields: Vec::new() }),
         DatasetType::Users => Row::User(UserRow { user_id: id(take_text("USER_ID")), fields: Vec::new() }),
+        DatasetType::LocalEvents => Row::LocalEvent(LocalEventRow { local_event_id: id(take_text("LOCAL_EVENT_ID")), fields: Vec::new() }),
     };
     let rest: Vec<(String, String)> = values.into_iter().filter_map(|(n, v)| v.map(|v| (n.to_string(), v.to_text()))).collect();
     Ok(match row {
-        Row::Interaction(mut r) => {
-            r.fields = rest;
-            Row::Interaction(r)
-        }
-        Row::Item(mut r) => {
-            r.fields = rest;
-            Row::Item(r)
-        }
-        Row::User(mut r) => {
-            r.fields = rest;
-            Row::User(r)
-        }
+        Row::Interaction(r) => Row::Interaction(InteractionRow { fields: rest, ..r }),
+        Row::Item(r) => Row::Item(ItemRow { fields: rest, ..r }),
+        Row::User(r) => Row::User(UserRow { fields: rest, ..r }),
+        Row::LocalEvent(r) => Row::LocalEvent(LocalEventRow { fields: rest, ..r }),
     })
 }
 
+/// Rows of one dataset type, gathered up to a batch.
 struct Batch {
-    dataset_type: DatasetType,
-    interactions: Vec<InteractionRow>,
-    items: Vec<ItemRow>,
-    users: Vec<UserRow>,
+    rows: RowBatch,
 }
 
 impl Batch {
     fn new(dataset_type: DatasetType) -> Self {
-        Self { dataset_type, interactions: Vec::new(), items: Vec::new(), users: Vec::new() }
+        let rows = match dataset_type {
+            DatasetType::Interactions => RowBatch::Interactions(Vec::new()),
+            DatasetType::Items => RowBatch::Items(Vec::new()),
+            DatasetType::Users => RowBatch::Users(Vec::new()),
+            DatasetType::LocalEvents => RowBatch::LocalEvents(Vec::new()),
+        };
+        Self { rows }
     }
 
     fn push(&mut self, row: Row) {
-        match row {
-            Row::Interaction(r) => self.interactions.push(r),
-            Row::Item(r) => self.items.push(r),
-            Row::User(r) => self.users.push(r),
+        match (&mut self.rows, row) {
+            (RowBatch::Interactions(rows), Row::Interaction(r)) => rows.push(r),
+            (RowBatch::Items(rows), Row::Item(r)) => rows.push(r),
+            (RowBatch::Users(rows), Row::User(r)) => rows.push(r),
+            (RowBatch::LocalEvents(rows), Row::LocalEvent(r)) => rows.push(r),
+            _ => unreachable!("rows are parsed for the batch's dataset type"),
         }
     }
 
     fn len(&self) -> usize {
-        self.interactions.len() + self.items.len() + self.users.len()
+        self.rows.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows.is_empty()
     }
 
     fn take(&mut self) -> RowBatch {
-        match self.dataset_type {
-            DatasetType::Interactions => RowBatch::Interactions(std::mem::take(&mut self.interactions)),
-            DatasetType::Items => RowBatch::Items(std::mem::take(&mut self.items)),
-            DatasetType::Users => RowBatch::Users(std::mem::take(&mut self.users)),
-        }
+        let empty = match &self.rows {
+            RowBatch::Interactions(_) => RowBatch::Interactions(Vec::new()),
+            RowBatch::Items(_) => RowBatch::Items(Vec::new()),
+            RowBatch::Users(_) => RowBatch::Users(Vec::new()),
+            RowBatch::LocalEvents(_) => RowBatch::LocalEvents(Vec::new()),
+        };
+        std::mem::replace(&mut self.rows, empty)
     }
 }
 

@@ -7,8 +7,11 @@
 //! progress shows in the resource's status; requests never wait for it.
 
 pub mod archive;
+mod catalogue;
 mod consumers;
+pub mod context;
 mod error;
+mod filters;
 pub mod import;
 mod lifecycle;
 pub mod realtime;
@@ -21,7 +24,7 @@ pub use consumers::GroupAnalytics;
 pub use error::{ErrorKind, Result, ServiceError};
 pub use lifecycle::DefaultResources;
 pub use realtime::RecentEvent;
-pub use serving::{Recommendations, RecommendedItem};
+pub use serving::{PromotionRequest, RankingRequest, RecommendationRequest, Recommendations, RecommendedItem};
 pub use tracking::{DataRecord, NewEvent, PutDataResult, TrackResult, sequence_number};
 
 /// Per-call limits of ingestion, as the managed service sets them.
@@ -38,7 +41,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use travelrec_engine::ItemMeta;
 use travelrec_store::{ArnBuilder, Store};
 use travelrec_stream::EventLog;
 
@@ -50,6 +52,7 @@ pub struct DefaultNames {
     pub interactions_schema: String,
     pub items_schema: String,
     pub users_schema: String,
+    pub local_events_schema: String,
     pub solution: String,
     pub stream: String,
 }
@@ -61,6 +64,7 @@ impl Default for DefaultNames {
             interactions_schema: "my-schema".into(),
             items_schema: "my-item-schema".into(),
             users_schema: "my-user-schema".into(),
+            local_events_schema: "my-local-events-schema".into(),
             solution: "my-sol-from-cdk".into(),
             stream: "my-stream".into(),
         }
@@ -115,8 +119,10 @@ struct Inner {
     schemas: DashMap<(String, travelrec_store::DatasetType), Arc<schema::DatasetSchema>>,
     /// Event ids logged but not yet in the store (group + id), for idempotency.
     pending_event_ids: DashMap<String, ()>,
-    /// Items that arrived by PutItems, per dataset group: explored by content until retraining.
-    new_items: DashMap<String, DashMap<String, ItemMeta>>,
+    /// Items', users' and local events' fields per dataset group (see `catalogue`).
+    catalogues: DashMap<String, Arc<catalogue::Catalogue>>,
+    /// Parsed filter expressions by filter ARN.
+    filters: DashMap<String, Arc<travelrec_engine::filter::Filter>>,
     analytics: consumers::Analytics,
     archive_dir: Option<PathBuf>,
     archive_flush_interval: Duration,
@@ -148,7 +154,8 @@ impl Service {
                 training_slot: tokio::sync::Semaphore::new(1),
                 pending_event_ids: DashMap::new(),
                 schemas: DashMap::new(),
-                new_items: DashMap::new(),
+                catalogues: DashMap::new(),
+                filters: DashMap::new(),
                 analytics: consumers::Analytics::default(),
                 flush_requested: tokio::sync::Notify::new(),
                 flush_pending: AtomicBool::new(false),

@@ -3,7 +3,7 @@
 
 use crate::Service;
 use crate::error::{ErrorKind, Result, ServiceError};
-use crate::schema::{DEFAULT_INTERACTIONS_SCHEMA, DEFAULT_ITEMS_SCHEMA, DEFAULT_USERS_SCHEMA, DatasetSchema};
+use crate::schema::{DEFAULT_INTERACTIONS_SCHEMA, DEFAULT_ITEMS_SCHEMA, DEFAULT_LOCAL_EVENTS_SCHEMA, DEFAULT_USERS_SCHEMA, DatasetSchema};
 use chrono::Utc;
 use std::collections::BTreeMap;
 use travelrec_engine::{Hyperparameters, Recipe};
@@ -19,6 +19,7 @@ pub struct DefaultResources {
     pub interactions_dataset_arn: String,
     pub items_dataset_arn: String,
     pub users_dataset_arn: String,
+    pub local_events_dataset_arn: String,
     pub solution_arn: String,
 }
 
@@ -408,6 +409,7 @@ impl Service {
             (DatasetType::Interactions, &names.interactions_schema, DEFAULT_INTERACTIONS_SCHEMA, "dataset-interactions"),
             (DatasetType::Items, &names.items_schema, DEFAULT_ITEMS_SCHEMA, "dataset-items"),
             (DatasetType::Users, &names.users_schema, DEFAULT_USERS_SCHEMA, "dataset-users"),
+            (DatasetType::LocalEvents, &names.local_events_schema, DEFAULT_LOCAL_EVENTS_SCHEMA, "dataset-local-events"),
         ] {
             let schema_arn = arns.arn(ResourceKind::Schema, schema_name);
             if self.store_dyn().get_resource(&schema_arn).await?.is_none() {
@@ -423,12 +425,13 @@ impl Service {
         if self.store_dyn().get_resource(&solution_arn).await?.is_none() {
             self.create_solution(&names.solution, &group_arn, Recipe::UserPersonalization.name(), BTreeMap::new()).await?;
         }
-        let [interactions, items, users]: [String; 3] = dataset_arns.try_into().expect("three dataset types");
+        let [interactions, items, users, local_events]: [String; 4] = dataset_arns.try_into().expect("four dataset types");
         Ok(DefaultResources {
             dataset_group_arn: group_arn,
             interactions_dataset_arn: interactions,
             items_dataset_arn: items,
             users_dataset_arn: users,
+            local_events_dataset_arn: local_events,
             solution_arn,
         })
     }

@@ -14,8 +14,16 @@ pub struct RecentEvent {
     pub event_type: Arc<str>,
     pub timestamp: i64,
     pub value: Option<f32>,
+    /// Where the user was (the event's LOCATION), when it says.
+    pub location: Option<(f64, f64)>,
     /// When it arrived; fold-in counts the event as at least this recent.
     pub received_at: i64,
+}
+
+/// An event's LOCATION field (`"lat,lon"`), when it has a valid one.
+pub fn event_location(fields: &[(String, String)]) -> Option<(f64, f64)> {
+    let value = fields.iter().find(|(n, _)| n == "LOCATION")?.1.as_str();
+    crate::context::parse_location("LOCATION", value).ok()
 }
 
 /// Tracked events a model already contains: per log partition, the last
@@ -127,6 +135,7 @@ mod tests {
             event_type: "view".into(),
             timestamp: sequence as i64,
             value: None,
+            location: None,
             received_at: 0,
         }
     }

@@ -125,6 +125,9 @@ impl DatasetSchema {
             }
             DatasetType::Items => &[("ITEM_ID", &[FieldType::String])],
             DatasetType::Users => &[("USER_ID", &[FieldType::String])],
+            DatasetType::LocalEvents => {
+                &[("LOCAL_EVENT_ID", &[FieldType::String]), ("START_DATE", &[FieldType::String]), ("END_DATE", &[FieldType::String])]
+            }
         };
         for (name, types) in required {
             match self.field(name) {
@@ -193,6 +196,22 @@ pub const DEFAULT_USERS_SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// `my-local-events-schema`: festivals, markets and other dated happenings,
+/// at an attraction (ITEM_ID) and/or a place.
+pub const DEFAULT_LOCAL_EVENTS_SCHEMA: &str = r#"{
+  "type": "record", "name": "LocalEvents", "namespace": "travelrec.schema", "version": "1.0",
+  "fields": [
+    {"name": "LOCAL_EVENT_ID", "type": "string"},
+    {"name": "NAME", "type": ["null", "string"]},
+    {"name": "CITY", "type": ["null", "string"], "categorical": true},
+    {"name": "ITEM_ID", "type": ["null", "string"]},
+    {"name": "LATITUDE", "type": ["null", "double"]},
+    {"name": "LONGITUDE", "type": ["null", "double"]},
+    {"name": "START_DATE", "type": "string"},
+    {"name": "END_DATE", "type": "string"}
+  ]
+}"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +222,7 @@ mod tests {
             (DEFAULT_INTERACTIONS_SCHEMA, DatasetType::Interactions),
             (DEFAULT_ITEMS_SCHEMA, DatasetType::Items),
             (DEFAULT_USERS_SCHEMA, DatasetType::Users),
+            (DEFAULT_LOCAL_EVENTS_SCHEMA, DatasetType::LocalEvents),
         ] {
             DatasetSchema::parse(avro).unwrap().check_for(t).unwrap();
         }

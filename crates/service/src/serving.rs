@@ -1,11 +1,23 @@
 //! Deployed campaigns and getRecommendations.
 
 use crate::Service;
+use crate::catalogue::{Catalogue, Fields};
+use crate::context::{city_centres, engine_context, parse_context};
 use crate::error::{ErrorKind, Result, ServiceError};
-use crate::realtime::{Cutoff, RecentEvent, after_cutoff};
+use crate::filters::RequestFilterContext;
+use crate::realtime::{Cutoff, RecentEvent, after_cutoff, event_location};
+use crate::training::item_meta;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use travelrec_engine::{Candidate, HistoryEvent, Model};
+use travelrec_engine::{Candidate, HistoryEvent, ItemMeta, LocalEvent, Model, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem};
 use travelrec_store::{Campaign, SolutionVersion, Status};
+
+fn known(r: RankedCandidate) -> Option<ScoredItem> {
+    match r.candidate {
+        Candidate::Known(item) => Some(ScoredItem { item, score: r.score }),
+        Candidate::Extra(_) => None,
+    }
+}
 
 /// An ACTIVE campaign with its model in memory. Immutable: a redeploy swaps
 /// in a new one.
@@ -14,6 +26,52 @@ pub struct Deployment {
     pub model: Arc<Model>,
     /// Tracked events up to here are inside the model.
     pub events_through: Cutoff,
+    /// Items' fields by model index, as at deployment (what filters read).
+    item_fields: Vec<Fields>,
+    /// City name (lower case) → the middle of its attractions.
+    cities: HashMap<String, (f64, f64)>,
+    /// What the catalogue adds to the model, rebuilt when the catalogue changes.
+    view: parking_lot::Mutex<Option<Arc<CatalogueView>>>,
+}
+
+/// The catalogue as this deployment's model sees it: items it does not know
+/// (explored by content) and local events with their host items as indices.
+/// Built once per catalogue change, not per request.
+struct CatalogueView {
+    catalogue: Arc<Catalogue>,
+    extra_ids: Vec<String>,
+    extra_metas: Vec<ItemMeta>,
+    local_events: Vec<LocalEvent>,
+}
+
+impl Deployment {
+    fn view(&self, catalogue: Arc<Catalogue>) -> Arc<CatalogueView> {
+        let mut cached = self.view.lock();
+        if let Some(view) = cached.as_ref().filter(|v| Arc::ptr_eq(&v.catalogue, &catalogue)) {
+            return view.clone();
+        }
+        let model = &self.model;
+        let mut extra: Vec<(&String, &Fields)> = catalogue.items.iter().filter(|(id, _)| model.item_index(id).is_none()).collect();
+        extra.sort_by(|a, b| a.0.cmp(b.0));
+        let local_events = catalogue
+            .local_events
+            .iter()
+            .map(|e| LocalEvent {
+                item: e.item_id.as_deref().and_then(|id| model.item_index(id)),
+                location: e.location,
+                start: e.start,
+                end: e.end,
+            })
+            .collect();
+        let view = Arc::new(CatalogueView {
+            extra_ids: extra.iter().map(|(id, _)| (*id).clone()).collect(),
+            extra_metas: extra.iter().map(|(_, fields)| item_meta(fields)).collect(),
+            local_events,
+            catalogue: catalogue.clone(),
+        });
+        *cached = Some(view.clone());
+        view
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +79,50 @@ pub struct RecommendedItem {
     pub item_id: String,
     /// Probability under a softmax over the whole catalogue.
     pub score: f64,
+    /// The promotion that placed the item, if one did.
+    pub promotion_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendations {
     pub items: Vec<RecommendedItem>,
     pub recommendation_id: String,
+}
+
+/// Slots reserved for items a filter allows (GetRecommendations' `promotions`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PromotionRequest {
+    pub name: String,
+    pub percent_promoted_items: u32,
+    pub filter_arn: String,
+    pub filter_values: BTreeMap<String, String>,
+}
+
+/// Everything a GetRecommendations request can ask.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecommendationRequest {
+    pub campaign_arn: String,
+    /// Who to recommend for (optional when `item_id` asks for similar items).
+    pub user_id: Option<String>,
+    /// Items similar to this one.
+    pub item_id: Option<String>,
+    pub num_results: usize,
+    /// LOCATION, CITY, DATE, DEVICE.
+    pub context: BTreeMap<String, String>,
+    pub filter_arn: Option<String>,
+    pub filter_values: BTreeMap<String, String>,
+    pub promotions: Vec<PromotionRequest>,
+}
+
+/// GetPersonalizedRanking.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RankingRequest {
+    pub campaign_arn: String,
+    pub user_id: String,
+    pub input_list: Vec<String>,
+    pub context: BTreeMap<String, String>,
+    pub filter_arn: Option<String>,
+    pub filter_values: BTreeMap<String, String>,
 }
 
 /// The managed service's limit on numResults.
@@ -39,17 +135,24 @@ fn check_num_results(num_results: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_user(user_id: &str) -> Result<()> {
-    if user_id.is_empty() || user_id.chars().count() > 256 {
-        return Err(ServiceError::invalid("userId must be 1 to 256 characters"));
+fn check_id(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.chars().count() > 256 {
+        return Err(ServiceError::invalid(format!("{what} must be 1 to 256 characters")));
     }
     Ok(())
 }
 
+fn new_recommendation_id() -> String {
+    format!("RID-{}", uuid::Uuid::new_v4())
+}
+
 fn recommendations(model: &Model, scored: Vec<travelrec_engine::ScoredItem>) -> Recommendations {
     Recommendations {
-        items: scored.into_iter().map(|s| RecommendedItem { item_id: model.item_id(s.item).to_string(), score: s.score as f64 }).collect(),
-        recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
+        items: scored
+            .into_iter()
+            .map(|s| RecommendedItem { item_id: model.item_id(s.item).to_string(), score: s.score as f64, promotion_name: None })
+            .collect(),
+        recommendation_id: new_recommendation_id(),
     }
 }
 
@@ -94,10 +197,18 @@ impl Service {
             .map_err(|e| ServiceError::internal(e.to_string()))?
             .map_err(|e| ServiceError::internal(e.to_string()))?;
         self.load_recent_events(&version.dataset_group_arn, &version.events_through).await?;
+        let catalogue = self.catalogue(&version.dataset_group_arn).await?;
+        let no_fields: Fields = Arc::new(Vec::new());
+        let item_fields =
+            model.items.ids().iter().map(|id| catalogue.items.get(id).cloned().unwrap_or_else(|| no_fields.clone())).collect();
+        let cities = city_centres(&model.item_meta);
         Ok(Deployment {
             dataset_group_arn: version.dataset_group_arn.clone(),
             model: Arc::new(model),
             events_through: version.events_through.clone(),
+            item_fields,
+            cities,
+            view: parking_lot::Mutex::new(None),
         })
     }
 
@@ -121,6 +232,7 @@ impl Service {
                     event_type: row.event_type.into(),
                     timestamp: row.timestamp,
                     value: row.event_value,
+                    location: event_location(&row.fields),
                     received_at: tracked.received_at,
                 };
                 group.record(&row.user_id, [event]);
@@ -137,70 +249,156 @@ impl Service {
     /// The top `num_results` items for `user_id` from an ACTIVE campaign,
     /// reflecting every event tracked for the user so far.
     pub async fn recommend(&self, campaign_arn: &str, user_id: &str, num_results: usize) -> Result<Recommendations> {
-        check_num_results(num_results)?;
-        check_user(user_id)?;
-        let deployment = self.serving(campaign_arn).await?;
+        let request =
+            RecommendationRequest { campaign_arn: campaign_arn.into(), user_id: Some(user_id.into()), num_results, ..Default::default() };
+        self.get_recommendations(&request).await
+    }
+
+    /// Items like `item_id` ("people who visited X also visited"); an item
+    /// the model does not know gets the most popular items.
+    pub async fn recommend_similar(&self, campaign_arn: &str, item_id: &str, num_results: usize) -> Result<Recommendations> {
+        let request =
+            RecommendationRequest { campaign_arn: campaign_arn.into(), item_id: Some(item_id.into()), num_results, ..Default::default() };
+        self.get_recommendations(&request).await
+    }
+
+    /// `item_ids` ordered for `user_id`, best first (GetPersonalizedRanking).
+    pub async fn rank(&self, campaign_arn: &str, user_id: &str, item_ids: &[String]) -> Result<Recommendations> {
+        let request = RankingRequest {
+            campaign_arn: campaign_arn.into(),
+            user_id: user_id.into(),
+            input_list: item_ids.to_vec(),
+            ..Default::default()
+        };
+        self.get_personalized_ranking(&request).await
+    }
+
+    /// GetRecommendations: for a user (with the request's context, a filter
+    /// and promotions), or items similar to an item.
+    pub async fn get_recommendations(&self, request: &RecommendationRequest) -> Result<Recommendations> {
+        check_num_results(request.num_results)?;
+        if let Some(user) = &request.user_id {
+            check_id("userId", user)?;
+        }
+        if let Some(item) = &request.item_id {
+            check_id("itemId", item)?;
+        }
+        if request.user_id.is_none() && request.item_id.is_none() {
+            return Err(ServiceError::invalid("give userId, or itemId for items similar to one"));
+        }
+        let requested_context = parse_context(&request.context)?;
+        let deployment = self.serving(&request.campaign_arn).await?;
         let model = &deployment.model;
-        let recent = self.recent_events(&deployment, user_id);
-        // Attractions added by PutItems since training are explored by content.
-        let extra: Vec<(String, travelrec_engine::ItemMeta)> = self
-            .inner
-            .new_items
-            .get(&deployment.dataset_group_arn)
-            .map(|items| {
-                items.iter().filter(|i| model.item_index(i.key()).is_none()).map(|i| (i.key().clone(), i.value().clone())).collect()
-            })
-            .unwrap_or_default();
-        if extra.is_empty() {
-            let scored = model.recommend(model.histories.get(user_id), &recent, num_results);
+        let group = &deployment.dataset_group_arn;
+        let user = request.user_id.as_deref().unwrap_or_default();
+        let recent = self.recent_events(&deployment, user);
+        let current_item = request.item_id.as_deref().and_then(|id| model.item_index(id));
+        let filter = match &request.filter_arn {
+            Some(arn) => Some(self.bound_filter(arn, &request.filter_values, group).await?),
+            None => None,
+        };
+        let mut promotion_filters = Vec::with_capacity(request.promotions.len());
+        for promotion in &request.promotions {
+            if promotion.percent_promoted_items == 0 || promotion.percent_promoted_items > 100 {
+                return Err(ServiceError::invalid(format!(
+                    "promotion `{}`: percentPromotedItems must be between 1 and 100, got {}",
+                    promotion.name, promotion.percent_promoted_items
+                )));
+            }
+            promotion_filters.push(self.bound_filter(&promotion.filter_arn, &promotion.filter_values, group).await?);
+        }
+        // What filters look at costs a pass over the user's history: only when one is used.
+        let filter_context = if filter.is_some() || !promotion_filters.is_empty() {
+            Some(self.filter_context(&deployment, user, &recent, current_item).await?)
+        } else {
+            None
+        };
+        let apply_filter = |scores: &mut [f32]| {
+            if let (Some(filter), Some(context)) = (&filter, &filter_context) {
+                filter.apply(scores, context);
+            }
+        };
+
+        if let (Some(_), None) = (&request.item_id, &request.user_id) {
+            let scored = match current_item {
+                Some(item) => model.similar_items_filtered(item, request.num_results, Some(&apply_filter)),
+                None => model
+                    .query(&Query { k: request.num_results, filter: Some(&apply_filter), ..Query::default() })
+                    .into_iter()
+                    .filter_map(known)
+                    .collect(),
+            };
             return Ok(recommendations(model, scored));
         }
-        let metas: Vec<travelrec_engine::ItemMeta> = extra.iter().map(|(_, m)| m.clone()).collect();
-        let ranked = model.recommend_extended(model.histories.get(user_id), &recent, num_results, false, &metas);
+
+        let filter_context = &filter_context;
+        let promotion_appliers: Vec<_> = promotion_filters
+            .iter()
+            .map(|f| {
+                move |scores: &mut [f32]| {
+                    if let Some(context) = filter_context {
+                        f.apply(scores, context)
+                    }
+                }
+            })
+            .collect();
+        let promotions = request
+            .promotions
+            .iter()
+            .zip(&promotion_appliers)
+            .map(|(p, apply)| Promotion { share: p.percent_promoted_items as f32 / 100.0, filter: apply })
+            .collect();
+
+        // Attractions added by PutItems since training are explored by content.
+        let view = deployment.view(self.catalogue(group).await?);
+        let last_location = self.last_known_location(group, user);
+        let context = engine_context(&requested_context, &deployment.cities, last_location, &view.local_events)?;
+        let query = Query {
+            history: model.histories.get(user),
+            recent: &recent,
+            k: request.num_results,
+            exclude_seen: false,
+            context,
+            extra: &view.extra_metas,
+            filter: request.filter_arn.as_ref().map(|_| &apply_filter as ScoreFilter),
+            promotions,
+        };
+        let ranked = model.query(&query);
         Ok(Recommendations {
             items: ranked
                 .into_iter()
                 .map(|r| RecommendedItem {
                     item_id: match r.candidate {
                         Candidate::Known(i) => model.item_id(i).to_string(),
-                        Candidate::Extra(k) => extra[k].0.clone(),
+                        Candidate::Extra(k) => view.extra_ids[k].clone(),
                     },
                     score: r.score as f64,
+                    promotion_name: r.promotion.map(|p| request.promotions[p].name.clone()),
                 })
                 .collect(),
-            recommendation_id: format!("RID-{}", uuid::Uuid::new_v4()),
+            recommendation_id: new_recommendation_id(),
         })
     }
 
-    /// Items like `item_id` ("people who visited X also visited"); an item
-    /// the model does not know gets the most popular items.
-    pub async fn recommend_similar(&self, campaign_arn: &str, item_id: &str, num_results: usize) -> Result<Recommendations> {
-        check_num_results(num_results)?;
-        if item_id.is_empty() || item_id.chars().count() > 256 {
-            return Err(ServiceError::invalid("itemId must be 1 to 256 characters"));
+    /// GetPersonalizedRanking: the caller's items ordered for the user in the
+    /// request's context; items the filter rejects are dropped, items the
+    /// model does not know keep their order at the end with score 0.
+    pub async fn get_personalized_ranking(&self, request: &RankingRequest) -> Result<Recommendations> {
+        check_id("userId", &request.user_id)?;
+        if request.input_list.is_empty() || request.input_list.len() > MAX_RESULTS {
+            return Err(ServiceError::invalid(format!(
+                "inputList must hold 1 to {MAX_RESULTS} item ids, got {}",
+                request.input_list.len()
+            )));
         }
-        let deployment = self.serving(campaign_arn).await?;
+        let requested_context = parse_context(&request.context)?;
+        let deployment = self.serving(&request.campaign_arn).await?;
         let model = &deployment.model;
-        let scored = match model.item_index(item_id) {
-            Some(item) => model.similar_items(item, num_results),
-            None => model.recommend(&[], &[], num_results),
-        };
-        Ok(recommendations(model, scored))
-    }
-
-    /// `item_ids` ordered for `user_id`, best first (GetPersonalizedRanking).
-    /// Items the model does not know keep their order at the end, with score 0.
-    pub async fn rank(&self, campaign_arn: &str, user_id: &str, item_ids: &[String]) -> Result<Recommendations> {
-        check_user(user_id)?;
-        if item_ids.is_empty() || item_ids.len() > MAX_RESULTS {
-            return Err(ServiceError::invalid(format!("inputList must hold 1 to {MAX_RESULTS} item ids, got {}", item_ids.len())));
-        }
-        let deployment = self.serving(campaign_arn).await?;
-        let model = &deployment.model;
-        let recent = self.recent_events(&deployment, user_id);
+        let group = &deployment.dataset_group_arn;
+        let recent = self.recent_events(&deployment, &request.user_id);
         let mut known = Vec::new();
         let mut unknown = Vec::new();
-        for id in item_ids {
+        for id in &request.input_list {
             match model.item_index(id) {
                 Some(item) if !known.contains(&item) => known.push(item),
                 Some(_) => {}
@@ -208,9 +406,47 @@ impl Service {
                 None => {}
             }
         }
-        let mut result = recommendations(model, model.rank(model.histories.get(user_id), &recent, &known));
-        result.items.extend(unknown.into_iter().map(|item_id| RecommendedItem { item_id, score: 0.0 }));
+        if let Some(arn) = &request.filter_arn {
+            let filter = self.bound_filter(arn, &request.filter_values, group).await?;
+            let filter_context = self.filter_context(&deployment, &request.user_id, &recent, None).await?;
+            known.retain(|&item| filter.allows(item, &filter_context));
+        }
+        let view = deployment.view(self.catalogue(group).await?);
+        let last_location = self.last_known_location(group, &request.user_id);
+        let context = engine_context(&requested_context, &deployment.cities, last_location, &view.local_events)?;
+        let mut result = recommendations(model, model.rank(model.histories.get(&request.user_id), &recent, &known, &context));
+        result.items.extend(unknown.into_iter().map(|item_id| RecommendedItem { item_id, score: 0.0, promotion_name: None }));
         Ok(result)
+    }
+
+    /// What filters see of this request.
+    async fn filter_context<'a>(
+        &self,
+        deployment: &'a Deployment,
+        user_id: &str,
+        recent: &[HistoryEvent],
+        current_item: Option<u32>,
+    ) -> Result<RequestFilterContext<'a>> {
+        let model = &deployment.model;
+        let mut user_events: HashMap<u32, Vec<String>> = HashMap::new();
+        for event in model.histories.get(user_id).iter().chain(recent) {
+            let name = model.event_types.get(event.event_type as usize).cloned().unwrap_or_default();
+            let types = user_events.entry(event.item).or_default();
+            if !types.contains(&name) {
+                types.push(name);
+            }
+        }
+        let user_fields =
+            if user_id.is_empty() { None } else { self.catalogue(&deployment.dataset_group_arn).await?.users.get(user_id).cloned() };
+        Ok(RequestFilterContext { model, item_fields: &deployment.item_fields, user_events, user_fields, current_item })
+    }
+
+    /// The location of the user's newest tracked event that has one.
+    fn last_known_location(&self, group: &str, user_id: &str) -> Option<(f64, f64)> {
+        if user_id.is_empty() {
+            return None;
+        }
+        self.inner.realtime.group(group).recent(user_id, &Cutoff::new()).iter().rev().find_map(|e| e.location)
     }
 
     async fn serving(&self, campaign_arn: &str) -> Result<Arc<Deployment>> {

@@ -12,7 +12,9 @@ use crate::schema::DatasetSchema;
 use chrono::NaiveDate;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use travelrec_store::{Dataset, DatasetType, EventPosition, InteractionRow, ItemRow, Schema, TrackedEvent, UserRow};
+use travelrec_store::{
+    Dataset, DatasetType, EventPosition, InteractionRow, ItemRow, LocalEventRow, RowBatch, Schema, TrackedEvent, UserRow,
+};
 use travelrec_stream::{EventLog, LogError};
 
 /// One event to track for a user.
@@ -65,9 +67,17 @@ pub struct TrackResult {
 /// What goes into the event log, one record per request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum LogRecord {
-    Events { dataset_group_arn: String, user_id: String, events: Vec<TrackedEvent> },
-    Items { dataset_group_arn: String, dataset_arn: String, rows: Vec<ItemRow> },
-    Users { dataset_arn: String, rows: Vec<UserRow> },
+    Events {
+        dataset_group_arn: String,
+        user_id: String,
+        events: Vec<TrackedEvent>,
+    },
+    /// Items, users or local events for a dataset.
+    Rows {
+        dataset_group_arn: String,
+        dataset_arn: String,
+        rows: RowBatch,
+    },
 }
 
 impl LogRecord {
@@ -172,19 +182,34 @@ impl Service {
             });
         }
 
-        // Idempotency: ids the store has, or that are logged and on their way
-        // there, are skipped; reserving each id makes concurrent repeats count once too.
-        let stored = self.store_dyn().known_event_ids(&group_arn, tracked.iter().map(|e| e.event_id.clone()).collect()).await?;
-        let mut fresh = Vec::with_capacity(tracked.len());
+        // Idempotency: ids that are logged and on their way to the store are
+        // reserved in memory, ids the store has are skipped. Reserving first
+        // and asking the store second closes the window where the store
+        // writer stores an id and drops its reservation between the two looks.
+        let mut reserved = Vec::with_capacity(tracked.len());
         let mut duplicates = 0;
         for event in tracked {
-            let key = pending_key(&group_arn, &event.event_id);
-            if stored.contains(&event.event_id) || self.inner.pending_event_ids.insert(key, ()).is_some() {
+            if self.inner.pending_event_ids.insert(pending_key(&group_arn, &event.event_id), ()).is_some() {
                 duplicates += 1;
             } else {
-                fresh.push(event);
+                reserved.push(event);
             }
         }
+        let release = |events: &[TrackedEvent]| {
+            for event in events {
+                self.inner.pending_event_ids.remove(&pending_key(&group_arn, &event.event_id));
+            }
+        };
+        let stored = match self.store_dyn().known_event_ids(&group_arn, reserved.iter().map(|e| e.event_id.clone()).collect()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                release(&reserved);
+                return Err(e.into());
+            }
+        };
+        let (already, fresh): (Vec<_>, Vec<_>) = reserved.into_iter().partition(|e| stored.contains(&e.event_id));
+        duplicates += already.len();
+        release(&already);
         if fresh.is_empty() {
             return Ok(TrackResult { positions: Vec::new(), duplicates });
         }
@@ -193,9 +218,7 @@ impl Service {
         let id = match self.log().append(key.as_bytes(), record.encode()).await {
             Ok(id) => id,
             Err(e) => {
-                fresh.iter().for_each(|event| {
-                    self.inner.pending_event_ids.remove(&pending_key(&group_arn, &event.event_id));
-                });
+                release(&fresh);
                 return Err(log_error(e));
             }
         };
@@ -213,6 +236,7 @@ impl Service {
             event_type: e.interaction.event_type.as_str().into(),
             timestamp: e.interaction.timestamp,
             value: e.interaction.event_value,
+            location: crate::realtime::event_location(&e.interaction.fields),
             received_at: e.received_at,
         });
         self.inner.realtime.group(group_arn).record(user_id, recent);
@@ -268,43 +292,47 @@ impl Service {
     /// its schema. A new item is recommendable (explored by content) at
     /// once, before any retraining.
     pub async fn put_items(&self, dataset_arn: &str, items: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
-        let (dataset, schema) = self.dataset_for_put(dataset_arn, DatasetType::Items, items.len()).await?;
-        let mut rows = Vec::with_capacity(items.len());
-        for (i, (item_id, fields)) in items.into_iter().enumerate() {
-            check_id(&format!("items[{i}].itemId"), &item_id)?;
-            let fields =
-                validate_fields(&schema, &fields, &["ITEM_ID"], &format!("items[{i}].properties")).map_err(ServiceError::invalid)?;
-            rows.push(ItemRow { item_id, fields });
-        }
-        let key = rows[0].item_id.clone();
-        let record =
-            LogRecord::Items { dataset_group_arn: dataset.dataset_group_arn.clone(), dataset_arn: dataset.dataset_arn, rows: rows.clone() };
-        self.log().append(key.as_bytes(), record.encode()).await.map_err(log_error)?;
-        self.apply_items(&dataset.dataset_group_arn, &rows);
-        Ok(())
-    }
-
-    pub(crate) fn apply_items(&self, group_arn: &str, rows: &[ItemRow]) {
-        let catalogue = self.inner.new_items.entry(group_arn.to_string()).or_default();
-        for row in rows {
-            catalogue.insert(row.item_id.clone(), crate::training::item_meta(&row.fields));
-        }
+        self.put_rows(dataset_arn, DatasetType::Items, items).await
     }
 
     /// PutUsers: new or changed users of a USERS dataset, validated against its schema.
     pub async fn put_users(&self, dataset_arn: &str, users: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
-        let (dataset, schema) = self.dataset_for_put(dataset_arn, DatasetType::Users, users.len()).await?;
-        let mut rows = Vec::with_capacity(users.len());
-        for (i, (user_id, fields)) in users.into_iter().enumerate() {
-            check_id(&format!("users[{i}].userId"), &user_id)?;
+        self.put_rows(dataset_arn, DatasetType::Users, users).await
+    }
+
+    /// New or changed local events of a LOCAL_EVENTS dataset (festivals,
+    /// markets…): they count in recommendations for their dates at once.
+    pub async fn put_local_events(&self, dataset_arn: &str, events: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
+        self.put_rows(dataset_arn, DatasetType::LocalEvents, events).await
+    }
+
+    async fn put_rows(&self, dataset_arn: &str, dataset_type: DatasetType, entries: Vec<(String, Vec<(String, String)>)>) -> Result<()> {
+        let (dataset, schema) = self.dataset_for_put(dataset_arn, dataset_type, entries.len()).await?;
+        let (list, id_field, id_name) = match dataset_type {
+            DatasetType::Items => ("items", "ITEM_ID", "itemId"),
+            DatasetType::Users => ("users", "USER_ID", "userId"),
+            DatasetType::LocalEvents => ("localEvents", "LOCAL_EVENT_ID", "localEventId"),
+            DatasetType::Interactions => return Err(ServiceError::invalid("interactions arrive through PutEvents (POST /events)")),
+        };
+        let mut checked = Vec::with_capacity(entries.len());
+        for (i, (id, fields)) in entries.into_iter().enumerate() {
+            check_id(&format!("{list}[{i}].{id_name}"), &id)?;
             let fields =
-                validate_fields(&schema, &fields, &["USER_ID"], &format!("users[{i}].properties")).map_err(ServiceError::invalid)?;
-            rows.push(UserRow { user_id, fields });
+                validate_fields(&schema, &fields, &[id_field], &format!("{list}[{i}].properties")).map_err(ServiceError::invalid)?;
+            checked.push((id, fields));
         }
-        let key = rows[0].user_id.clone();
-        let record = LogRecord::Users { dataset_arn: dataset.dataset_arn, rows };
+        let key = checked[0].0.clone();
+        let rows = match dataset_type {
+            DatasetType::Items => RowBatch::Items(checked.into_iter().map(|(item_id, fields)| ItemRow { item_id, fields }).collect()),
+            DatasetType::Users => RowBatch::Users(checked.into_iter().map(|(user_id, fields)| UserRow { user_id, fields }).collect()),
+            _ => RowBatch::LocalEvents(
+                checked.into_iter().map(|(local_event_id, fields)| LocalEventRow { local_event_id, fields }).collect(),
+            ),
+        };
+        let record =
+            LogRecord::Rows { dataset_group_arn: dataset.dataset_group_arn.clone(), dataset_arn: dataset.dataset_arn, rows: rows.clone() };
         self.log().append(key.as_bytes(), record.encode()).await.map_err(log_error)?;
-        Ok(())
+        self.add_to_catalogue(&dataset.dataset_group_arn, rows).await
     }
 
     async fn dataset_for_put(&self, dataset_arn: &str, expected: DatasetType, count: usize) -> Result<(Dataset, DatasetSchema)> {

@@ -73,6 +73,11 @@ fn read_archive(path: &Path, mut on_batch: impl FnMut(RowBatch, ReadProgress) ->
     Ok(crate::import::ImportSummary { rows: total, warnings: Vec::new() })
 }
 
+/// An event's LOCATION in the engine's precision.
+fn located(fields: &[(String, String)]) -> Option<(f32, f32)> {
+    crate::realtime::event_location(fields).map(|(a, b)| (a as f32, b as f32))
+}
+
 /// What a training run produced besides the model snapshot.
 struct Trained {
     summary: serde_json::Value,
@@ -89,7 +94,7 @@ fn tuned_parameters(model: &travelrec_engine::Model) -> std::collections::BTreeM
         out.extend(report.trials[report.chosen].settings.clone());
         out.insert("validation_ndcg_at_10".into(), format!("{:.4}", report.trials[report.chosen].ndcg_at_10));
     }
-    for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(model.blend.as_array()) {
+    for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(model.blend.weights) {
         out.insert(format!("blend.{name}"), weight.to_string());
     }
     out
@@ -252,12 +257,22 @@ impl Service {
             while let Some((batch, next)) = self.store_dyn().read_rows(&interactions.dataset_arn, cursor).await? {
                 if let RowBatch::Interactions(rows) = batch {
                     for r in &rows {
-                        builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
+                        builder.add_located_interaction(
+                            &r.user_id,
+                            &r.item_id,
+                            r.timestamp,
+                            &r.event_type,
+                            r.event_value,
+                            located(&r.fields),
+                        );
                     }
                 }
                 cursor = next;
                 tokio::task::yield_now().await;
             }
+        }
+        for event in &self.catalogue(dataset_group_arn).await?.local_events {
+            builder.add_local_event(event.item_id.as_deref(), event.location, event.start, event.end);
         }
         // Events reach the store through the log's store writer; whatever it
         // has not written yet is newer than this cutoff and folded in at query time.
@@ -271,7 +286,7 @@ impl Service {
                 let through = events_through.entry(position.partition).or_insert(0);
                 *through = (*through).max(position.sequence);
                 let r = &tracked.interaction;
-                builder.add_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value);
+                builder.add_located_interaction(&r.user_id, &r.item_id, r.timestamp, &r.event_type, r.event_value, located(&r.fields));
             }
         }
         Ok((builder.build(), events_through))

@@ -12,7 +12,7 @@ mod rows;
 
 pub use embedded::EmbeddedStore;
 pub use resources::*;
-pub use rows::{EventPosition, InteractionRow, ItemRow, RowBatch, RowCursor, TrackedEvent, UserRow};
+pub use rows::{EventPosition, InteractionRow, ItemRow, LocalEventRow, RowBatch, RowCursor, TrackedEvent, UserRow};
 
 use async_trait::async_trait;
 

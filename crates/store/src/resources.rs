@@ -89,16 +89,20 @@ pub enum DatasetType {
     Interactions,
     Items,
     Users,
+    /// Festivals, markets and other dated happenings at an item or a place
+    /// (travelrec's own, beside the managed service's three).
+    LocalEvents,
 }
 
 impl DatasetType {
-    pub const ALL: [DatasetType; 3] = [DatasetType::Interactions, DatasetType::Items, DatasetType::Users];
+    pub const ALL: [DatasetType; 4] = [DatasetType::Interactions, DatasetType::Items, DatasetType::Users, DatasetType::LocalEvents];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetType::Interactions => "INTERACTIONS",
             DatasetType::Items => "ITEMS",
             DatasetType::Users => "USERS",
+            DatasetType::LocalEvents => "LOCAL_EVENTS",
         }
     }
 
@@ -265,6 +269,18 @@ pub struct EventTracker {
     pub lifecycle: Lifecycle,
 }
 
+/// A saved filter expression (see the engine's filter language), applied per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub name: String,
+    pub filter_arn: String,
+    pub dataset_group_arn: String,
+    pub filter_expression: String,
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
+}
+
 /// Every stored resource, tagged with its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "resourceType")]
@@ -277,6 +293,7 @@ pub enum Resource {
     SolutionVersion(SolutionVersion),
     Campaign(Campaign),
     EventTracker(EventTracker),
+    Filter(Filter),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -289,6 +306,7 @@ pub enum ResourceKind {
     SolutionVersion,
     Campaign,
     EventTracker,
+    Filter,
 }
 
 impl ResourceKind {
@@ -303,6 +321,7 @@ impl ResourceKind {
             ResourceKind::SolutionVersion => "solution",
             ResourceKind::Campaign => "campaign",
             ResourceKind::EventTracker => "event-tracker",
+            ResourceKind::Filter => "filter",
         }
     }
 
@@ -316,6 +335,7 @@ impl ResourceKind {
             ResourceKind::SolutionVersion => "solution version",
             ResourceKind::Campaign => "campaign",
             ResourceKind::EventTracker => "event tracker",
+            ResourceKind::Filter => "filter",
         }
     }
 }
@@ -331,6 +351,7 @@ impl Resource {
             Resource::SolutionVersion(r) => &r.solution_version_arn,
             Resource::Campaign(r) => &r.campaign_arn,
             Resource::EventTracker(r) => &r.event_tracker_arn,
+            Resource::Filter(r) => &r.filter_arn,
         }
     }
 
@@ -344,6 +365,7 @@ impl Resource {
             Resource::SolutionVersion(_) => ResourceKind::SolutionVersion,
             Resource::Campaign(_) => ResourceKind::Campaign,
             Resource::EventTracker(_) => ResourceKind::EventTracker,
+            Resource::Filter(_) => ResourceKind::Filter,
         }
     }
 }
@@ -373,7 +395,7 @@ macro_rules! resource_type {
     )*};
 }
 
-resource_type!(DatasetGroup, Schema, Dataset, DatasetImportJob, Solution, SolutionVersion, Campaign, EventTracker);
+resource_type!(DatasetGroup, Schema, Dataset, DatasetImportJob, Solution, SolutionVersion, Campaign, EventTracker, Filter);
 
 /// Builds ARN-shaped identifiers, e.g.
 /// `arn:aws:personalize:local:000000000000:campaign/my-campaign`.

@@ -54,12 +54,20 @@ pub struct EventPosition {
     pub index: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalEventRow {
+    pub local_event_id: String,
+    /// NAME, CITY, ITEM_ID, LATITUDE, LONGITUDE, START_DATE, END_DATE, ….
+    pub fields: Vec<(String, String)>,
+}
+
 /// A batch of rows of one dataset type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RowBatch {
     Interactions(Vec<InteractionRow>),
     Items(Vec<ItemRow>),
     Users(Vec<UserRow>),
+    LocalEvents(Vec<LocalEventRow>),
 }
 
 impl RowBatch {
@@ -68,6 +76,7 @@ impl RowBatch {
             RowBatch::Interactions(r) => r.len(),
             RowBatch::Items(r) => r.len(),
             RowBatch::Users(r) => r.len(),
+            RowBatch::LocalEvents(r) => r.len(),
         }
     }
 

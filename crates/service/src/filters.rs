@@ -1,0 +1,97 @@
+//! Filters as resources, and what a filter sees of a request: the items'
+//! fields, the user's events and fields, the request's current item.
+
+use crate::Service;
+use crate::catalogue::Fields;
+use crate::error::{Result, ServiceError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use travelrec_engine::Model;
+use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext};
+use travelrec_store::{DatasetGroup, Filter, Lifecycle, ResourceKind, Status, validate_name};
+
+impl Service {
+    /// Creates a filter after checking its expression (errors name the position).
+    pub async fn create_filter(&self, name: &str, dataset_group_arn: &str, expression: &str) -> Result<Filter> {
+        validate_name(name).map_err(ServiceError::invalid)?;
+        self.describe::<DatasetGroup>(dataset_group_arn).await?;
+        let parsed = Expression::parse(expression).map_err(|e| ServiceError::invalid(format!("filterExpression: {e}")))?;
+        let filter = Filter {
+            name: name.to_string(),
+            filter_arn: self.config().arns.arn(ResourceKind::Filter, name),
+            dataset_group_arn: dataset_group_arn.to_string(),
+            filter_expression: expression.to_string(),
+            lifecycle: Lifecycle::new(Status::Active),
+        };
+        self.store_dyn().insert(filter.clone()).await?;
+        self.inner.filters.insert(filter.filter_arn.clone(), Arc::new(parsed));
+        Ok(filter)
+    }
+
+    pub async fn delete_filter(&self, arn: &str) -> Result<()> {
+        self.describe::<Filter>(arn).await?;
+        self.store_dyn().delete_resource(arn).await?;
+        self.inner.filters.remove(arn);
+        Ok(())
+    }
+
+    /// The filter at `arn` with its placeholders filled, checked to belong to `group_arn`.
+    pub(crate) async fn bound_filter(&self, arn: &str, values: &BTreeMap<String, String>, group_arn: &str) -> Result<BoundFilter> {
+        let parsed = match self.inner.filters.get(arn).map(|f| f.clone()) {
+            Some(parsed) => parsed,
+            None => {
+                let filter: Filter = self.describe(arn).await?;
+                if filter.dataset_group_arn != group_arn {
+                    return Err(ServiceError::invalid(format!(
+                        "filter {arn} belongs to {}, not to the campaign's {group_arn}",
+                        filter.dataset_group_arn
+                    )));
+                }
+                let parsed = Arc::new(Expression::parse(&filter.filter_expression).map_err(|e| ServiceError::internal(e.to_string()))?);
+                self.inner.filters.insert(arn.to_string(), parsed.clone());
+                parsed
+            }
+        };
+        parsed.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))
+    }
+}
+
+/// What a filter may look at for one request.
+pub(crate) struct RequestFilterContext<'a> {
+    pub model: &'a Model,
+    /// Fields by model item index.
+    pub item_fields: &'a [Fields],
+    /// Event types the user has, by model item index.
+    pub user_events: HashMap<u32, Vec<String>>,
+    pub user_fields: Option<Fields>,
+    pub current_item: Option<u32>,
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+impl FilterContext for RequestFilterContext<'_> {
+    fn item_field(&self, item: u32, name: &str) -> Option<&str> {
+        if name == "ITEM_ID" {
+            return Some(self.model.item_id(item));
+        }
+        self.item_fields.get(item as usize).and_then(|fields| field(fields, name))
+    }
+
+    fn item_id(&self, item: u32) -> &str {
+        self.model.item_id(item)
+    }
+
+    fn user_event_types(&self, item: u32) -> &[String] {
+        self.user_events.get(&item).map_or(&[], |types| types.as_slice())
+    }
+
+    fn user_field(&self, name: &str) -> Option<&str> {
+        self.user_fields.as_deref().and_then(|fields| field(fields, name))
+    }
+
+    fn current_item_field(&self, name: &str) -> Option<&str> {
+        self.current_item.and_then(|item| self.item_field(item, name))
+    }
+}
