@@ -3,6 +3,7 @@
 //! `train` do one step each.
 
 mod bench;
+mod bench_serve;
 mod progress;
 mod quickstart;
 
@@ -47,6 +48,9 @@ enum Command {
 enum BenchCommand {
     /// Ingestion throughput over HTTP (PutEvents) and freshness (ack → recommendations reflect it).
     Ingest(bench::IngestArgs),
+    /// getRecommendations latency per catalogue size: the naive engine path against the
+    /// serving path, and what context, filters, promotions and fresh events cost.
+    Serve(bench_serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -218,6 +222,7 @@ fn main() -> Result<()> {
             Command::Train(args) => train(args).await,
             Command::Evaluate(args) => evaluate(args),
             Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
+            Command::Bench(BenchCommand::Serve(args)) => bench_serve::serve(args).await,
         }
     })
 }

@@ -511,3 +511,28 @@ fn the_ingest_benchmark_runs_and_prints_its_table() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     assert_eq!(report["scenarios"].as_array().unwrap().len(), 2);
 }
+
+/// The serving benchmark at a tiny size: it runs and prints its table (timings are never asserted).
+#[test]
+fn the_serving_benchmark_runs_and_prints_its_table() {
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let out = run(&[
+        "bench",
+        "serve",
+        "--log",
+        "warn",
+        "--items",
+        "200",
+        "--interactions-per-item",
+        "20",
+        "--requests",
+        "30",
+        "--json",
+        json.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("engine: naive") && table.contains("service: + context + filter") && table.contains("ratio"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    assert_eq!(report["rows"].as_array().unwrap().len(), 8);
+}

@@ -76,6 +76,11 @@ impl Histories {
     pub fn users(&self) -> usize {
         self.users.len()
     }
+
+    /// The id of the user with index `user`.
+    pub fn user_id(&self, user: u32) -> &str {
+        self.users.id(user)
+    }
 }
 
 /// How the collaborative part of a model scores a user's profile.
@@ -255,6 +260,23 @@ pub struct Model {
     pub summary: TrainingSummary,
     /// What hyperparameter search and blend learning tried and chose.
     pub tuning: Option<TuningReport>,
+    /// Per-item values every query needs, derived once on first use.
+    #[serde(skip)]
+    pub(crate) derived: std::sync::OnceLock<Derived>,
+}
+
+/// What queries reuse: the popularity signal and the items' positions in a
+/// form that makes distances cheap (no trigonometry per item and query).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Derived {
+    popularity: Vec<f32>,
+    /// Latitude and longitude in radians, for located items.
+    positions: Vec<Option<(f32, f32)>>,
+}
+
+thread_local! {
+    /// Feature buffers reused across the queries a thread serves.
+    static FEATURE_BUFFERS: std::cell::RefCell<Option<FeatureBuffers>> = const { std::cell::RefCell::new(None) };
 }
 
 /// A user as the model sees them at query time.
@@ -385,9 +407,27 @@ impl Model {
 
     /// The blended score of every item for `profile` in `context`.
     pub fn score_profile(&self, profile: &Profile, context: &Context, blend: &Blend, out: &mut [f32]) {
-        let mut features = FeatureBuffers::new(self.items.len());
-        self.features(profile, context, blend, &mut features);
-        features.blend(blend, out);
+        FEATURE_BUFFERS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let n = self.items.len();
+            let features = match cell.as_mut() {
+                Some(buffers) if buffers.values[0].len() == n => buffers,
+                _ => cell.insert(FeatureBuffers::new(n)),
+            };
+            self.features(profile, context, blend, features);
+            features.blend(blend, out);
+        })
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| Derived {
+            popularity: popularity_feature(&self.components.popularity),
+            positions: self
+                .item_meta
+                .iter()
+                .map(|m| m.location.map(|(lat, lon)| (lat.to_radians() as f32, lon.to_radians() as f32)))
+                .collect(),
+        })
     }
 
     /// The full query: the user's history and recent events, the request's
@@ -416,7 +456,9 @@ impl Model {
         if query.exclude_seen {
             profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
         }
-        let unfiltered = scores.clone();
+        // Scores before the filter, for promotions and the softmax; copied
+        // only when a filter or a promotion will change `scores`.
+        let unfiltered = (query.filter.is_some() || !query.promotions.is_empty()).then(|| scores.clone());
         if let Some(filter) = query.filter {
             filter(&mut scores[..n]);
         }
@@ -425,7 +467,7 @@ impl Model {
         for (index, promotion) in query.promotions.iter().enumerate() {
             let slots =
                 ((promotion.share * k as f32).round() as usize).max(usize::from(promotion.share > 0.0)).min(k.saturating_sub(taken.len()));
-            let mut allowed = unfiltered.clone();
+            let mut allowed = unfiltered.clone().expect("copied when there are promotions");
             allowed[n..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
             (promotion.filter)(&mut allowed[..n]);
             taken.iter().for_each(|&(i, _)| allowed[i] = f32::NEG_INFINITY);
@@ -439,13 +481,14 @@ impl Model {
             .filter(|c| !taken.iter().any(|t| t.0 == *c))
             .collect();
 
-        let mut rest = scores.clone();
+        let mut rest = scores;
         taken.iter().map(|t| t.0).chain(explored.iter().copied()).for_each(|i| rest[i] = f32::NEG_INFINITY);
         let mut ranked: Vec<(usize, Option<usize>)> =
             top_k(&rest, k.saturating_sub(taken.len() + explored.len())).into_iter().map(|i| (i as usize, None)).collect();
         // Explored, then promoted, items take evenly spread slots and a score
-        // just under the item before them.
-        let mut final_scores = unfiltered;
+        // just under the item before them. Without a filter `rest` differs
+        // from the scores only at those items, which get their score below.
+        let mut final_scores = unfiltered.unwrap_or(rest);
         let mut insert = |ranked: &mut Vec<(usize, Option<usize>)>, items: &[(usize, Option<usize>)], share: f32| {
             let every = (1.0 / share.max(1e-3)).round().max(1.0) as usize;
             for (j, &(item, promotion)) in items.iter().enumerate() {
@@ -574,7 +617,7 @@ impl Model {
             transitions.accumulate(&profile.last, &mut f.values[Feature::Sequence as usize]);
         }
         if on(Feature::Popularity) {
-            f.values[Feature::Popularity as usize].copy_from_slice(&popularity_feature(&c.popularity));
+            f.values[Feature::Popularity as usize].copy_from_slice(&self.derived().popularity);
         }
         if on(Feature::Trending) {
             f.values[Feature::Trending as usize].copy_from_slice(&c.trending);
@@ -635,17 +678,32 @@ impl Model {
     /// scale is the median distance to all located items, so "near" means the
     /// same in a theme park, a city and a country; `proximity_km` caps it from below.
     fn nearness(&self, (lat, lon): (f64, f64), out: &mut [f32]) {
-        let distances: Vec<Option<f64>> = self.item_meta.iter().map(|m| m.location.map(|(a, b)| distance_km(lat, lon, a, b))).collect();
-        let mut known: Vec<f64> = distances.iter().flatten().copied().collect();
+        // Equirectangular distances around `here`: exact enough for ranking
+        // by nearness (under 1 % off within a few hundred km), and a
+        // multiply-add per item instead of a haversine's trigonometry.
+        let (here_lat, here_lon) = (lat.to_radians() as f32, lon.to_radians() as f32);
+        let cos_here = here_lat.cos();
+        const EARTH_KM: f32 = 6_371.0;
+        let positions = &self.derived().positions;
+        let mut known: Vec<f32> = Vec::with_capacity(positions.len());
+        for (value, position) in out.iter_mut().zip(positions) {
+            if let Some((a, b)) = position {
+                let dx = (b - here_lon) * cos_here;
+                let dy = a - here_lat;
+                let distance = EARTH_KM * (dx * dx + dy * dy).sqrt();
+                *value = distance;
+                known.push(distance);
+            }
+        }
         if known.is_empty() {
             return;
         }
         let middle = known.len() / 2;
-        let median = *known.select_nth_unstable_by(middle, f64::total_cmp).1;
-        let scale = median.max(self.hyperparameters.proximity_km as f64 * 0.01).max(1e-6);
-        for (value, distance) in out.iter_mut().zip(&distances) {
-            if let Some(d) = distance {
-                *value = (-d / scale).exp() as f32;
+        let median = *known.select_nth_unstable_by(middle, f32::total_cmp).1;
+        let scale = median.max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
+        for (value, position) in out.iter_mut().zip(positions) {
+            if position.is_some() {
+                *value = (-*value / scale).exp();
             }
         }
     }

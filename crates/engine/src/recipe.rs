@@ -424,6 +424,7 @@ pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters
     let (order, offsets) = data.by_user();
     Model {
         format_version: Model::FORMAT_VERSION,
+        derived: Default::default(),
         recipe,
         hyperparameters: hp.clone(),
         items: data.items.clone(),

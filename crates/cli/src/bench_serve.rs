@@ -1,0 +1,302 @@
+//! `travelrec bench serve`: how long getRecommendations takes, per catalogue
+//! size, against baselines measured in the same run.
+//!
+//! Per size it generates data, imports it, trains the default solution and
+//! deploys it, then measures in-process (no HTTP):
+//! - the engine alone: the naive path (every item scored, the whole
+//!   catalogue sorted) against the serving path (`Model::query`: partial
+//!   top-k, exploration, softmax);
+//! - the whole service call (`Service::get_recommendations`) for a warm
+//!   user, a user with fresh events to fold in, and with context, a filter,
+//!   both, and a promotion — each as a ratio to the plain call, which is
+//!   what context and filters cost.
+//!
+//! Absolute times on a noisy 2-core machine move from run to run; the ratios
+//! are what to compare.
+
+use anyhow::{Result, bail};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use travelrec_engine::{Context, Model, Query};
+use travelrec_service::{NewEvent, PromotionRequest, RecommendationRequest, Service};
+use travelrec_store::ImportMode;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Catalogue sizes (attractions), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    items: Vec<u32>,
+    /// Interactions generated per attraction.
+    #[arg(long, default_value_t = 50)]
+    interactions_per_item: u64,
+    /// Requests measured per scenario.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    items: u32,
+    scenario: String,
+    p50_us: f64,
+    p99_us: f64,
+    /// Median over the size's baseline median.
+    ratio: f64,
+    baseline: String,
+}
+
+fn micros(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+/// Times `run` for `count` calls (after a short warm-up), in nanoseconds.
+fn time_sync(count: usize, mut run: impl FnMut(usize)) -> Histogram<u64> {
+    (0..count.min(50)).for_each(&mut run);
+    let mut h = histogram();
+    for i in 0..count {
+        let started = Instant::now();
+        run(i);
+        h.record(started.elapsed().as_nanos().max(1) as u64).expect("in bounds");
+    }
+    h
+}
+
+/// The naive path: every item scored into a fresh vector, the whole catalogue sorted.
+fn naive_top(model: &Model, history: &[travelrec_engine::HistoryEvent], context: &Context, k: usize) -> Vec<u32> {
+    let mut scores = vec![0f32; model.items.len()];
+    model.raw_scores(history, &[], context, &mut scores);
+    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+struct Deployed {
+    service: Service,
+    model: Model,
+    campaign: String,
+    tracking_id: String,
+    group: String,
+    users: Vec<String>,
+    city: String,
+    location: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let cities = 14u32.min(items.div_ceil(20).max(1));
+    let interactions = items as u64 * interactions_per_item;
+    let config = travelrec_datagen::GeneratorConfig {
+        interactions,
+        users: (interactions / 20).max(100) as u32,
+        items_per_city: items / cities,
+        cities: cities as usize,
+        ..Default::default()
+    };
+    travelrec_datagen::generate(&config, &data)?;
+    let store_args = crate::StoreArgs {
+        data_dir: dir.path().join("travelrec-data"),
+        region: "local".into(),
+        account: "000000000000".into(),
+        durability: crate::DurabilityArg::Batch,
+        partitions: 2,
+        log_retention_days: 7,
+        archive_flush_seconds: 60,
+    };
+    let service = crate::open_service(&store_args).await?;
+    let defaults = service.ensure_default_resources().await?;
+    for (dataset, file) in [
+        (&defaults.items_dataset_arn, travelrec_datagen::ITEMS_FILE),
+        (&defaults.local_events_dataset_arn, travelrec_datagen::LOCAL_EVENTS_FILE),
+        (&defaults.interactions_dataset_arn, travelrec_datagen::INTERACTIONS_FILE),
+    ] {
+        crate::progress::import_file(&service, dataset, &data.join(file), ImportMode::Full).await?;
+    }
+    let version = crate::progress::train_version(&service, &defaults.solution_arn, "bench").await?;
+    let campaign = crate::progress::deploy(&service, "bench", &version.solution_version_arn).await?;
+    let tracker = service.create_event_tracker("bench", &defaults.dataset_group_arn).await?;
+    let Some(bytes) = service.store().get_model(&version.solution_version_arn).await? else {
+        bail!("the trained model is missing from the store");
+    };
+    let model = Model::from_bytes(&bytes)?;
+    let users: Vec<String> = (0..model.histories.users() as u32)
+        .filter(|&u| !model.histories.get_index(u).is_empty())
+        .take(1000)
+        .map(|u| model.histories.user_id(u).to_string())
+        .collect();
+    let first = csv::Reader::from_path(data.join(travelrec_datagen::ITEMS_FILE))?.records().next().transpose()?;
+    let Some(first) = first else { bail!("no items generated") };
+    Ok(Deployed {
+        service,
+        model,
+        campaign: campaign.campaign_arn,
+        tracking_id: tracker.tracking_id,
+        group: defaults.dataset_group_arn,
+        users,
+        city: first[4].to_string(),
+        location: format!("{},{}", &first[5], &first[6]),
+        _dir: dir,
+    })
+}
+
+async fn time_service(d: &Deployed, count: usize, request: impl Fn(&str) -> RecommendationRequest) -> Result<Histogram<u64>> {
+    let mut h = histogram();
+    for i in 0..count + 50 {
+        let user = &d.users[i % d.users.len()];
+        let request = request(user);
+        let started = Instant::now();
+        let result = d.service.get_recommendations(&request).await?;
+        let elapsed = started.elapsed().as_nanos().max(1) as u64;
+        std::hint::black_box(result);
+        if i >= 50 {
+            h.record(elapsed)?;
+        }
+    }
+    Ok(h)
+}
+
+async fn measure_size(items: u32, args: &ServeArgs) -> Result<Vec<Row>> {
+    println!("— {items} attractions: generating, importing, training, deploying");
+    let d = deploy(items, args.interactions_per_item).await?;
+    let mut rows = Vec::new();
+    let count = args.requests;
+
+    // The engine alone.
+    let model = &d.model;
+    let context = Context::default();
+    let history = |i: usize| model.histories.get(&d.users[i % d.users.len()]);
+    let naive = time_sync(count, |i| {
+        std::hint::black_box(naive_top(model, history(i), &context, 25));
+    });
+    let served = time_sync(count, |i| {
+        let query = Query { history: history(i), k: 25, ..Query::default() };
+        std::hint::black_box(model.query(&query));
+    });
+    let engine_base = micros(&naive, 0.5);
+    for (name, h) in [("engine: naive (score all, full sort)", &naive), ("engine: Model::query", &served)] {
+        rows.push(Row {
+            items,
+            scenario: name.into(),
+            p50_us: micros(h, 0.5),
+            p99_us: micros(h, 0.99),
+            ratio: micros(h, 0.5) / engine_base,
+            baseline: "engine naive".into(),
+        });
+    }
+
+    // The whole service call.
+    let booked =
+        d.service.create_filter("bench-not-booked", &d.group, "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"book\")").await?;
+    let in_city = d.service.create_filter("bench-in-city", &d.group, "INCLUDE ItemID WHERE Items.CITY IN ($CITY)").await?;
+    let base = |user: &str| RecommendationRequest {
+        campaign_arn: d.campaign.clone(),
+        user_id: Some(user.to_string()),
+        num_results: 25,
+        ..RecommendationRequest::default()
+    };
+    let context_map: BTreeMap<String, String> =
+        [("LOCATION".to_string(), d.location.clone()), ("DATE".to_string(), "2026-07-14".to_string())].into();
+    let plain = time_service(&d, count, base).await?;
+    let with_context = time_service(&d, count, |u| RecommendationRequest { context: context_map.clone(), ..base(u) }).await?;
+    let with_filter = time_service(&d, count, |u| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(u) }).await?;
+    let both = time_service(&d, count, |u| RecommendationRequest {
+        context: context_map.clone(),
+        filter_arn: Some(booked.filter_arn.clone()),
+        ..base(u)
+    })
+    .await?;
+    let promoted = time_service(&d, count, |u| RecommendationRequest {
+        promotions: vec![PromotionRequest {
+            name: "city".into(),
+            percent_promoted_items: 20,
+            filter_arn: in_city.filter_arn.clone(),
+            filter_values: [("CITY".to_string(), format!("\"{}\"", d.city))].into(),
+        }],
+        ..base(u)
+    })
+    .await?;
+    // Fresh events: each measured user has just clicked five attractions.
+    let fresh_users: Vec<String> = (0..200).map(|u| format!("bench-fresh-{u}")).collect();
+    for (u, user) in fresh_users.iter().enumerate() {
+        let events = (0..5)
+            .map(|k| NewEvent {
+                item_id: d.model.item_id(((u * 7 + k * 13) % d.model.items.len()) as u32).to_string(),
+                event_type: "click".into(),
+                timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
+                ..NewEvent::default()
+            })
+            .collect();
+        d.service.track_events(&d.tracking_id, user, None, events).await?;
+    }
+    let mut fresh = histogram();
+    for i in 0..count + 50 {
+        let request = base(&fresh_users[i % fresh_users.len()]);
+        let started = Instant::now();
+        std::hint::black_box(d.service.get_recommendations(&request).await?);
+        if i >= 50 {
+            fresh.record(started.elapsed().as_nanos().max(1) as u64)?;
+        }
+    }
+    let service_base = micros(&plain, 0.5);
+    for (name, h) in [
+        ("service: warm user", &plain),
+        ("service: fresh events folded in", &fresh),
+        ("service: + context (LOCATION, DATE)", &with_context),
+        ("service: + filter (not booked)", &with_filter),
+        ("service: + context + filter", &both),
+        ("service: + promotion (20 %)", &promoted),
+    ] {
+        rows.push(Row {
+            items,
+            scenario: name.into(),
+            p50_us: micros(h, 0.5),
+            p99_us: micros(h, 0.99),
+            ratio: micros(h, 0.5) / service_base,
+            baseline: "service warm user".into(),
+        });
+    }
+    d.service.shutdown().await;
+    Ok(rows)
+}
+
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut memory = Vec::new();
+    for &items in &args.items {
+        rows.extend(measure_size(items, &args).await?);
+        memory.push(json!({"items": items, "resident_mib_after": resident_mib()}));
+    }
+    println!();
+    println!("{:>7}  {:<38} {:>10} {:>10} {:>8}", "items", "scenario", "p50 µs", "p99 µs", "ratio");
+    for r in &rows {
+        println!("{:>7}  {:<38} {:>10.1} {:>10.1} {:>7.2}×", r.items, r.scenario, r.p50_us, r.p99_us, r.ratio);
+    }
+    println!("ratios: engine rows against the naive engine path, service rows against the plain warm-user call (same size, same run)");
+    if let Some(mib) = resident_mib() {
+        println!("resident memory of this process at the end: {mib:.0} MiB");
+    }
+    if let Some(path) = &args.json {
+        let report = json!({"benchmark": "serve", "rows": rows, "memory": memory});
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
