@@ -11,6 +11,13 @@
 //!   both, and a promotion — each as a ratio to the plain call, which is
 //!   what context and filters cost.
 //!
+//! Then over HTTP on loopback: the maximum throughput of the original
+//! `/getRecommendations` route measured by `wrk` (a separate process; skipped
+//! with a note when it is not installed), and the latency at a fixed rate of
+//! half that maximum from an open-loop client in this process (latency counted
+//! from each request's scheduled time, so a stall is not hidden). Memory: the
+//! process's resident size and the bytes per user of real-time state.
+//!
 //! Absolute times on a noisy 2-core machine move from run to run; the ratios
 //! are what to compare.
 
@@ -35,9 +42,38 @@ pub struct ServeArgs {
     /// Requests measured per scenario.
     #[arg(long, default_value_t = 2000)]
     requests: usize,
+    /// Seconds of each HTTP measurement (0 skips HTTP).
+    #[arg(long, default_value_t = 5)]
+    http_seconds: u64,
+    /// Open connections of the maximum-throughput run.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct HttpRow {
+    items: u32,
+    /// From wrk: requests/s with `connections` connections, and its latencies.
+    max_requests_per_second: f64,
+    max_p50_ms: f64,
+    max_p99_ms: f64,
+    /// Open loop at half the maximum.
+    fixed_rate: f64,
+    fixed_p50_ms: f64,
+    fixed_p99_ms: f64,
+    fixed_errors: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct MemoryRow {
+    items: u32,
+    resident_mib: Option<f64>,
+    realtime_users: usize,
+    realtime_events: usize,
+    realtime_bytes_per_user: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -167,7 +203,7 @@ async fn time_service(d: &Deployed, count: usize, request: impl Fn(&str) -> Reco
     Ok(h)
 }
 
-async fn measure_size(items: u32, args: &ServeArgs) -> Result<Vec<Row>> {
+async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Option<HttpRow>, MemoryRow)> {
     println!("— {items} attractions: generating, importing, training, deploying");
     let d = deploy(items, args.interactions_per_item).await?;
     let mut rows = Vec::new();
@@ -267,8 +303,123 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<Vec<Row>> {
             baseline: "service warm user".into(),
         });
     }
+    let realtime = d.service.realtime_memory(&d.group);
+    let memory = MemoryRow {
+        items,
+        resident_mib: resident_mib(),
+        realtime_users: realtime.users,
+        realtime_events: realtime.events,
+        realtime_bytes_per_user: realtime.bytes as f64 / realtime.users.max(1) as f64,
+    };
+    let http = if args.http_seconds > 0 { measure_http(&d, items, args).await? } else { None };
     d.service.shutdown().await;
-    Ok(rows)
+    Ok((rows, http, memory))
+}
+
+/// `wrk`'s latency line (`99%  3.21ms`) in milliseconds.
+fn wrk_millis(text: &str, label: &str) -> Option<f64> {
+    let line = text.lines().map(str::trim).find(|l| l.starts_with(label))?;
+    let value = line.split_whitespace().nth(1)?;
+    let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic())?);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => return None,
+    })
+}
+
+async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Option<HttpRow>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = d.service.clone();
+    let server = tokio::spawn(async move {
+        let _ = travelrec_server::serve(listener, served, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let paths: Vec<String> =
+        d.users.iter().take(500).map(|u| format!("/getRecommendations?campaignArn={}&userId={u}&numResults=25", d.campaign)).collect();
+
+    // Maximum throughput: wrk in its own process, cycling through the users.
+    let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    let list: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        script.path(),
+        format!(
+            "local paths = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n",
+            list.join(",")
+        ),
+    )?;
+    let mut wrk = std::process::Command::new("wrk");
+    wrk.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.http_seconds), "--latency", "-s"])
+        .arg(script.path())
+        .arg(format!("http://{address}"));
+    let output = tokio::task::spawn_blocking(move || wrk.output()).await?;
+    let result = match output {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("   HTTP: wrk is not installed (apt-get install wrk); skipped");
+            None
+        }
+        Err(e) => return Err(e.into()),
+        Ok(output) => {
+            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            let rps = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("wrk printed no Requests/sec: {text}{}", String::from_utf8_lossy(&output.stderr)))?;
+            if text.contains("Non-2xx") {
+                bail!("wrk saw error responses: {text}");
+            }
+            let (p50, p99) = (wrk_millis(&text, "50%").unwrap_or(f64::NAN), wrk_millis(&text, "99%").unwrap_or(f64::NAN));
+            let rate = (rps / 2.0).max(1.0);
+            let (fixed, errors) = open_loop(&format!("http://{address}"), &paths, rate, args.http_seconds).await?;
+            Some(HttpRow {
+                items,
+                max_requests_per_second: rps,
+                max_p50_ms: p50,
+                max_p99_ms: p99,
+                fixed_rate: rate,
+                fixed_p50_ms: fixed.value_at_quantile(0.5) as f64 / 1e6,
+                fixed_p99_ms: fixed.value_at_quantile(0.99) as f64 / 1e6,
+                fixed_errors: errors,
+            })
+        }
+    };
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(result)
+}
+
+/// Requests at a fixed `rate` for `seconds`, each timed from when it was due.
+async fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64) -> Result<(Histogram<u64>, u64)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let total = (rate * seconds as f64) as usize;
+    let start = tokio::time::Instant::now();
+    let interval = std::time::Duration::from_secs_f64(1.0 / rate);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due).await;
+        let (client, url) = (client.clone(), format!("{base}{}", paths[i % paths.len()]));
+        tasks.spawn(async move {
+            let ok = matches!(client.get(url).send().await, Ok(r) if r.status().is_success());
+            (due.elapsed().as_nanos().max(1) as u64, ok)
+        });
+    }
+    let mut h = histogram();
+    let mut errors = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (nanos, ok) = done?;
+        h.record(nanos)?;
+        errors += u64::from(!ok);
+    }
+    Ok((h, errors))
 }
 
 fn resident_mib() -> Option<f64> {
@@ -279,23 +430,56 @@ fn resident_mib() -> Option<f64> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let mut rows = Vec::new();
-    let mut memory = Vec::new();
+    let (mut rows, mut http, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     for &items in &args.items {
-        rows.extend(measure_size(items, &args).await?);
-        memory.push(json!({"items": items, "resident_mib_after": resident_mib()}));
+        let (size_rows, size_http, size_memory) = measure_size(items, &args).await?;
+        rows.extend(size_rows);
+        http.extend(size_http);
+        memory.push(size_memory);
     }
     println!();
-    println!("{:>7}  {:<38} {:>10} {:>10} {:>8}", "items", "scenario", "p50 µs", "p99 µs", "ratio");
+    println!("{:>7}  {:<38} {:>10} {:>10} {:>8}", "items", "scenario (in-process)", "p50 µs", "p99 µs", "ratio");
     for r in &rows {
         println!("{:>7}  {:<38} {:>10.1} {:>10.1} {:>7.2}×", r.items, r.scenario, r.p50_us, r.p99_us, r.ratio);
     }
     println!("ratios: engine rows against the naive engine path, service rows against the plain warm-user call (same size, same run)");
-    if let Some(mib) = resident_mib() {
-        println!("resident memory of this process at the end: {mib:.0} MiB");
+    if !http.is_empty() {
+        println!();
+        println!(
+            "{:>7}  {:>12} {:>9} {:>9}   {:>10} {:>9} {:>9} {:>7}",
+            "items", "max req/s", "p50 ms", "p99 ms", "fixed req/s", "p50 ms", "p99 ms", "errors"
+        );
+        for h in &http {
+            println!(
+                "{:>7}  {:>12.0} {:>9.2} {:>9.2}   {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                h.items,
+                h.max_requests_per_second,
+                h.max_p50_ms,
+                h.max_p99_ms,
+                h.fixed_rate,
+                h.fixed_p50_ms,
+                h.fixed_p99_ms,
+                h.fixed_errors
+            );
+        }
+        println!(
+            "HTTP: GET /getRecommendations (25 items) on loopback; max by wrk ({} connections), fixed rate = half of it, open loop",
+            args.connections
+        );
+    }
+    println!();
+    for m in &memory {
+        println!(
+            "{:>7} items: process resident {} MiB (training leftovers and the bench's own model copy included); real-time state {:.0} bytes per user ({} users, {} events)",
+            m.items,
+            m.resident_mib.map_or("?".to_string(), |v| format!("{v:.0}")),
+            m.realtime_bytes_per_user,
+            m.realtime_users,
+            m.realtime_events
+        );
     }
     if let Some(path) = &args.json {
-        let report = json!({"benchmark": "serve", "rows": rows, "memory": memory});
+        let report = json!({"benchmark": "serve", "rows": rows, "http": http, "memory": memory});
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())

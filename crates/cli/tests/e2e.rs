@@ -527,6 +527,8 @@ fn the_serving_benchmark_runs_and_prints_its_table() {
         "20",
         "--requests",
         "30",
+        "--http-seconds",
+        "1",
         "--json",
         json.path().to_str().unwrap(),
     ]);
@@ -535,4 +537,13 @@ fn the_serving_benchmark_runs_and_prints_its_table() {
     assert!(table.contains("engine: naive") && table.contains("service: + context + filter") && table.contains("ratio"), "{table}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     assert_eq!(report["rows"].as_array().unwrap().len(), 8);
+    assert!(report["memory"][0]["realtime_bytes_per_user"].as_f64().unwrap() > 0.0, "{report}");
+    // CI installs wrk; elsewhere the HTTP part says it was skipped.
+    let wrk_installed = std::process::Command::new("wrk").arg("--version").output().is_ok();
+    if wrk_installed {
+        assert!(table.contains("max req/s"), "{table}");
+        assert_eq!(report["http"][0]["fixed_errors"], 0, "{report}");
+    } else {
+        assert!(table.contains("wrk is not installed"), "{table}");
+    }
 }

@@ -4,10 +4,10 @@
 use crate::Service;
 use crate::catalogue::Fields;
 use crate::error::{Result, ServiceError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use travelrec_engine::Model;
 use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext};
+use travelrec_engine::{HistoryEvent, Model};
 use travelrec_store::{DatasetGroup, Filter, Lifecycle, ResourceKind, Status, validate_name};
 
 impl Service {
@@ -56,13 +56,66 @@ impl Service {
     }
 }
 
+/// The event types a user has per item, built per request in one pass over
+/// their history: items sorted for binary search, each pointing at one of the
+/// few distinct type combinations (no string copied per event).
+pub(crate) struct UserEvents {
+    /// (item, index into `combinations`), sorted by item.
+    items: Vec<(u32, u16)>,
+    combinations: Vec<Vec<String>>,
+}
+
+impl UserEvents {
+    pub fn new<'e>(model: &Model, events: impl Iterator<Item = &'e HistoryEvent>) -> Self {
+        // Event types as bits (the first 64 types; more are vanishingly rare).
+        let mut masks: Vec<(u32, u64)> = events.map(|e| (e.item, 1u64 << (e.event_type as u32).min(63))).collect();
+        masks.sort_unstable_by_key(|&(item, _)| item);
+        masks.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 |= later.1;
+            }
+            same
+        });
+        let mut distinct: Vec<u64> = Vec::new();
+        let mut combinations = Vec::new();
+        let items = masks
+            .into_iter()
+            .map(|(item, mask)| {
+                let index = match distinct.iter().position(|&m| m == mask) {
+                    Some(index) => index,
+                    None => {
+                        distinct.push(mask);
+                        combinations.push(
+                            (0..64u32)
+                                .filter(|bit| mask & (1 << bit) != 0)
+                                .filter_map(|bit| model.event_types.get(bit as usize).cloned())
+                                .collect(),
+                        );
+                        distinct.len() - 1
+                    }
+                };
+                (item, index as u16)
+            })
+            .collect();
+        Self { items, combinations }
+    }
+
+    fn types(&self, item: u32) -> &[String] {
+        match self.items.binary_search_by_key(&item, |&(i, _)| i) {
+            Ok(at) => &self.combinations[self.items[at].1 as usize],
+            Err(_) => &[],
+        }
+    }
+}
+
 /// What a filter may look at for one request.
 pub(crate) struct RequestFilterContext<'a> {
     pub model: &'a Model,
     /// Fields by model item index.
     pub item_fields: &'a [Fields],
     /// Event types the user has, by model item index.
-    pub user_events: HashMap<u32, Vec<String>>,
+    pub user_events: UserEvents,
     pub user_fields: Option<Fields>,
     pub current_item: Option<u32>,
 }
@@ -84,7 +137,7 @@ impl FilterContext for RequestFilterContext<'_> {
     }
 
     fn user_event_types(&self, item: u32) -> &[String] {
-        self.user_events.get(&item).map_or(&[], |types| types.as_slice())
+        self.user_events.types(item)
     }
 
     fn user_field(&self, name: &str) -> Option<&str> {

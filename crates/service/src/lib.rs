@@ -173,6 +173,11 @@ impl Service {
         Ok(service)
     }
 
+    /// What the real-time user state of a dataset group holds in memory.
+    pub fn realtime_memory(&self, dataset_group_arn: &str) -> realtime::RealtimeMemory {
+        self.inner.realtime.group(dataset_group_arn).memory()
+    }
+
     /// Event counts of a dataset group, for the dashboard.
     pub fn analytics(&self, dataset_group_arn: &str) -> GroupAnalytics {
         self.inner.analytics.snapshot(dataset_group_arn)

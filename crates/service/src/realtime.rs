@@ -41,14 +41,31 @@ pub fn after_cutoff(position: EventPosition, cutoff: &Cutoff) -> bool {
 /// them is deployed.
 pub struct GroupState {
     users: DashMap<String, Mutex<VecDeque<RecentEvent>>>,
+    /// Item ids and event types, shared by every event that names them.
+    interned: DashMap<Arc<str>, ()>,
     /// `None` until something was loaded from the store: only live events so far.
     loaded: Mutex<Option<Cutoff>>,
     max_per_user: usize,
 }
 
+/// What the real-time state of a group holds, approximately, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RealtimeMemory {
+    pub users: usize,
+    pub events: usize,
+    pub bytes: usize,
+}
+
 impl GroupState {
     fn new(max_per_user: usize) -> Self {
-        Self { users: DashMap::new(), loaded: Mutex::new(None), max_per_user }
+        Self { users: DashMap::new(), interned: DashMap::new(), loaded: Mutex::new(None), max_per_user }
+    }
+
+    fn intern(&self, text: &Arc<str>) -> Arc<str> {
+        if let Some(entry) = self.interned.get(&**text) {
+            return entry.key().clone();
+        }
+        self.interned.entry(text.clone()).or_insert(()).key().clone()
     }
 
     /// Records events for one user, keeping the newest `max_per_user` by log
@@ -56,7 +73,9 @@ impl GroupState {
     pub fn record(&self, user_id: &str, events: impl IntoIterator<Item = RecentEvent>) {
         let entry = self.users.entry(user_id.to_string()).or_insert_with(|| Mutex::new(VecDeque::new()));
         let mut queue = entry.lock();
-        for event in events {
+        for mut event in events {
+            event.item_id = self.intern(&event.item_id);
+            event.event_type = self.intern(&event.event_type);
             if queue.iter().any(|e| e.position == event.position) {
                 continue;
             }
@@ -79,6 +98,21 @@ impl GroupState {
             Some(queue) => queue.lock().iter().filter(|e| after_cutoff(e.position, cutoff)).cloned().collect(),
             None => Vec::new(),
         }
+    }
+
+    /// Users, events and bytes held: per user its id, its queue and the
+    /// queue's slots; interned strings once for the whole group.
+    pub fn memory(&self) -> RealtimeMemory {
+        let (mut events, mut bytes) = (0, 0);
+        for entry in self.users.iter() {
+            let queue = entry.value().lock();
+            events += queue.len();
+            bytes += std::mem::size_of::<(String, Mutex<VecDeque<RecentEvent>>)>()
+                + entry.key().capacity()
+                + queue.capacity() * std::mem::size_of::<RecentEvent>();
+        }
+        bytes += self.interned.iter().map(|e| std::mem::size_of::<Arc<str>>() + 16 + e.key().len()).sum::<usize>();
+        RealtimeMemory { users: self.users.len(), events, bytes }
     }
 
     /// Whether every event newer than `cutoff` is already here.
@@ -150,6 +184,22 @@ mod tests {
         assert_eq!(group.recent("u", &Cutoff::from([(0, 6)])).len(), 2);
         assert_eq!(group.recent("u", &Cutoff::from([(1, 100)])).len(), 3, "a cutoff on another partition does not apply");
         assert!(group.recent("nobody", &Cutoff::new()).is_empty());
+    }
+
+    #[test]
+    fn shares_item_ids_and_counts_its_memory() {
+        let group = GroupState::new(50);
+        for u in 0..200 {
+            let events = (0..5).map(|k| RecentEvent { item_id: format!("item-{}", (u + k) % 30).into(), ..event(0, (u * 10 + k) as u64) });
+            group.record(&format!("user-{u}"), events);
+        }
+        let memory = group.memory();
+        assert_eq!((memory.users, memory.events), (200, 1000));
+        let a = group.recent("user-1", &Cutoff::new());
+        let b = group.recent("user-31", &Cutoff::new());
+        assert!(Arc::ptr_eq(&a[0].item_id, &b[0].item_id), "the same item id is stored once: {:?} {:?}", a[0], b[0]);
+        let per_user = memory.bytes / memory.users;
+        assert!(per_user > 5 * std::mem::size_of::<RecentEvent>() && per_user < 2048, "{per_user} bytes per user");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::Service;
 use crate::catalogue::{Catalogue, Fields};
 use crate::context::{city_centres, engine_context, parse_context};
 use crate::error::{ErrorKind, Result, ServiceError};
-use crate::filters::RequestFilterContext;
+use crate::filters::{RequestFilterContext, UserEvents};
 use crate::realtime::{Cutoff, RecentEvent, after_cutoff, event_location};
 use crate::training::item_meta;
 use std::collections::{BTreeMap, HashMap};
@@ -428,14 +428,7 @@ impl Service {
         current_item: Option<u32>,
     ) -> Result<RequestFilterContext<'a>> {
         let model = &deployment.model;
-        let mut user_events: HashMap<u32, Vec<String>> = HashMap::new();
-        for event in model.histories.get(user_id).iter().chain(recent) {
-            let name = model.event_types.get(event.event_type as usize).cloned().unwrap_or_default();
-            let types = user_events.entry(event.item).or_default();
-            if !types.contains(&name) {
-                types.push(name);
-            }
-        }
+        let user_events = UserEvents::new(model, model.histories.get(user_id).iter().chain(recent));
         let user_fields =
             if user_id.is_empty() { None } else { self.catalogue(&deployment.dataset_group_arn).await?.users.get(user_id).cloned() };
         Ok(RequestFilterContext { model, item_fields: &deployment.item_fields, user_events, user_fields, current_item })
