@@ -309,7 +309,9 @@ fn write_items(world: &World, path: &Path) -> io::Result<()> {
             (format!("{district} {theme} {}", genre.noun), format!("in {}'s {district} district", city.name))
         };
         let description = format!("{article} {adjective} {} {place}, {feature}", genre.phrase);
-        let seasons: Vec<String> = item.season.iter().map(u32::to_string).collect();
+        // The calendar months it is open (seasons are flipped south of the equator).
+        let southern = city.southern_hemisphere();
+        let seasons: Vec<String> = (1..=12).filter(|&m| in_season(&item.season, m, southern)).map(|m| m.to_string()).collect();
         writeln!(
             out,
             "{},{},{},{},{},{:.5},{:.5},{},{}",
@@ -759,9 +761,9 @@ mod tests {
             if row[3] == "book" {
                 bookings += 1;
                 let month = month_of(row[2].parse().unwrap());
-                let southern = CITIES.iter().find(|c| c.name == city).unwrap().southern_hemisphere();
+                // SEASONS lists calendar months (already flipped south of the equator).
                 let months: Vec<u32> = seasons.split('|').map(|m| m.parse().unwrap()).collect();
-                if in_season(&months, month, southern) {
+                if months.contains(&month) {
                     in_season_bookings += 1;
                 }
             }
