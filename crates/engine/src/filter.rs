@@ -125,6 +125,13 @@ pub trait FilterContext {
     fn item_id(&self, item: u32) -> &str;
     /// Event types the current user has on `item` (empty when none).
     fn user_event_types(&self, item: u32) -> &[String];
+
+    /// The items the user has events on, sorted and distinct, when the
+    /// caller has them at hand: a filter that can only reject such items
+    /// then looks at these instead of the whole catalogue.
+    fn user_items(&self) -> Option<&[u32]> {
+        None
+    }
     /// A field of the requesting user (`None` when unknown).
     fn user_field(&self, field: &str) -> Option<&str>;
     /// A field of the request's current item; `None` when the request has no current item.
@@ -241,6 +248,19 @@ impl BoundFilter {
     pub fn apply(&self, scores: &mut [f32], context: &dyn FilterContext) {
         let prepared = self.prepare(context);
         if prepared.includes.is_empty() && prepared.excludes.is_empty() {
+            return;
+        }
+        // "Not what the user booked": only the user's own items can be rejected.
+        if let (true, Some(items)) =
+            (prepared.includes.is_empty() && prepared.excludes.iter().all(|c| c.needs_user_event()), context.user_items())
+        {
+            for &item in items {
+                if let Some(score) = scores.get_mut(item as usize).filter(|s| **s != f32::NEG_INFINITY)
+                    && !prepared.allows(item, context)
+                {
+                    *score = f32::NEG_INFINITY;
+                }
+            }
             return;
         }
         for (item, score) in scores.iter_mut().enumerate() {
@@ -485,6 +505,16 @@ impl ValueSet {
 }
 
 impl Check {
+    /// Whether the check can only hold for an item the user has events on.
+    fn needs_user_event(&self) -> bool {
+        match self {
+            Check::Events { .. } => true,
+            Check::All(checks) => checks.iter().any(Check::needs_user_event),
+            Check::Any(checks) => checks.iter().all(Check::needs_user_event),
+            Check::Value { .. } => false,
+        }
+    }
+
     fn holds(&self, item: u32, context: &dyn FilterContext, current: &[Option<Resolved<'_>>]) -> bool {
         match self {
             Check::All(checks) => checks.iter().all(|c| c.holds(item, context, current)),
@@ -1895,5 +1925,52 @@ mod tests {
         let kept = scores.iter().filter(|s| s.is_finite()).count();
         println!("apply: {per_item:.1} ns per item ({kept} of {n} kept)");
         assert!(kept > 0 && kept < n);
+    }
+
+    /// Gives the user's items, so event-only exclusions look at those alone.
+    struct WithUserItems<'a> {
+        inner: &'a Catalogue,
+        items: Vec<u32>,
+    }
+
+    impl FilterContext for WithUserItems<'_> {
+        fn item_field(&self, item: u32, field: &str) -> Option<&str> {
+            self.inner.item_field(item, field)
+        }
+        fn item_id(&self, item: u32) -> &str {
+            self.inner.item_id(item)
+        }
+        fn user_event_types(&self, item: u32) -> &[String] {
+            self.inner.user_event_types(item)
+        }
+        fn user_field(&self, field: &str) -> Option<&str> {
+            self.inner.user_field(field)
+        }
+        fn current_item_field(&self, field: &str) -> Option<&str> {
+            self.inner.current_item_field(field)
+        }
+        fn user_items(&self) -> Option<&[u32]> {
+            Some(&self.items)
+        }
+    }
+
+    #[test]
+    fn looking_only_at_the_users_items_changes_nothing() {
+        let catalogue = catalogue();
+        let items = (0..catalogue.ids.len() as u32).filter(|&i| !catalogue.events[i as usize].is_empty()).collect();
+        let fast = WithUserItems { inner: &catalogue, items };
+        for expression in [
+            "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"book\")",
+            "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"view\", \"click\")",
+            "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"view\") | EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"book\")",
+            "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"view\") | EXCLUDE ItemID WHERE Items.CITY IN (\"Paris\")",
+            "INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"click\")",
+        ] {
+            let bound = Filter::parse(expression).unwrap().bind(&BTreeMap::new()).unwrap();
+            let (mut everything, mut only_theirs) = (vec![0.5f32; catalogue.ids.len()], vec![0.5f32; catalogue.ids.len()]);
+            bound.apply(&mut everything, &catalogue);
+            bound.apply(&mut only_theirs, &fast);
+            assert_eq!(everything, only_theirs, "{expression}");
+        }
     }
 }

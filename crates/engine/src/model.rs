@@ -642,8 +642,14 @@ impl Model {
                 }
             }
         }
-        if let (true, Some(here)) = (on(Feature::Nearby), context.location) {
-            self.nearness(here, &mut f.values[Feature::Nearby as usize]);
+        if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
+            if on(Feature::Proximity) && here == Some(now) {
+                // The user has moved on: proximity already counts from here.
+                let (before, from_nearby) = f.values.split_at_mut(Feature::Nearby as usize);
+                from_nearby[0].copy_from_slice(&before[Feature::Proximity as usize]);
+            } else {
+                self.nearness(now, &mut f.values[Feature::Nearby as usize]);
+            }
         }
         if let (true, Some(time)) = (on(Feature::Season), context.time) {
             let month = crate::context::month_of(time);

@@ -122,12 +122,7 @@ struct ItemRequest {
 }
 
 async fn put_items(State(state): State<AppState>, LenientJson(req): LenientJson<PutItemsRequest>) -> ApiResult<Json<Value>> {
-    let items = req
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| Ok((item.item_id, properties(&format!("items[{i}].properties"), item.properties)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = entries("items", req.items.into_iter().map(|item| (item.item_id, item.properties)))?;
     state.service.put_items(&req.dataset_arn, items).await?;
     Ok(Json(json!({})))
 }
@@ -148,12 +143,7 @@ struct UserRequest {
 }
 
 async fn put_users(State(state): State<AppState>, LenientJson(req): LenientJson<PutUsersRequest>) -> ApiResult<Json<Value>> {
-    let users = req
-        .users
-        .into_iter()
-        .enumerate()
-        .map(|(i, user)| Ok((user.user_id, properties(&format!("users[{i}].properties"), user.properties)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let users = entries("users", req.users.into_iter().map(|user| (user.user_id, user.properties)))?;
     state.service.put_users(&req.dataset_arn, users).await?;
     Ok(Json(json!({})))
 }
@@ -176,14 +166,18 @@ struct LocalEventRequest {
 /// Local events (festivals, markets…) of a LOCAL_EVENTS dataset; they shape
 /// recommendations for their dates at once.
 async fn put_local_events(State(state): State<AppState>, LenientJson(req): LenientJson<PutLocalEventsRequest>) -> ApiResult<Json<Value>> {
-    let events = req
-        .local_events
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Ok((event.local_event_id, properties(&format!("localEvents[{i}].properties"), event.properties)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let events = entries("localEvents", req.local_events.into_iter().map(|event| (event.local_event_id, event.properties)))?;
     state.service.put_local_events(&req.dataset_arn, events).await?;
     Ok(Json(json!({})))
+}
+
+/// An item, user or local event: its id and its fields.
+type Entry = (String, Vec<(String, String)>);
+
+/// `(id, properties)` pairs of a Put* list, each properties object as
+/// fields, problems named by their place in `list`.
+fn entries(list: &str, rows: impl Iterator<Item = (String, Option<Value>)>) -> ApiResult<Vec<Entry>> {
+    rows.enumerate().map(|(i, (id, props))| Ok((id, properties(&format!("{list}[{i}].properties"), props)?))).collect()
 }
 
 fn group_arn(state: &AppState, name: &str) -> String {

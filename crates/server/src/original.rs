@@ -12,7 +12,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use travelrec_service::DataRecord;
+use travelrec_service::{DataRecord, RecommendationRequest};
 use travelrec_store::{Campaign, SolutionVersion};
 
 pub fn routes() -> axum::Router<AppState> {
@@ -118,21 +118,10 @@ async fn create_event_tracker(State(state): State<AppState>, LenientJson(req): L
 /// problem gets its own message (the original answered 502 to all of them).
 /// Context keys (`LOCATION`, `CITY`, `DATE`, `DEVICE`) and `filterArn` /
 /// `filterValues` (a JSON object) are travelrec's additions.
-pub(crate) struct RecommendationQuery {
-    pub campaign_arn: String,
-    /// Who to recommend for; optional when `item_id` asks for similar items.
-    pub user_id: Option<String>,
-    pub item_id: Option<String>,
-    pub num_results: usize,
-    pub context: BTreeMap<String, String>,
-    pub filter_arn: Option<String>,
-    pub filter_values: BTreeMap<String, String>,
-}
-
 const QUERY_KEYS: &[&str] =
     &["campaignArn", "userId", "itemId", "numResults", "filterArn", "filterValues", "LOCATION", "CITY", "DATE", "DEVICE"];
 
-pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<RecommendationQuery> {
+pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<RecommendationRequest> {
     // `+` is a space and `%XX` a byte; an unencoded ARN (as the original's
     // Postman collection sends) passes unchanged.
     let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()));
@@ -182,21 +171,11 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request(format!("numResults `{v}` is not a whole number between 1 and 500")))?,
     };
-    Ok(RecommendationQuery { campaign_arn, user_id, item_id, num_results, context, filter_arn, filter_values })
+    Ok(RecommendationRequest { campaign_arn, user_id, item_id, num_results, context, filter_arn, filter_values, promotions: Vec::new() })
 }
 
 async fn get_recommendations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
-    let query = parse_recommendation_query(raw.as_deref())?;
-    let request = travelrec_service::RecommendationRequest {
-        campaign_arn: query.campaign_arn,
-        user_id: query.user_id,
-        item_id: query.item_id,
-        num_results: query.num_results,
-        context: query.context,
-        filter_arn: query.filter_arn,
-        filter_values: query.filter_values,
-        promotions: Vec::new(),
-    };
+    let request = parse_recommendation_query(raw.as_deref())?;
     let recommendations = state.service.get_recommendations(&request).await?;
     Ok(Json(json!({
         "$metadata": metadata(StatusCode::OK),

@@ -62,6 +62,8 @@ impl Service {
 pub(crate) struct UserEvents {
     /// (item, index into `combinations`), sorted by item.
     items: Vec<(u32, u16)>,
+    /// The same items alone.
+    item_ids: Vec<u32>,
     combinations: Vec<Vec<String>>,
 }
 
@@ -79,7 +81,7 @@ impl UserEvents {
         });
         let mut distinct: Vec<u64> = Vec::new();
         let mut combinations = Vec::new();
-        let items = masks
+        let items: Vec<(u32, u16)> = masks
             .into_iter()
             .map(|(item, mask)| {
                 let index = match distinct.iter().position(|&m| m == mask) {
@@ -98,7 +100,8 @@ impl UserEvents {
                 (item, index as u16)
             })
             .collect();
-        Self { items, combinations }
+        let item_ids = items.iter().map(|&(item, _)| item).collect();
+        Self { items, item_ids, combinations }
     }
 
     fn types(&self, item: u32) -> &[String] {
@@ -138,6 +141,10 @@ impl FilterContext for RequestFilterContext<'_> {
 
     fn user_event_types(&self, item: u32) -> &[String] {
         self.user_events.types(item)
+    }
+
+    fn user_items(&self) -> Option<&[u32]> {
+        Some(&self.user_events.item_ids)
     }
 
     fn user_field(&self, name: &str) -> Option<&str> {
