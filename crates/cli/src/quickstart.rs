@@ -137,6 +137,9 @@ The original API (also under {base}/prod/...):
   # recommendations for user 429
   curl "{base}/getRecommendations?campaignArn={c}&userId=429&numResults=5"
 
+  # ... for the same user standing in Lisbon in July (context: LOCATION, CITY, DATE, DEVICE)
+  curl "{base}/getRecommendations?campaignArn={c}&userId=429&numResults=5&CITY=Lisbon&DATE=2026-07-14"
+
   # user 429 clicked attraction 185 three times: the next recommendations change at once
   curl -X POST {base}/data -d '{{"stream-name": "my-stream", "Data": {{"userId": "429", "interactions": 3, "itemId": "185", "trackingId": "{t}", "eventType": "click", "dateFrom": "2022-01-01", "dateTo": "2023-04-05"}}, "PartitionKey": "429"}}'
   curl "{base}/getRecommendations?campaignArn={c}&userId=429&numResults=5"
