@@ -527,16 +527,18 @@ impl Model {
         }
         let n = self.items.len();
         let total: f32 = profile.weighted.iter().map(|(_, w)| w).sum();
+        // The user's items, prepared once: each cold item is compared with all of them.
+        let anchors: Vec<Anchor> = profile
+            .weighted
+            .iter()
+            .filter_map(|&(other, weight)| self.item_meta.get(other as usize).map(|meta| Anchor::new(meta, weight)))
+            .collect();
         let resemblance = |meta: &ItemMeta| -> f32 {
             if total <= 0.0 {
                 return 0.5;
             }
-            profile
-                .weighted
-                .iter()
-                .map(|&(other, w)| w * self.item_meta.get(other as usize).map_or(0.0, |m| meta_similarity(meta, m)))
-                .sum::<f32>()
-                / total
+            let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians()));
+            anchors.iter().map(|a| a.weight * a.similarity(meta, place)).sum::<f32>() / total
         };
         let mut candidates: Vec<(usize, f32)> = cold
             .iter()
@@ -804,26 +806,42 @@ pub struct Query<'a> {
     pub promotions: Vec<Promotion<'a>>,
 }
 
-/// How alike two items are by what is known about them: shared categories,
-/// the same city, nearness. 0..1.
-fn meta_similarity(a: &ItemMeta, b: &ItemMeta) -> f32 {
-    let shared = a.categories.iter().filter(|c| b.categories.contains(c)).count() as f32;
-    let union = (a.categories.len() + b.categories.len()) as f32 - shared;
-    let categories = if union > 0.0 { shared / union } else { 0.0 };
-    let city = match (&a.city, &b.city) {
-        (Some(x), Some(y)) if x == y => 1.0,
-        _ => 0.0,
-    };
-    let near = match (a.location, b.location) {
-        (Some((la, lo)), Some((lb, lob))) => {
-            // Equirectangular: one cosine instead of a haversine's five calls; exact enough within a region.
-            let dy = (lb - la).to_radians();
-            let dx = (lob - lo).to_radians() * la.to_radians().cos();
-            (-(EARTH_KM as f64) * (dx * dx + dy * dy).sqrt() / 5.0).exp() as f32
-        }
-        _ => city,
-    };
-    0.4 * categories + 0.3 * city + 0.3 * near
+/// One of the user's items, as cold items are compared with it.
+struct Anchor<'a> {
+    weight: f32,
+    meta: &'a ItemMeta,
+    /// Latitude and longitude in radians, and the cosine of the latitude.
+    place: Option<(f64, f64, f64)>,
+}
+
+impl<'a> Anchor<'a> {
+    fn new(meta: &'a ItemMeta, weight: f32) -> Self {
+        let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
+        Self { weight, meta, place }
+    }
+
+    /// How alike an item is to this one by what is known about them: shared
+    /// categories, the same city, nearness (5 km scale, nothing beyond 60 km). 0..1.
+    fn similarity(&self, other: &ItemMeta, other_place: Option<(f64, f64)>) -> f32 {
+        let a = self.meta;
+        let shared = a.categories.iter().filter(|c| other.categories.contains(c)).count() as f32;
+        let union = (a.categories.len() + other.categories.len()) as f32 - shared;
+        let categories = if union > 0.0 { shared / union } else { 0.0 };
+        let city = match (&a.city, &other.city) {
+            (Some(x), Some(y)) if x == y => 1.0,
+            _ => 0.0,
+        };
+        let near = match (self.place, other_place) {
+            (Some((lat, lon, cos_lat)), Some((other_lat, other_lon))) => {
+                // Equirectangular around this item: no trigonometry per pair.
+                let (dx, dy) = ((other_lon - lon) * cos_lat, other_lat - lat);
+                let km = EARTH_KM as f64 * (dx * dx + dy * dy).sqrt();
+                if km > 60.0 { 0.0 } else { (-km / 5.0).exp() as f32 }
+            }
+            _ => city,
+        };
+        0.4 * categories + 0.3 * city + 0.3 * near
+    }
 }
 
 /// Log popularity scaled to 0..1.

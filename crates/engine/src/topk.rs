@@ -28,12 +28,14 @@ pub fn softmax_in_place(scores: &mut [f32], temperature: f32) {
     let mean = sum / count as f64;
     let variance = scores.iter().filter(|s| s.is_finite()).map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / count as f64;
     let scale = 1.0 / (variance.sqrt().max(1e-12) * temperature.max(1e-6) as f64);
-    let max = scores.iter().filter(|s| s.is_finite()).fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+    let max = scores.iter().filter(|s| s.is_finite()).fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    // Exponentials in f32 (every argument is ≤ 0, so nothing overflows), summed in f64.
+    let scale = scale as f32;
     let mut total = 0f64;
     for s in scores.iter_mut() {
-        let e = if s.is_finite() { ((*s as f64 - max) * scale).exp() } else { 0.0 };
-        *s = e as f32;
-        total += e;
+        let e = if s.is_finite() { ((*s - max) * scale).exp() } else { 0.0 };
+        *s = e;
+        total += e as f64;
     }
     let inverse = (1.0 / total) as f32;
     scores.iter_mut().for_each(|s| *s *= inverse);
