@@ -24,7 +24,8 @@ impl Service {
             lifecycle: Lifecycle::new(Status::Active),
         };
         self.store_dyn().insert(filter.clone()).await?;
-        self.inner.filters.insert(filter.filter_arn.clone(), Arc::new(parsed));
+        let cached = ParsedFilter { dataset_group_arn: filter.dataset_group_arn.clone(), expression: parsed };
+        self.inner.filters.insert(filter.filter_arn.clone(), Arc::new(cached));
         Ok(filter)
     }
 
@@ -41,18 +42,20 @@ impl Service {
             Some(parsed) => parsed,
             None => {
                 let filter: Filter = self.describe(arn).await?;
-                if filter.dataset_group_arn != group_arn {
-                    return Err(ServiceError::invalid(format!(
-                        "filter {arn} belongs to {}, not to the campaign's {group_arn}",
-                        filter.dataset_group_arn
-                    )));
-                }
-                let parsed = Arc::new(Expression::parse(&filter.filter_expression).map_err(|e| ServiceError::internal(e.to_string()))?);
+                let expression = Expression::parse(&filter.filter_expression).map_err(|e| ServiceError::internal(e.to_string()))?;
+                let parsed = Arc::new(ParsedFilter { dataset_group_arn: filter.dataset_group_arn, expression });
                 self.inner.filters.insert(arn.to_string(), parsed.clone());
                 parsed
             }
         };
-        parsed.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))
+        // Checked on every use, cached or not: a filter serves its own group only.
+        if parsed.dataset_group_arn != group_arn {
+            return Err(ServiceError::invalid(format!(
+                "filter {arn} belongs to {}, not to the campaign's {group_arn}",
+                parsed.dataset_group_arn
+            )));
+        }
+        parsed.expression.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))
     }
 }
 
@@ -110,6 +113,12 @@ impl UserEvents {
             Err(_) => &[],
         }
     }
+}
+
+/// A filter's expression, parsed once, and the dataset group it belongs to.
+pub(crate) struct ParsedFilter {
+    dataset_group_arn: String,
+    expression: Expression,
 }
 
 /// What a filter may look at for one request.

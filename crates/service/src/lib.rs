@@ -122,7 +122,8 @@ struct Inner {
     /// Items', users' and local events' fields per dataset group (see `catalogue`).
     catalogues: DashMap<String, Arc<catalogue::Catalogue>>,
     /// Parsed filter expressions by filter ARN.
-    filters: DashMap<String, Arc<travelrec_engine::filter::Filter>>,
+    /// Parsed filters by ARN, with the dataset group each belongs to.
+    filters: DashMap<String, Arc<filters::ParsedFilter>>,
     analytics: consumers::Analytics,
     archive_dir: Option<PathBuf>,
     archive_flush_interval: Duration,

@@ -263,6 +263,15 @@ async fn filters_promotions_and_malformed_context() {
         assert_eq!(ids.len(), k, "no item twice");
     }
 
+    // A filter of another dataset group is refused, whether or not it is cached.
+    let other_group = s.create_dataset_group("other-group").await.unwrap().dataset_group_arn;
+    let foreign = s.create_filter("foreign", &other_group, "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"book\")").await.unwrap();
+    let mut request = f.request("3", 10, &[]);
+    request.filter_arn = Some(foreign.filter_arn.clone());
+    let err = s.get_recommendations(&request).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("belongs to"), "{err}");
+
     // Malformed context is refused, naming the key.
     for (context, expected) in [
         (("LOCATION", "200,10"), "LOCATION"),
