@@ -59,7 +59,7 @@ fn millis(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
-/// A small deployed world: generated data, imported, trained, a campaign and a tracker.
+/// A small deployed world: generated data, imported, trained, a campaign and a tracker, served on loopback.
 struct World {
     service: travelrec_service::Service,
     base: String,
@@ -67,8 +67,80 @@ struct World {
     tracking_id: String,
     items: u32,
     _dir: Option<tempfile::TempDir>,
-    server: tokio::task::JoinHandle<()>,
+    server: LoopbackServer,
+}
+
+/// Generated data imported into a fresh data directory, trained with the
+/// default solution and deployed: what every benchmark starts from.
+pub(crate) struct Deployment {
+    pub service: travelrec_service::Service,
+    pub defaults: travelrec_service::DefaultResources,
+    pub version: travelrec_store::SolutionVersion,
+    pub campaign: travelrec_store::Campaign,
+    pub tracker: travelrec_store::EventTracker,
+}
+
+/// Generates `config`'s data under `dir`, imports it (items, local events,
+/// interactions) into a data directory beside it, trains and deploys.
+pub(crate) async fn deploy_generated(
+    dir: &std::path::Path,
+    config: &travelrec_datagen::GeneratorConfig,
+    durability: crate::DurabilityArg,
+    partitions: u32,
+) -> Result<Deployment> {
+    let data = dir.join("bench-data");
+    travelrec_datagen::generate(config, &data)?;
+    let store_args = crate::StoreArgs {
+        data_dir: dir.join("travelrec-data"),
+        region: "local".into(),
+        account: "000000000000".into(),
+        durability,
+        partitions,
+        log_retention_days: 7,
+        archive_flush_seconds: 60,
+    };
+    let service = crate::open_service(&store_args).await?;
+    let defaults = service.ensure_default_resources().await?;
+    for (dataset, file) in [
+        (&defaults.items_dataset_arn, travelrec_datagen::ITEMS_FILE),
+        (&defaults.local_events_dataset_arn, travelrec_datagen::LOCAL_EVENTS_FILE),
+        (&defaults.interactions_dataset_arn, travelrec_datagen::INTERACTIONS_FILE),
+    ] {
+        crate::progress::import_file(&service, dataset, &data.join(file), ImportMode::Full).await?;
+    }
+    let version = crate::progress::train_version(&service, &defaults.solution_arn, "bench").await?;
+    let campaign = crate::progress::deploy(&service, "bench", &version.solution_version_arn).await?;
+    let tracker = service.create_event_tracker("bench", &defaults.dataset_group_arn).await?;
+    Ok(Deployment { service, defaults, version, campaign, tracker })
+}
+
+/// The HTTP server on a free loopback port, until `stop`.
+pub(crate) struct LoopbackServer {
+    pub base: String,
     stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackServer {
+    pub async fn start(service: &travelrec_service::Service) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = service.clone();
+        let handle = tokio::spawn(async move {
+            let _ = travelrec_server::serve(listener, served, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Ok(Self { base, stop, handle })
+    }
+
+    /// Finishes in-flight requests and stops.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
 }
 
 async fn world(args: &IngestArgs) -> Result<World> {
@@ -79,45 +151,20 @@ async fn world(args: &IngestArgs) -> Result<World> {
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let data = dir.join("bench-data");
     let config =
         travelrec_datagen::GeneratorConfig { interactions: 50_000, users: 2_500, items_per_city: 25, cities: 8, ..Default::default() };
     let items = config.items_per_city * config.cities as u32;
-    travelrec_datagen::generate(&config, &data)?;
-    let store_args = crate::StoreArgs {
-        data_dir: dir.join("travelrec-data"),
-        region: "local".into(),
-        account: "000000000000".into(),
-        durability: args.durability,
-        partitions: 4,
-        log_retention_days: 7,
-        archive_flush_seconds: 60,
-    };
-    let service = crate::open_service(&store_args).await?;
-    let defaults = service.ensure_default_resources().await?;
-    crate::progress::import_file(&service, &defaults.items_dataset_arn, &data.join(travelrec_datagen::ITEMS_FILE), ImportMode::Full)
-        .await?;
-    crate::progress::import_file(
-        &service,
-        &defaults.interactions_dataset_arn,
-        &data.join(travelrec_datagen::INTERACTIONS_FILE),
-        ImportMode::Full,
-    )
-    .await?;
-    let version = crate::progress::train_version(&service, &defaults.solution_arn, "bench").await?;
-    let campaign = crate::progress::deploy(&service, "bench", &version.solution_version_arn).await?;
-    let tracker = service.create_event_tracker("bench", &defaults.dataset_group_arn).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = service.clone();
-    let server = tokio::spawn(async move {
-        let _ = travelrec_server::serve(listener, served, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    Ok(World { service, base, campaign: campaign.campaign_arn, tracking_id: tracker.tracking_id, items, _dir: temp, server, stop })
+    let deployment = deploy_generated(&dir, &config, args.durability, 4).await?;
+    let server = LoopbackServer::start(&deployment.service).await?;
+    Ok(World {
+        base: server.base.clone(),
+        service: deployment.service,
+        campaign: deployment.campaign.campaign_arn,
+        tracking_id: deployment.tracker.tracking_id,
+        items,
+        _dir: temp,
+        server,
+    })
 }
 
 fn events_body(world: &World, user: &str, batch: usize, counter: u64) -> Value {
@@ -300,8 +347,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         });
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    let _ = world.stop.send(());
-    let _ = world.server.await;
+    world.server.stop().await;
     world.service.shutdown().await;
     Ok(())
 }

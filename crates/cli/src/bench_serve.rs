@@ -29,7 +29,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 use travelrec_engine::{Context, Model, Query};
 use travelrec_service::{NewEvent, PromotionRequest, RecommendationRequest, Service};
-use travelrec_store::ImportMode;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -131,7 +130,6 @@ struct Deployed {
 
 async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
     let cities = 14u32.min(items.div_ceil(20).max(1));
     let interactions = items as u64 * interactions_per_item;
     let config = travelrec_datagen::GeneratorConfig {
@@ -141,28 +139,8 @@ async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
         cities: cities as usize,
         ..Default::default()
     };
-    travelrec_datagen::generate(&config, &data)?;
-    let store_args = crate::StoreArgs {
-        data_dir: dir.path().join("travelrec-data"),
-        region: "local".into(),
-        account: "000000000000".into(),
-        durability: crate::DurabilityArg::Batch,
-        partitions: 2,
-        log_retention_days: 7,
-        archive_flush_seconds: 60,
-    };
-    let service = crate::open_service(&store_args).await?;
-    let defaults = service.ensure_default_resources().await?;
-    for (dataset, file) in [
-        (&defaults.items_dataset_arn, travelrec_datagen::ITEMS_FILE),
-        (&defaults.local_events_dataset_arn, travelrec_datagen::LOCAL_EVENTS_FILE),
-        (&defaults.interactions_dataset_arn, travelrec_datagen::INTERACTIONS_FILE),
-    ] {
-        crate::progress::import_file(&service, dataset, &data.join(file), ImportMode::Full).await?;
-    }
-    let version = crate::progress::train_version(&service, &defaults.solution_arn, "bench").await?;
-    let campaign = crate::progress::deploy(&service, "bench", &version.solution_version_arn).await?;
-    let tracker = service.create_event_tracker("bench", &defaults.dataset_group_arn).await?;
+    let crate::bench::Deployment { service, defaults, version, campaign, tracker } =
+        crate::bench::deploy_generated(dir.path(), &config, crate::DurabilityArg::Batch, 2).await?;
     let Some(bytes) = service.store().get_model(&version.solution_version_arn).await? else {
         bail!("the trained model is missing from the store");
     };
@@ -172,7 +150,7 @@ async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
         .take(1000)
         .map(|u| model.histories.user_id(u).to_string())
         .collect();
-    let first = csv::Reader::from_path(data.join(travelrec_datagen::ITEMS_FILE))?.records().next().transpose()?;
+    let first = csv::Reader::from_path(dir.path().join("bench-data").join(travelrec_datagen::ITEMS_FILE))?.records().next().transpose()?;
     let Some(first) = first else { bail!("no items generated") };
     Ok(Deployed {
         service,
@@ -332,16 +310,7 @@ fn wrk_millis(text: &str, label: &str) -> Option<f64> {
 }
 
 async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Option<HttpRow>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = d.service.clone();
-    let server = tokio::spawn(async move {
-        let _ = travelrec_server::serve(listener, served, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
+    let server = crate::bench::LoopbackServer::start(&d.service).await?;
     let paths: Vec<String> =
         d.users.iter().take(500).map(|u| format!("/getRecommendations?campaignArn={}&userId={u}&numResults=25", d.campaign)).collect();
 
@@ -358,7 +327,7 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
     let mut wrk = std::process::Command::new("wrk");
     wrk.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.http_seconds), "--latency", "-s"])
         .arg(script.path())
-        .arg(format!("http://{address}"));
+        .arg(&server.base);
     let output = tokio::task::spawn_blocking(move || wrk.output()).await?;
     let result = match output {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -378,7 +347,7 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
             }
             let (p50, p99) = (wrk_millis(&text, "50%").unwrap_or(f64::NAN), wrk_millis(&text, "99%").unwrap_or(f64::NAN));
             let rate = (rps / 2.0).max(1.0);
-            let (fixed, errors) = open_loop(&format!("http://{address}"), &paths, rate, args.http_seconds).await?;
+            let (fixed, errors) = open_loop(&server.base, &paths, rate, args.http_seconds).await?;
             Some(HttpRow {
                 items,
                 max_requests_per_second: rps,
@@ -391,8 +360,7 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
             })
         }
     };
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     Ok(result)
 }
 

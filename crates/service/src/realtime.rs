@@ -115,6 +115,11 @@ impl GroupState {
         RealtimeMemory { users: self.users.len(), events, bytes }
     }
 
+    /// Where the user's newest located event says they were (nothing copied).
+    pub fn last_location(&self, user_id: &str) -> Option<(f64, f64)> {
+        self.users.get(user_id)?.lock().iter().rev().find_map(|e| e.location)
+    }
+
     /// Whether every event newer than `cutoff` is already here.
     pub fn covers(&self, cutoff: &Cutoff) -> bool {
         match &*self.loaded.lock() {

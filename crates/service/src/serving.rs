@@ -439,7 +439,7 @@ impl Service {
         if user_id.is_empty() {
             return None;
         }
-        self.inner.realtime.group(group).recent(user_id, &Cutoff::new()).iter().rev().find_map(|e| e.location)
+        self.inner.realtime.group(group).last_location(user_id)
     }
 
     async fn serving(&self, campaign_arn: &str) -> Result<Arc<Deployment>> {

@@ -50,6 +50,16 @@ async fn wait_campaign(service: &Service, arn: &str) -> Campaign {
     panic!("campaign {arn} did not deploy");
 }
 
+/// Each generated attraction's city, by item id.
+fn item_cities(data: &Path) -> std::collections::HashMap<String, String> {
+    csv::Reader::from_path(data.join("item_data.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r[0].to_string(), r[4].to_string()))
+        .collect()
+}
+
 fn generate(dir: &Path) {
     let config =
         travelrec_datagen::GeneratorConfig { interactions: 30_000, users: 1_500, items_per_city: 15, cities: 8, ..Default::default() };
@@ -112,12 +122,7 @@ async fn import_train_deploy_track_and_restart() {
         let warm = service.recommend(&campaign.campaign_arn, "brand-new-user", 10).await.unwrap();
         assert_ne!(cold.items, warm.items);
         // Item 1 is in the first city; the user's next attractions should be there too.
-        let cities: std::collections::HashMap<String, String> = csv::Reader::from_path(data.path().join("item_data.csv"))
-            .unwrap()
-            .records()
-            .map(|r| r.unwrap())
-            .map(|r| (r[0].to_string(), r[4].to_string()))
-            .collect();
+        let cities: std::collections::HashMap<String, String> = item_cities(data.path());
         let city_of = |id: &str| cities.get(id).cloned();
         let same_city = warm.items.iter().filter(|i| city_of(&i.item_id) == city_of("1")).count();
         assert!(same_city >= 7, "only {same_city} of 10 in the booked attraction's city: {:?}", warm.items);
@@ -293,12 +298,7 @@ async fn every_recipe_trains_with_offline_metrics_and_serves() {
         let job = service.create_import_job(name, dataset, data.path().join(file).to_str().unwrap(), ImportMode::Full).await.unwrap();
         assert_eq!(wait_import(&service, &job.dataset_import_job_arn).await.lifecycle.status, Status::Active);
     }
-    let cities: std::collections::HashMap<String, String> = csv::Reader::from_path(data.path().join("item_data.csv"))
-        .unwrap()
-        .records()
-        .map(|r| r.unwrap())
-        .map(|r| (r[0].to_string(), r[4].to_string()))
-        .collect();
+    let cities: std::collections::HashMap<String, String> = item_cities(data.path());
     for recipe in ["user-personalization", "popularity-count", "trending-now", "similar-items", "personalized-ranking"] {
         let solution = service.create_solution(recipe, &defaults.dataset_group_arn, recipe, Default::default()).await.unwrap();
         let version = service.create_solution_version(&solution.solution_arn, "v1").await.unwrap();
