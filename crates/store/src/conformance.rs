@@ -45,6 +45,33 @@ pub async fn run_all(store: &dyn Store) {
     events_are_stored_once_by_position_and_event_id(store).await;
     rows_can_be_appended_one_batch_at_a_time(store).await;
     model_snapshots_round_trip(store).await;
+    solution_versions_keep_their_event_cutoff(store).await;
+}
+
+/// A version trained after events were tracked records, per log partition,
+/// the newest event it includes; it must read back (integer map keys inside
+/// a resource with flattened fields once made it unreadable).
+async fn solution_versions_keep_their_event_cutoff(store: &dyn Store) {
+    let now = chrono::Utc::now();
+    let version = SolutionVersion {
+        name: "v1".into(),
+        solution_version_arn: "arn:aws:personalize:local:000000000000:solution/conformance/v1".into(),
+        solution_arn: "arn:aws:personalize:local:000000000000:solution/conformance".into(),
+        dataset_group_arn: "arn:aws:personalize:local:000000000000:dataset-group/conformance".into(),
+        recipe_arn: "arn:aws:personalize:::recipe/aws-user-personalization".into(),
+        training_mode: "FULL".into(),
+        lifecycle: Lifecycle { status: Status::Active, failure_reason: None, creation_date_time: now, last_updated_date_time: now },
+        percent_complete: 100.0,
+        training_hours: Some(0.01),
+        training_summary: None,
+        metrics: Some([("coverage".to_string(), 0.5)].into()),
+        tuned_hpo_params: None,
+        events_through: [(0, 41), (3, 7)].into(),
+    };
+    store.insert(version.clone()).await.unwrap();
+    assert_eq!(store.get::<SolutionVersion>(&version.solution_version_arn).await.unwrap(), Some(version.clone()));
+    assert!(store.list::<SolutionVersion>().await.unwrap().contains(&version));
+    store.delete_resource(&version.solution_version_arn).await.unwrap();
 }
 
 async fn resources_have_a_lifecycle(store: &dyn Store) {

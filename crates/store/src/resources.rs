@@ -231,8 +231,33 @@ pub struct SolutionVersion {
     pub tuned_hpo_params: Option<TunedHpoParams>,
     /// Tracked events inside the model: per event-log partition, the last
     /// sequence number included; newer ones are folded in at query time.
-    #[serde(default)]
+    /// (A struct with a flattened field reads maps through strings, so the
+    /// partition keys go through [`partition_keys`].)
+    #[serde(default, with = "partition_keys")]
     pub events_through: std::collections::BTreeMap<u32, u64>,
+}
+
+/// A `partition → sequence` map as a JSON object (`{"0": 41}`), read back
+/// from string keys: serde cannot read integer keys inside a struct that has
+/// a `#[serde(flatten)]` field.
+mod partition_keys {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<u32, u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(partition, sequence)| (partition.to_string(), sequence)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<u32, u64>, D::Error> {
+        BTreeMap::<String, u64>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(key, sequence)| {
+                key.parse()
+                    .map(|partition| (partition, sequence))
+                    .map_err(|_| D::Error::custom(format!("partition `{key}` is not a number")))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
