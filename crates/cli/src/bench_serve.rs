@@ -75,6 +75,21 @@ struct MemoryRow {
     realtime_bytes_per_user: f64,
 }
 
+/// The pruned collaborative model (each item's strongest EASE weights only)
+/// against the exact one: how much of the exact top 25 it keeps, and how fast.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ApproximationRow {
+    items: u32,
+    /// Item-to-item weights kept per item (`items` is exact).
+    kept_per_item: usize,
+    /// Share of the exact model's top 25 that this one also returns.
+    recall_at_25: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// Median over the exact model's median.
+    ratio: f64,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 struct Row {
     items: u32,
@@ -181,7 +196,60 @@ async fn time_service(d: &Deployed, count: usize, request: impl Fn(&str) -> Reco
     Ok(h)
 }
 
-async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Option<HttpRow>, MemoryRow)> {
+/// Against the exact model (every EASE weight kept, trained beside the
+/// deployed one with the same data and defaults otherwise): the same model
+/// pruned to several sizes, each with its recall of the exact top 25 and its
+/// latency. Empty when the deployed model is not a pruned EASE.
+async fn measure_approximation(d: &Deployed, items: u32, count: usize) -> Result<Vec<ApproximationRow>> {
+    let travelrec_engine::Collaborative::Ease(served) = &d.model.components.collaborative else { return Ok(Vec::new()) };
+    if served.row_len() >= d.model.items.len() {
+        return Ok(Vec::new());
+    }
+    println!("— {items} attractions: training the exact model (every item-to-item weight) to measure the pruned one against");
+    let solution = d
+        .service
+        .create_solution("bench-exact", &d.group, "user-personalization", [("ease_neighbours".to_string(), "0".to_string())].into())
+        .await?;
+    let version = crate::progress::train_version(&d.service, &solution.solution_arn, "exact").await?;
+    let Some(bytes) = d.service.store().get_model(&version.solution_version_arn).await? else {
+        bail!("the exact model is missing from the store");
+    };
+    let exact = Model::from_bytes(&bytes)?;
+    let travelrec_engine::Collaborative::Ease(exact_ease) = &exact.components.collaborative else { bail!("the exact model is not EASE") };
+    let history = |i: usize| exact.histories.get(&d.users[i % d.users.len()]);
+    let top = |model: &Model, i: usize| -> Vec<u32> { model.recommend(history(i), &[], 25).into_iter().map(|s| s.item).collect() };
+    let users = d.users.len().min(count);
+    let exact_top: Vec<Vec<u32>> = (0..users).map(|i| top(&exact, i)).collect();
+    let mut rows = Vec::new();
+    let mut exact_p50 = f64::NAN;
+    let catalogue = exact.items.len();
+    let mut sizes = vec![catalogue, 1000, 512, 256, 128];
+    sizes.retain(|&keep| keep <= catalogue);
+    sizes.dedup();
+    for keep in sizes {
+        let mut model = exact.clone();
+        model.components.collaborative = travelrec_engine::Collaborative::Ease(exact_ease.pruned(keep));
+        let found: usize = (0..users).map(|i| top(&model, i).iter().filter(|item| exact_top[i].contains(item)).count()).sum();
+        let expected: usize = exact_top.iter().map(Vec::len).sum();
+        let h = time_sync(count, |i| {
+            std::hint::black_box(model.query(&Query { history: history(i), k: 25, ..Query::default() }));
+        });
+        if keep == catalogue {
+            exact_p50 = micros(&h, 0.5);
+        }
+        rows.push(ApproximationRow {
+            items,
+            kept_per_item: keep,
+            recall_at_25: found as f64 / expected.max(1) as f64,
+            p50_us: micros(&h, 0.5),
+            p99_us: micros(&h, 0.99),
+            ratio: micros(&h, 0.5) / exact_p50,
+        });
+    }
+    Ok(rows)
+}
+
+async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<ApproximationRow>, Option<HttpRow>, MemoryRow)> {
     println!("— {items} attractions: generating, importing, training, deploying");
     let d = deploy(items, args.interactions_per_item).await?;
     let mut rows = Vec::new();
@@ -290,8 +358,9 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Option<
         realtime_bytes_per_user: realtime.bytes as f64 / realtime.users.max(1) as f64,
     };
     let http = if args.http_seconds > 0 { measure_http(&d, items, args).await? } else { None };
+    let approximation = measure_approximation(&d, items, count).await?;
     d.service.shutdown().await;
-    Ok((rows, http, memory))
+    Ok((rows, approximation, http, memory))
 }
 
 /// `wrk`'s latency line (`99%  3.21ms`) in milliseconds.
@@ -398,10 +467,11 @@ fn resident_mib() -> Option<f64> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let (mut rows, mut http, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rows, mut approximation, mut http, mut memory) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &items in &args.items {
-        let (size_rows, size_http, size_memory) = measure_size(items, &args).await?;
+        let (size_rows, size_approximation, size_http, size_memory) = measure_size(items, &args).await?;
         rows.extend(size_rows);
+        approximation.extend(size_approximation);
         http.extend(size_http);
         memory.push(size_memory);
     }
@@ -411,6 +481,17 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         println!("{:>7}  {:<38} {:>10.1} {:>10.1} {:>7.2}×", r.items, r.scenario, r.p50_us, r.p99_us, r.ratio);
     }
     println!("ratios: engine rows against the naive engine path, service rows against the plain warm-user call (same size, same run)");
+    if !approximation.is_empty() {
+        println!();
+        println!("{:>7}  {:>14} {:>12} {:>10} {:>10} {:>8}", "items", "weights/item", "recall@25", "p50 µs", "p99 µs", "ratio");
+        for a in &approximation {
+            println!(
+                "{:>7}  {:>14} {:>12.3} {:>10.1} {:>10.1} {:>7.2}×",
+                a.items, a.kept_per_item, a.recall_at_25, a.p50_us, a.p99_us, a.ratio
+            );
+        }
+        println!("pruned EASE (each item's strongest weights) against the exact model (every weight), same blend; Model::query in-process");
+    }
     if !http.is_empty() {
         println!();
         println!(
@@ -447,7 +528,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        let report = json!({"benchmark": "serve", "rows": rows, "http": http, "memory": memory});
+        let report = json!({"benchmark": "serve", "rows": rows, "approximation": approximation, "http": http, "memory": memory});
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())

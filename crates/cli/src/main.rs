@@ -82,6 +82,10 @@ struct EvaluateArgs {
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Overrides one of travelrec's hyperparameters, `key=value` (repeatable),
+    /// e.g. `--set ease_neighbours=256`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -364,7 +368,14 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
         script: args.implicit_script.clone(),
         ..travelrec_eval::ImplicitBaseline::new(Path::new("."))
     });
+    let mut overrides = std::collections::BTreeMap::new();
+    for setting in &args.set {
+        let (key, value) = setting.split_once('=').with_context(|| format!("--set {setting}: expected KEY=VALUE"))?;
+        overrides.insert(key.trim().to_string(), value.to_string());
+    }
+    let hyperparameters = travelrec_engine::Hyperparameters::from_map(&overrides)?;
     let config = travelrec_eval::EvalConfig {
+        hyperparameters,
         protocol,
         seeds: (0..args.seeds).map(|i| 42 + i).collect(),
         hpo: args.hpo,

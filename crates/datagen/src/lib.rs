@@ -112,6 +112,11 @@ const DAY: i64 = 86_400;
 /// Measured average of interactions one trip produces (browsing included).
 const INTERACTIONS_PER_TRIP: f64 = 55.0;
 
+/// A pick weighs at most this many of the city's attractions (a fresh random
+/// sample each time when the city has more), so generating a 100,000-item
+/// catalogue stays linear in the interactions; smaller cities weigh all.
+const MAX_CANDIDATES: usize = 1_000;
+
 /// Writes the data set into `out_dir` (created if missing) and returns what it wrote.
 pub fn generate(config: &GeneratorConfig, out_dir: &Path) -> Result<Summary, GenerateError> {
     if config.cities == 0 || config.cities > CITIES.len() {
@@ -618,7 +623,14 @@ impl<'a> TripState<'a> {
     /// Draws the next attraction: taste × appeal × season of the visit ×
     /// local events on that day × nearness to `position` (during the trip).
     fn pick(&mut self, rng: &mut ChaCha8Rng, now: i64, visit_day: i64, position: Option<(f64, f64)>) -> Option<usize> {
-        let city_items = &self.world.by_city[self.city];
+        let all_city_items = &self.world.by_city[self.city];
+        let sampled: Vec<usize>;
+        let city_items: &[usize] = if all_city_items.len() > MAX_CANDIDATES {
+            sampled = rand::seq::index::sample(rng, all_city_items.len(), MAX_CANDIDATES).into_iter().map(|k| all_city_items[k]).collect();
+            &sampled
+        } else {
+            all_city_items
+        };
         let month = month_of(visit_day);
         let southern = CITIES[self.city].southern_hemisphere();
         let events: Vec<usize> = self.world.events_by_city[self.city]

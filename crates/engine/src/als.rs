@@ -39,7 +39,7 @@ pub struct AlsModel {
 pub type SparseRows = Vec<Vec<(u32, f32)>>;
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    crate::kernels::dot(a, b)
 }
 
 fn gram(factors: &[f32], k: usize) -> Vec<f32> {

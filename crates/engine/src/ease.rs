@@ -2,6 +2,11 @@
 //! a closed-form item-to-item model `B = I - P·diag(1/diag(P))` with
 //! `P = (XᵀX + λI)⁻¹` and a zero diagonal. A user's scores are `x·B`, so new
 //! events change the scores as soon as they change `x` — no retraining.
+//!
+//! `B` is dense, but most of its weights are near zero. For large catalogues
+//! each row keeps only its strongest weights (by magnitude), which makes
+//! scoring a user O(history × kept) instead of O(history × items), and the
+//! model's memory O(items × kept) instead of O(items²).
 
 use crate::Progress;
 use faer::linalg::solvers::DenseSolveCore;
@@ -14,7 +19,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EaseModel {
     items: usize,
+    /// Weights kept per row: `items` when dense, fewer when pruned.
+    row_len: usize,
+    /// `items × row_len` weights, row-major.
     weights: Vec<f32>,
+    /// When pruned, the item each weight points to (same layout as
+    /// `weights`, ascending within a row); empty when dense.
+    columns: Vec<u32>,
     /// Per item `count^-damping`: inputs are scaled by it, so that very
     /// popular items do not dominate the co-occurrences.
     column_scale: Vec<f32>,
@@ -26,15 +37,38 @@ impl EaseModel {
         out.fill(0.0);
         for &(item, x) in profile {
             let x = x * self.column_scale[item as usize];
-            let row = &self.weights[item as usize * self.items..(item as usize + 1) * self.items];
-            for (o, w) in out.iter_mut().zip(row) {
-                *o += x * w;
+            let row = self.row_range(item);
+            if self.columns.is_empty() {
+                for (o, w) in out.iter_mut().zip(&self.weights[row]) {
+                    *o += x * w;
+                }
+            } else {
+                for (&c, w) in self.columns[row.clone()].iter().zip(&self.weights[row]) {
+                    out[c as usize] += x * w;
+                }
             }
         }
     }
 
+    fn row_range(&self, item: u32) -> std::ops::Range<usize> {
+        item as usize * self.row_len..(item as usize + 1) * self.row_len
+    }
+
+    /// The weight from `from` to `to` (0 where pruned away).
     pub fn weight(&self, from: u32, to: u32) -> f32 {
-        self.weights[from as usize * self.items + to as usize]
+        let row = self.row_range(from);
+        if self.columns.is_empty() {
+            return self.weights[row.start + to as usize];
+        }
+        match self.columns[row.clone()].binary_search(&to) {
+            Ok(k) => self.weights[row.start + k],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Weights kept per item (the catalogue size when not pruned).
+    pub fn row_len(&self) -> usize {
+        self.row_len
     }
 }
 
@@ -42,7 +76,9 @@ impl EaseModel {
 /// the units of binary data (it is scaled by the mean diagonal of the Gram
 /// matrix over the mean item count, so weighting the inputs does not change
 /// how strong it is); `damping` scales each item's column by `count^-damping`.
-pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, progress: Progress) -> EaseModel {
+/// With `neighbours > 0`, each row keeps only its `neighbours` strongest
+/// weights when the catalogue has more items than that.
+pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, neighbours: usize, progress: Progress) -> EaseModel {
     let mut counts = vec![0f32; n];
     rows.iter().flatten().for_each(|&(i, _)| counts[i as usize] += 1.0);
     let column_scale: Vec<f32> = counts.iter().map(|&c| c.max(1.0).powf(-damping)).collect();
@@ -81,15 +117,62 @@ pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, prog
 
     progress(0.9, "deriving item-to-item weights");
     let diagonal: Vec<f64> = (0..n).map(|i| inverse[(i, i)]).collect();
-    let mut weights = vec![0f32; n * n];
-    weights.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-        // P is symmetric: row i of P is its column i, contiguous in memory.
+    // P is symmetric: row i of P is its column i, contiguous in memory.
+    let dense_row = |i: usize, row: &mut [f32]| {
         let p = inverse.col_as_slice(i);
         for (j, w) in row.iter_mut().enumerate() {
             *w = if i == j { 0.0 } else { (-p[j] / diagonal[j]) as f32 };
         }
-    });
-    EaseModel { items: n, weights, column_scale }
+    };
+    if neighbours == 0 || neighbours >= n {
+        let mut weights = vec![0f32; n * n];
+        weights.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| dense_row(i, row));
+        return EaseModel { items: n, row_len: n, weights, columns: Vec::new(), column_scale };
+    }
+    let (weights, columns) = prune_rows(n, neighbours, |i, row| dense_row(i, row));
+    EaseModel { items: n, row_len: neighbours, weights, columns, column_scale }
+}
+
+/// Each of `n` rows (written by `fill_row` into a dense scratch row) reduced
+/// to its `keep` strongest weights by magnitude, ascending by column.
+fn prune_rows(n: usize, keep: usize, fill_row: impl Fn(usize, &mut [f32]) + Sync) -> (Vec<f32>, Vec<u32>) {
+    let mut weights = vec![0f32; n * keep];
+    let mut columns = vec![0u32; n * keep];
+    weights.par_chunks_mut(keep).zip(columns.par_chunks_mut(keep)).enumerate().for_each_init(
+        || (vec![0f32; n], vec![0u32; n]),
+        |(row, order), (i, (kept_weights, kept_columns))| {
+            row.fill(0.0);
+            fill_row(i, row);
+            order.iter_mut().enumerate().for_each(|(j, o)| *o = j as u32);
+            let by_strength = |a: &u32, b: &u32| row[*b as usize].abs().total_cmp(&row[*a as usize].abs()).then(a.cmp(b));
+            order.select_nth_unstable_by(keep - 1, by_strength);
+            let strongest = &mut order[..keep];
+            strongest.sort_unstable();
+            for ((w, c), &j) in kept_weights.iter_mut().zip(kept_columns.iter_mut()).zip(strongest.iter()) {
+                (*w, *c) = (row[j as usize], j);
+            }
+        },
+    );
+    (weights, columns)
+}
+
+impl EaseModel {
+    /// The same model with each row cut to its `keep` strongest weights (the
+    /// model itself when it already keeps that few): what training with
+    /// `neighbours = keep` gives, derived from a trained model — e.g. to
+    /// measure how much of the exact top-k the pruned model keeps.
+    pub fn pruned(&self, keep: usize) -> EaseModel {
+        if keep == 0 || keep >= self.row_len {
+            return self.clone();
+        }
+        let (weights, columns) = prune_rows(self.items, keep, |i, row| {
+            for j in self.row_range(i as u32) {
+                let column = if self.columns.is_empty() { j - i * self.row_len } else { self.columns[j] as usize };
+                row[column] = self.weights[j];
+            }
+        });
+        EaseModel { items: self.items, row_len: keep, weights, columns, column_scale: self.column_scale.clone() }
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +184,7 @@ mod tests {
         let (order, offsets) = data.by_user();
         let hp = crate::Hyperparameters { default_event_weight: weight, event_weights: Default::default(), ..Default::default() };
         let rows = crate::recipe::user_rows(data, &order, &offsets, &hp);
-        train(&rows, data.items.len(), lambda, 0.0, &crate::no_progress)
+        train(&rows, data.items.len(), lambda, 0.0, 0, &crate::no_progress)
     }
 
     /// Two clusters of items: {a, b, c} and {x, y, z}; users stay in one.
@@ -147,5 +230,43 @@ mod tests {
         let model = fit(&data, std::f32::consts::E - 1.0, 1.0);
         assert!((model.weight(0, 1) - 1.0 / 3.0).abs() < 1e-5, "{}", model.weight(0, 1));
         assert!((model.weight(1, 0) - 0.5).abs() < 1e-5, "{}", model.weight(1, 0));
+    }
+
+    #[test]
+    fn pruned_rows_keep_exactly_the_strongest_weights_and_score_with_them() {
+        // 30 items, users spread over overlapping windows of items.
+        let rows: Vec<Vec<(u32, f32)>> =
+            (0..200u32).map(|u| (0..6).map(|k| (((u * 7 + k * k * 3) % 30), 1.0 + (u % 3) as f32)).collect()).collect();
+        let rows: Vec<Vec<(u32, f32)>> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.sort_by_key(|e| e.0);
+                r.dedup_by_key(|e| e.0);
+                r
+            })
+            .collect();
+        let dense = train(&rows, 30, 1.0, 0.15, 0, &crate::no_progress);
+        let pruned = train(&rows, 30, 1.0, 0.15, 5, &crate::no_progress);
+        assert_eq!((dense.row_len(), pruned.row_len()), (30, 5));
+        for i in 0..30u32 {
+            let mut strengths: Vec<f32> = (0..30).map(|j| dense.weight(i, j).abs()).collect();
+            strengths.sort_by(|a, b| b.total_cmp(a));
+            let kept: Vec<u32> = (0..30).filter(|&j| pruned.weight(i, j) != 0.0).collect();
+            assert_eq!(kept.len(), 5, "row {i}");
+            for &j in &kept {
+                assert_eq!(pruned.weight(i, j), dense.weight(i, j));
+                assert!(dense.weight(i, j).abs() >= strengths[4], "row {i} kept a weak weight to {j}");
+            }
+        }
+        let derived = dense.pruned(5);
+        assert_eq!((derived.weights.clone(), derived.columns.clone()), (pruned.weights.clone(), pruned.columns.clone()));
+        // Scores are the dense ones over the kept weights only.
+        let profile = [(3u32, 1.0f32), (17, 0.5)];
+        let mut got = vec![0f32; 30];
+        pruned.score(&profile, &mut got);
+        for (j, g) in got.iter().enumerate() {
+            let expected: f32 = profile.iter().map(|&(i, x)| x * pruned.column_scale[i as usize] * pruned.weight(i, j as u32)).sum();
+            assert!((g - expected).abs() < 1e-6, "item {j}: {g} vs {expected}");
+        }
     }
 }

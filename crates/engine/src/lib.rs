@@ -9,6 +9,7 @@ pub mod context;
 mod ease;
 pub mod filter;
 mod ids;
+mod kernels;
 pub mod metrics;
 mod model;
 mod popularity;
@@ -20,13 +21,14 @@ mod training_data;
 pub mod tuning;
 
 pub use context::{ActiveEvent, Context, LocalEvent};
+pub use ease::EaseModel;
 pub use ids::IdIndex;
 pub use model::{
     Blend, Candidate, Collaborative, Components, FEATURE_NAMES, FEATURES, Feature, FeatureBuffers, HistoryEvent, Model, ModelError,
     Profile, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem, TrainingSummary, distance_km, popularity_feature,
 };
 pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_fixed, train_with};
-pub use topk::{softmax_in_place, top_k};
+pub use topk::{Softmax, softmax_in_place, top_k};
 pub use training_data::{ItemMeta, TrainingData, TrainingDataBuilder, TrainingEvent};
 
 /// Reports training progress: a fraction in `0.0..=1.0` and a short stage name.

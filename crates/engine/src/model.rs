@@ -3,8 +3,9 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
+use crate::kernels::{exp_nonpositive, summarise_finite};
 use crate::sparse::ItemLinks;
-use crate::topk::{softmax_in_place, top_k};
+use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
 use crate::tuning::TuningReport;
 use crate::{Hyperparameters, IdIndex, Recipe, TrainingData};
@@ -273,8 +274,13 @@ pub struct Model {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Derived {
     popularity: Vec<f32>,
-    /// Latitude and longitude in radians, for located items.
-    positions: Vec<Option<(f32, f32)>>,
+    /// Latitude and longitude in radians, NaN for items without a location
+    /// (plain arrays, so distance loops vectorise).
+    latitudes: Vec<f32>,
+    longitudes: Vec<f32>,
+    located: usize,
+    /// Cold items by city (`None`: without one), for exploration.
+    cold_by_city: std::collections::HashMap<Option<String>, Vec<u32>>,
 }
 
 thread_local! {
@@ -301,7 +307,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 3;
+    pub const FORMAT_VERSION: u32 = 4;
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -417,19 +423,37 @@ impl Model {
                 Some(buffers) if buffers.values[0].len() == n => buffers,
                 _ => cell.insert(FeatureBuffers::new(n)),
             };
-            self.features(profile, context, blend, features);
-            features.blend(blend, out);
+            let collaborative_scale = self.fill_features(profile, context, blend, features, false);
+            // Model-wide signals are read where they live, not copied per query.
+            let derived = self.derived();
+            let sources: Vec<(f32, &[f32])> = Feature::ALL
+                .into_iter()
+                .filter(|&feature| blend.get(feature) != 0.0)
+                .map(|feature| {
+                    let weight = blend.get(feature);
+                    match feature {
+                        Feature::Collaborative => (weight * collaborative_scale, features.values[feature as usize].as_slice()),
+                        Feature::Popularity => (weight, derived.popularity.as_slice()),
+                        Feature::Trending => (weight, self.components.trending.as_slice()),
+                        _ => (weight, features.values[feature as usize].as_slice()),
+                    }
+                })
+                .collect();
+            blend_sources(&sources, out);
         })
     }
 
     fn derived(&self) -> &Derived {
         self.derived.get_or_init(|| Derived {
             popularity: popularity_feature(&self.components.popularity),
-            positions: self
-                .item_meta
-                .iter()
-                .map(|m| m.location.map(|(lat, lon)| (lat.to_radians() as f32, lon.to_radians() as f32)))
-                .collect(),
+            latitudes: self.item_meta.iter().map(|m| m.location.map_or(f32::NAN, |(lat, _)| lat.to_radians() as f32)).collect(),
+            longitudes: self.item_meta.iter().map(|m| m.location.map_or(f32::NAN, |(_, lon)| lon.to_radians() as f32)).collect(),
+            located: self.item_meta.iter().filter(|m| m.location.is_some()).count(),
+            cold_by_city: self.components.cold_items.iter().fold(Default::default(), |mut by_city, &item| {
+                let city = self.item_meta.get(item as usize).and_then(|m| m.city.clone());
+                by_city.entry(city).or_insert_with(Vec::new).push(item);
+                by_city
+            }),
         })
     }
 
@@ -454,8 +478,10 @@ impl Model {
         let mut scores = vec![0f32; n + query.extra.len()];
         self.score_profile(&profile, &query.context, &self.blend, &mut scores[..n]);
         // Extras not explored rank below every known item.
-        let lowest = scores[..n].iter().copied().filter(|s| s.is_finite()).fold(0f32, f32::min);
-        scores[n..].iter_mut().for_each(|s| *s = lowest - 1.0);
+        if !query.extra.is_empty() {
+            let lowest = scores[..n].iter().copied().filter(|s| s.is_finite()).fold(0f32, f32::min);
+            scores[n..].iter_mut().for_each(|s| *s = lowest - 1.0);
+        }
         if query.exclude_seen {
             profile.seen.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
         }
@@ -505,13 +531,15 @@ impl Model {
         insert(&mut ranked, &explored, self.hyperparameters.exploration_weight);
         let promoted_share = taken.len() as f32 / k.max(1) as f32;
         insert(&mut ranked, &taken, promoted_share);
-        softmax_in_place(&mut final_scores, self.hyperparameters.softmax_temperature);
+        // Only the returned items need their probability: one pass for the
+        // softmax's normaliser, not a probability per catalogue item.
+        let softmax = Softmax::over(&final_scores, self.hyperparameters.softmax_temperature);
         ranked
             .into_iter()
             .take(k)
             .map(|(i, promotion)| RankedCandidate {
                 candidate: if i < n { Candidate::Known(i as u32) } else { Candidate::Extra(i - n) },
-                score: final_scores[i],
+                score: softmax.map_or(final_scores[i], |s| s.probability(final_scores[i])),
                 promotion,
             })
             .collect()
@@ -527,18 +555,40 @@ impl Model {
         }
         let n = self.items.len();
         let total: f32 = profile.weighted.iter().map(|(_, w)| w).sum();
-        // The user's items, prepared once: each cold item is compared with all of them.
+        // The user's items, prepared once: each cold item is compared with
+        // all of them, by ids into the user's own cities and categories
+        // (a few string comparisons per cold item, not per pair).
+        let mut traits = Traits::default();
         let anchors: Vec<Anchor> = profile
             .weighted
             .iter()
-            .filter_map(|&(other, weight)| self.item_meta.get(other as usize).map(|meta| Anchor::new(meta, weight)))
+            .filter_map(|&(other, weight)| self.item_meta.get(other as usize).map(|meta| Anchor::new(meta, weight, &mut traits)))
             .collect();
+        // When every one of the user's items has a city, a cold item in
+        // another city shares neither city nor (but across a city's edge)
+        // nearness with them, so it cannot reach the 0.5 a slot needs: only
+        // the user's cities, cold items without a city and extras are compared.
+        let in_users_cities: Option<Vec<usize>> = (total > 0.0 && anchors.iter().all(|a| a.described.city.is_some())).then(|| {
+            let by_city = &self.derived().cold_by_city;
+            traits
+                .cities
+                .iter()
+                .map(|&city| Some(city.to_string()))
+                .chain([None])
+                .filter_map(|city| by_city.get(&city))
+                .flatten()
+                .map(|&i| i as usize)
+                .chain(cold.iter().copied().filter(|&c| c >= n))
+                .collect()
+        });
+        let cold = in_users_cities.as_deref().unwrap_or(cold);
         let resemblance = |meta: &ItemMeta| -> f32 {
             if total <= 0.0 {
                 return 0.5;
             }
             let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians()));
-            anchors.iter().map(|a| a.weight * a.similarity(meta, place)).sum::<f32>() / total
+            let described = traits.describe(meta);
+            anchors.iter().map(|a| a.weight * a.similarity(&described, place)).sum::<f32>() / total
         };
         let mut candidates: Vec<(usize, f32)> = cold
             .iter()
@@ -605,9 +655,19 @@ impl Model {
     /// Every signal for every item, before blending. Signals whose weight in
     /// `blend` is zero are left at zero (not computed).
     pub fn features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers) {
-        f.clear();
-        let c = &self.components;
+        self.fill_features(profile, context, blend, f, true);
+    }
+
+    /// As [`Model::features`]; unless `complete`, the model-wide signals
+    /// (popularity, trending) are not copied and the collaborative signal is
+    /// left unscaled: its standardising factor is returned instead (the
+    /// blend applies it), saving passes over the catalogue per query.
+    fn fill_features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers, complete: bool) -> f32 {
         let on = |feature: Feature| blend.get(feature) != 0.0;
+        let model_wide = |feature: Feature| matches!(feature, Feature::Popularity | Feature::Trending);
+        f.clear(|feature| on(feature) && (complete || !model_wide(feature)));
+        let mut collaborative_scale = 1.0;
+        let c = &self.components;
         if on(Feature::Collaborative) && !profile.weighted.is_empty() {
             let out = &mut f.values[Feature::Collaborative as usize];
             match &c.collaborative {
@@ -616,15 +676,19 @@ impl Model {
                 Collaborative::Als(als) => als.score(&profile.weighted, out),
                 Collaborative::Neighbours(links) => links.accumulate(&profile.weighted, out),
             }
-            standardise_scale(out);
+            if complete {
+                standardise_scale(out);
+            } else {
+                collaborative_scale = standardising_factor(out);
+            }
         }
         if let (true, Some(transitions)) = (on(Feature::Sequence), &c.transitions) {
             transitions.accumulate(&profile.last, &mut f.values[Feature::Sequence as usize]);
         }
-        if on(Feature::Popularity) {
+        if complete && on(Feature::Popularity) {
             f.values[Feature::Popularity as usize].copy_from_slice(&self.derived().popularity);
         }
-        if on(Feature::Trending) {
+        if complete && on(Feature::Trending) {
             f.values[Feature::Trending as usize].copy_from_slice(&c.trending);
         }
         // Where the user is: their last located item, unless the request
@@ -676,20 +740,20 @@ impl Model {
                 let place = event.location.or_else(|| event.item.and_then(|i| self.item_meta.get(i as usize)).and_then(|m| m.location));
                 if let Some((lat, lon)) = place {
                     // Walking distance: half-life-like decay over 0.5 km, nothing beyond 5 km.
+                    let derived = self.derived();
                     let (here_lat, here_lon) = (lat.to_radians() as f32, lon.to_radians() as f32);
                     let cos_here = here_lat.cos();
-                    for (value, position) in out.iter_mut().zip(&self.derived().positions) {
-                        if let Some((a, b)) = position {
-                            let (dx, dy) = ((b - here_lon) * cos_here * EARTH_KM, (a - here_lat) * EARTH_KM);
-                            let squared = dx * dx + dy * dy;
-                            if squared < 25.0 {
-                                *value = value.max((-squared.sqrt() / 0.5).exp());
-                            }
-                        }
+                    for ((value, a), b) in out.iter_mut().zip(&derived.latitudes).zip(&derived.longitudes) {
+                        let (dx, dy) = ((b - here_lon) * cos_here * EARTH_KM, (a - here_lat) * EARTH_KM);
+                        let squared = dx * dx + dy * dy;
+                        // NaN (no location) fails the comparison.
+                        let near = exp_nonpositive(-squared.sqrt() / 0.5);
+                        *value = if squared < 25.0 { value.max(near) } else { *value };
                     }
                 }
             }
         }
+        collaborative_scale
     }
 
     /// `out[i] = exp(-distance(here, item i) / scale)` for located items. The
@@ -701,32 +765,47 @@ impl Model {
         // multiply-add per item instead of a haversine's trigonometry.
         let (here_lat, here_lon) = (lat.to_radians() as f32, lon.to_radians() as f32);
         let cos_here = here_lat.cos();
-        let positions = &self.derived().positions;
-        let mut known: Vec<f32> = Vec::with_capacity(positions.len());
-        for (value, position) in out.iter_mut().zip(positions) {
-            if let Some((a, b)) = position {
-                let dx = (b - here_lon) * cos_here;
-                let dy = a - here_lat;
-                let distance = EARTH_KM * (dx * dx + dy * dy).sqrt();
-                *value = distance;
-                known.push(distance);
-            }
-        }
-        if known.is_empty() {
+        let derived = self.derived();
+        if derived.located == 0 {
             return;
+        }
+        // Squared distances first (NaN for items without a location): no
+        // square root or exponential until the scale is known.
+        for ((value, a), b) in out.iter_mut().zip(&derived.latitudes).zip(&derived.longitudes) {
+            let (dx, dy) = ((b - here_lon) * cos_here, a - here_lat);
+            *value = EARTH_KM * EARTH_KM * (dx * dx + dy * dy);
         }
         // "Near" is relative to how dense attractions are around here: the
         // distance to the K-th nearest (K ≈ √located, 3 to 30), so a theme
         // park, a city and a catalogue of many cities all get a useful scale.
-        let nearest = ((known.len() as f32).sqrt().round() as usize).clamp(3, 30).min(known.len()) - 1;
-        let local = *known.select_nth_unstable_by(nearest, f32::total_cmp).1;
-        let scale = local.max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
-        for (value, position) in out.iter_mut().zip(positions) {
-            if position.is_some() {
-                *value = (-*value / scale).exp();
+        let k = ((derived.located as f32).sqrt().round() as usize).clamp(3, 30).min(derived.located);
+        let kth_squared = kth_smallest(out, k);
+        let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
+        let inverse = 1.0 / scale;
+        for value in out.iter_mut() {
+            let near = exp_nonpositive(-value.sqrt() * inverse);
+            *value = if value.is_nan() { 0.0 } else { near };
+        }
+    }
+}
+
+/// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so):
+/// the smallest `k` so far kept sorted, so most values cost one comparison.
+fn kth_smallest(values: &[f32], k: usize) -> f32 {
+    let mut smallest: Vec<f32> = Vec::with_capacity(k + 1);
+    let mut bound = f32::INFINITY;
+    for &v in values {
+        // NaN fails the comparison, so items without a location never enter.
+        if v < bound {
+            let at = smallest.partition_point(|&s| s <= v);
+            smallest.insert(at, v);
+            smallest.truncate(k);
+            if smallest.len() == k {
+                bound = smallest[k - 1];
             }
         }
     }
+    smallest.last().copied().unwrap_or(f32::INFINITY)
 }
 
 /// Per-signal score vectors over the catalogue, reused across queries.
@@ -739,16 +818,38 @@ impl FeatureBuffers {
         Self { values: std::array::from_fn(|_| vec![0f32; items]) }
     }
 
-    fn clear(&mut self) {
-        self.values.iter_mut().for_each(|v| v.fill(0.0));
+    /// Zeroes the signals `used` says are computed (the others are neither written nor read).
+    fn clear(&mut self, used: impl Fn(Feature) -> bool) {
+        for (values, feature) in self.values.iter_mut().zip(Feature::ALL) {
+            if used(feature) {
+                values.fill(0.0);
+            }
+        }
     }
 
     pub fn blend(&self, blend: &Blend, out: &mut [f32]) {
-        out.fill(0.0);
-        for (values, &weight) in self.values.iter().zip(&blend.weights) {
-            if weight != 0.0 {
-                for (o, v) in out.iter_mut().zip(values) {
-                    *o += weight * v;
+        let sources: Vec<(f32, &[f32])> =
+            self.values.iter().zip(&blend.weights).filter(|(_, w)| **w != 0.0).map(|(v, &w)| (w, v.as_slice())).collect();
+        blend_sources(&sources, out);
+    }
+}
+
+/// `out = Σ weight · source` over `(weight, source)` pairs, a block of items
+/// at a time so `out` stays in cache while every source is added.
+fn blend_sources(sources: &[(f32, &[f32])], out: &mut [f32]) {
+    const BLOCK: usize = 512;
+    for (b, block) in out.chunks_mut(BLOCK).enumerate() {
+        let range = b * BLOCK..b * BLOCK + block.len();
+        match sources.split_first() {
+            None => block.fill(0.0),
+            Some((&(weight, first), rest)) => {
+                for (o, v) in block.iter_mut().zip(&first[range.clone()]) {
+                    *o = weight * v;
+                }
+                for &(weight, values) in rest {
+                    for (o, v) in block.iter_mut().zip(&values[range.clone()]) {
+                        *o += weight * v;
+                    }
                 }
             }
         }
@@ -758,12 +859,17 @@ impl FeatureBuffers {
 /// Divides by the standard deviation over the catalogue, so the
 /// collaborative signal has the same scale for every user and model.
 fn standardise_scale(values: &mut [f32]) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-    if std > 1e-12 {
-        let inverse = (1.0 / std) as f32;
+    let inverse = standardising_factor(values);
+    if inverse != 1.0 {
         values.iter_mut().for_each(|v| *v *= inverse);
+    }
+}
+
+/// `1 / standard deviation` of `values` (1 when they do not vary).
+fn standardising_factor(values: &[f32]) -> f32 {
+    match summarise_finite(values) {
+        Some(summary) if summary.std > 1e-12 => 1.0 / summary.std,
+        _ => 1.0,
     }
 }
 
@@ -806,28 +912,77 @@ pub struct Query<'a> {
     pub promotions: Vec<Promotion<'a>>,
 }
 
+/// The cities and categories of a user's items, numbered: an item is then
+/// described by ids into them (anything else is "none of these").
+#[derive(Default)]
+struct Traits<'a> {
+    cities: Vec<&'a str>,
+    /// At most 128 (a bit each); further categories are not told apart.
+    categories: Vec<&'a str>,
+}
+
+/// An item by the user's traits: its city's id, a bit per user category it
+/// has, and how many categories it has in all.
+struct Described {
+    city: Option<usize>,
+    categories: u128,
+    category_count: usize,
+}
+
+impl<'a> Traits<'a> {
+    fn add(&mut self, meta: &'a ItemMeta) {
+        if let Some(city) = meta.city.as_deref().filter(|c| !self.cities.contains(c)) {
+            self.cities.push(city);
+        }
+        for category in &meta.categories {
+            if self.categories.len() < 128 && !self.categories.contains(&category.as_str()) {
+                self.categories.push(category);
+            }
+        }
+    }
+
+    fn describe(&self, meta: &ItemMeta) -> Described {
+        let mut categories = 0u128;
+        let mut category_count = 0;
+        for (k, category) in meta.categories.iter().enumerate() {
+            // Each distinct category once.
+            if meta.categories[..k].contains(category) {
+                continue;
+            }
+            category_count += 1;
+            if let Some(bit) = self.categories.iter().position(|c| c == category) {
+                categories |= 1 << bit;
+            }
+        }
+        let city = meta.city.as_deref().and_then(|city| self.cities.iter().position(|c| *c == city));
+        Described { city, categories, category_count }
+    }
+}
+
 /// One of the user's items, as cold items are compared with it.
-struct Anchor<'a> {
+struct Anchor {
     weight: f32,
-    meta: &'a ItemMeta,
+    described: Described,
     /// Latitude and longitude in radians, and the cosine of the latitude.
     place: Option<(f64, f64, f64)>,
 }
 
-impl<'a> Anchor<'a> {
-    fn new(meta: &'a ItemMeta, weight: f32) -> Self {
+impl Anchor {
+    fn new<'a>(meta: &'a ItemMeta, weight: f32, traits: &mut Traits<'a>) -> Self {
+        traits.add(meta);
         let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
-        Self { weight, meta, place }
+        Self { weight, described: traits.describe(meta), place }
     }
 
     /// How alike an item is to this one by what is known about them: shared
-    /// categories, the same city, nearness (5 km scale, nothing beyond 60 km). 0..1.
-    fn similarity(&self, other: &ItemMeta, other_place: Option<(f64, f64)>) -> f32 {
-        let a = self.meta;
-        let shared = a.categories.iter().filter(|c| other.categories.contains(c)).count() as f32;
-        let union = (a.categories.len() + other.categories.len()) as f32 - shared;
+    /// categories (Jaccard), the same city, nearness (5 km scale, nothing
+    /// beyond 60 km). 0..1.
+    fn similarity(&self, other: &Described, other_place: Option<(f64, f64)>) -> f32 {
+        let a = &self.described;
+        let shared = (a.categories & other.categories).count_ones() as f32;
+        let union = (a.category_count + other.category_count) as f32 - shared;
         let categories = if union > 0.0 { shared / union } else { 0.0 };
-        let city = match (&a.city, &other.city) {
+        let city = match (a.city, other.city) {
             (Some(x), Some(y)) if x == y => 1.0,
             _ => 0.0,
         };
@@ -885,6 +1040,30 @@ mod tests {
 
     fn ids(model: &Model, items: &[ScoredItem]) -> Vec<String> {
         items.iter().map(|s| model.item_id(s.item).to_string()).collect()
+    }
+
+    /// Blend weights are learned on [`Model::features`] with
+    /// [`FeatureBuffers::blend`]; serving blends without copies or a scaling
+    /// pass. Both must give the same scores.
+    #[test]
+    fn serving_scores_equal_the_blend_of_the_learned_features() {
+        let data = two_tastes();
+        let mut model = train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.5, -0.4, 0.6, 0.1, 0.1, 0.1] };
+        let n = model.items.len();
+        for user in 0..model.histories.users() as u32 {
+            let profile = model.profile(model.histories.get_index(user), &[]);
+            let context = Context::default();
+            let mut served = vec![0f32; n];
+            model.score_profile(&profile, &context, &model.blend, &mut served);
+            let mut buffers = FeatureBuffers::new(n);
+            model.features(&profile, &context, &model.blend, &mut buffers);
+            let mut learned = vec![0f32; n];
+            buffers.blend(&model.blend, &mut learned);
+            for (s, l) in served.iter().zip(&learned) {
+                assert!((s - l).abs() <= 1e-5 * (1.0 + l.abs()), "user {user}: {s} vs {l}");
+            }
+        }
     }
 
     #[test]

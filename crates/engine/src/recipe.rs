@@ -111,6 +111,10 @@ pub struct Hyperparameters {
     pub event_value_influence: f32,
     /// EASE keeps an items × items matrix; above this many items `auto` uses ALS.
     pub max_ease_items: usize,
+    /// EASE keeps only each item's this many strongest item-to-item weights
+    /// (0 keeps them all): scoring then costs O(history × this), not
+    /// O(history × items), and memory O(items × this).
+    pub ease_neighbours: usize,
     pub als_factors: usize,
     pub als_iterations: usize,
     pub als_regularization: f32,
@@ -162,6 +166,7 @@ impl Default for Hyperparameters {
             popularity_damping: 0.15,
             event_value_influence: 0.5,
             max_ease_items: 12_000,
+            ease_neighbours: 512,
             als_factors: 64,
             als_iterations: 15,
             als_regularization: 0.05,
@@ -194,6 +199,7 @@ impl Hyperparameters {
         "popularity_damping",
         "event_value_influence",
         "max_ease_items",
+        "ease_neighbours",
         "als_factors",
         "als_iterations",
         "als_regularization",
@@ -268,6 +274,9 @@ impl Hyperparameters {
                 "popularity_damping" => hp.popularity_damping = fraction()?,
                 "event_value_influence" => hp.event_value_influence = fraction()?,
                 "max_ease_items" => hp.max_ease_items = count()?,
+                "ease_neighbours" => {
+                    hp.ease_neighbours = value.trim().parse().map_err(|_| invalid("expected a whole number (0 keeps every weight)"))?
+                }
                 "als_factors" => hp.als_factors = count()?,
                 "als_iterations" => hp.als_iterations = count()?,
                 "als_regularization" => hp.als_regularization = positive()?,
@@ -380,9 +389,14 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
         }
         let rows = user_rows(data, &order, &offsets, hp);
         match hp.collaborative_for(data.items.len()) {
-            CollaborativeKind::Ease | CollaborativeKind::Auto => {
-                Collaborative::Ease(ease::train(&rows, data.items.len(), hp.l2_regularization, hp.popularity_damping, progress))
-            }
+            CollaborativeKind::Ease | CollaborativeKind::Auto => Collaborative::Ease(ease::train(
+                &rows,
+                data.items.len(),
+                hp.l2_regularization,
+                hp.popularity_damping,
+                hp.ease_neighbours,
+                progress,
+            )),
             CollaborativeKind::Als => {
                 let params = AlsParams {
                     factors: hp.als_factors,

@@ -1,44 +1,99 @@
 //! Partial top-k selection and the catalogue-wide softmax.
 
+use crate::kernels::{exp_nonpositive, sum_by, summarise_finite};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
 /// Indices of the `k` largest finite scores, best first; ties go to the lower
 /// index so results are deterministic. Items whose score is `-inf` (excluded)
 /// are never returned.
+///
+/// One pass with the best `k` so far in a heap: most items cost a single
+/// comparison with the weakest of those.
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
-    let mut candidates: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
-    let better = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-    if candidates.len() > k && k > 0 {
-        candidates.select_nth_unstable_by(k - 1, better);
-        candidates.truncate(k);
+    if k == 0 {
+        return Vec::new();
     }
-    candidates.truncate(k);
-    candidates.sort_unstable_by(better);
-    candidates
+    let mut kept: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
+    // Items come in ascending index order, so one that only ties the weakest
+    // kept score loses the tie: only a strictly larger score gets in.
+    let mut weakest = f32::NEG_INFINITY;
+    for (index, &score) in scores.iter().enumerate() {
+        if score > weakest {
+            kept.push(Kept { score, index: index as u32 });
+            if kept.len() > k {
+                kept.pop();
+            }
+            if kept.len() == k {
+                weakest = kept.peek().map_or(f32::NEG_INFINITY, |w| w.score);
+            }
+        }
+    }
+    kept.into_sorted_vec().into_iter().map(|k| k.index).collect()
 }
 
-/// Turns raw scores into probabilities over the whole catalogue: scores are
-/// standardised (so the model's scale does not matter), divided by
-/// `temperature` and passed through a numerically stable softmax. Entries that
-/// are `-inf` (excluded items) get probability 0.
+/// A kept candidate, ordered so the heap's top is the weakest: a lower
+/// score, or the same score at a higher index.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    score: f32,
+    index: u32,
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.score.total_cmp(&self.score).then(self.index.cmp(&other.index))
+    }
+}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Kept {}
+
+/// The catalogue-wide softmax of raw scores: scores are standardised (so the
+/// model's scale does not matter), divided by `temperature` and passed
+/// through a numerically stable softmax. Entries that are `-inf` (excluded
+/// items) get probability 0. Computing it is one pass over the scores; the
+/// probability of any one score is then O(1).
+#[derive(Debug, Clone, Copy)]
+pub struct Softmax {
+    max: f32,
+    /// 1 / (standard deviation × temperature).
+    scale: f32,
+    inverse_total: f32,
+}
+
+impl Softmax {
+    /// `None` when no score is finite.
+    pub fn over(scores: &[f32], temperature: f32) -> Option<Softmax> {
+        let summary = summarise_finite(scores)?;
+        let scale = 1.0 / (summary.std.max(1e-12) * temperature.max(1e-6));
+        let max = summary.max;
+        // Every argument is ≤ 0, so nothing overflows; -inf gives 0.
+        let total = sum_by(scores, |s| exp_nonpositive((s - max) * scale));
+        Some(Softmax { max, scale, inverse_total: (1.0 / total) as f32 })
+    }
+
+    pub fn probability(&self, score: f32) -> f32 {
+        if score.is_finite() { exp_nonpositive((score - self.max) * self.scale) * self.inverse_total } else { 0.0 }
+    }
+}
+
+/// [`Softmax`] applied to every score in place.
 pub fn softmax_in_place(scores: &mut [f32], temperature: f32) {
-    let finite = scores.iter().filter(|s| s.is_finite());
-    let (count, sum) = finite.fold((0usize, 0f64), |(n, s), &x| (n + 1, s + x as f64));
-    if count == 0 {
-        return;
+    if let Some(softmax) = Softmax::over(scores, temperature) {
+        scores.iter_mut().for_each(|s| *s = softmax.probability(*s));
     }
-    let mean = sum / count as f64;
-    let variance = scores.iter().filter(|s| s.is_finite()).map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / count as f64;
-    let scale = 1.0 / (variance.sqrt().max(1e-12) * temperature.max(1e-6) as f64);
-    let max = scores.iter().filter(|s| s.is_finite()).fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    // Exponentials in f32 (every argument is ≤ 0, so nothing overflows), summed in f64.
-    let scale = scale as f32;
-    let mut total = 0f64;
-    for s in scores.iter_mut() {
-        let e = if s.is_finite() { ((*s - max) * scale).exp() } else { 0.0 };
-        *s = e;
-        total += e as f64;
-    }
-    let inverse = (1.0 / total) as f32;
-    scores.iter_mut().for_each(|s| *s *= inverse);
 }
 
 #[cfg(test)]
@@ -61,12 +116,39 @@ mod tests {
         assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(s[1] > s[2] && s[2] > s[0]);
         assert_eq!(s[3], 0.0);
+        let mut none = vec![f32::NEG_INFINITY; 3];
+        softmax_in_place(&mut none, 1.0);
+        assert!(none.iter().all(|s| *s == f32::NEG_INFINITY), "nothing to normalise is left alone");
+    }
+
+    #[test]
+    fn softmax_matches_a_plain_f64_computation() {
+        let scores: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 97.0 - 3.0).collect();
+        let n = scores.len() as f64;
+        let mean = scores.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (scores.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let exps: Vec<f64> = scores.iter().map(|&v| ((v as f64 - max) / (std * 2.0)).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        let mut got = scores.clone();
+        softmax_in_place(&mut got, 2.0);
+        for (g, e) in got.iter().zip(&exps) {
+            assert!((*g as f64 - e / total).abs() <= 1e-5 * e / total, "{g} vs {}", e / total);
+        }
     }
 
     proptest! {
         #[test]
         fn top_k_matches_a_full_sort(scores in proptest::collection::vec(-1000.0f32..1000.0, 0..300), k in 0usize..50) {
             let mut all: Vec<u32> = (0..scores.len() as u32).collect();
+            all.sort_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b)));
+            all.truncate(k);
+            prop_assert_eq!(top_k(&scores, k), all);
+        }
+
+        #[test]
+        fn top_k_keeps_ties_and_exclusions_deterministic(scores in proptest::collection::vec(prop_oneof![Just(f32::NEG_INFINITY), (0u8..5).prop_map(f32::from)], 0..200), k in 0usize..30) {
+            let mut all: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
             all.sort_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b)));
             all.truncate(k);
             prop_assert_eq!(top_k(&scores, k), all);

@@ -84,6 +84,9 @@ pub struct EvalConfig {
     /// Only evaluate this many test users (random, seeded); all when `None`.
     pub max_test_users: Option<usize>,
     pub implicit: Option<ImplicitBaseline>,
+    /// travelrec's hyperparameters (the defaults unless overridden); each
+    /// split's seed replaces `seed`.
+    pub hyperparameters: Hyperparameters,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,8 +189,8 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
     }
 }
 
-fn hyperparameters(seed: u64) -> Hyperparameters {
-    Hyperparameters { seed, ..Hyperparameters::default() }
+fn hyperparameters(config: &EvalConfig, seed: u64) -> Hyperparameters {
+    Hyperparameters { seed, ..config.hyperparameters.clone() }
 }
 
 fn only_collaborative() -> Blend {
@@ -200,7 +203,7 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
     let error = |e: travelrec_engine::RecipeError| e.to_string();
     match method {
         "travelrec" | "travelrec-hpo" => {
-            let hp = Hyperparameters { perform_hpo: method == "travelrec-hpo", ..hyperparameters(seed) };
+            let hp = Hyperparameters { perform_hpo: method == "travelrec-hpo", ..hyperparameters(config, seed) };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
             if let Some(report) = &model.tuning {
                 let chosen = &report.trials[report.chosen];
@@ -217,13 +220,13 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 collaborative: CollaborativeKind::Ease,
                 max_ease_items: usize::MAX,
                 recency_half_life_days: 1e9,
-                ..hyperparameters(seed)
+                ..hyperparameters(config, seed)
             };
             let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
             Ok(evaluate_model(&model, split))
         }
         "item-knn" => {
-            let hp = Hyperparameters { collaborative: CollaborativeKind::ItemKnn, ..hyperparameters(seed) };
+            let hp = Hyperparameters { collaborative: CollaborativeKind::ItemKnn, ..hyperparameters(config, seed) };
             let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
             Ok(evaluate_model(&model, split))
         }
@@ -234,15 +237,15 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 use_season: false,
                 use_time_of_day: false,
                 use_local_events: false,
-                ..hyperparameters(seed)
+                ..hyperparameters(config, seed)
             };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
             Ok(evaluate_model(&model, split))
         }
         "popular-nearby" => Ok(popular_nearby(split)),
         "popularity" => {
-            let model =
-                train_with(train, Recipe::PopularityCount, &hyperparameters(seed), config.protocol.validation(), quiet).map_err(error)?;
+            let model = train_with(train, Recipe::PopularityCount, &hyperparameters(config, seed), config.protocol.validation(), quiet)
+                .map_err(error)?;
             Ok(evaluate_model(&model, split))
         }
         "markov" => Ok(markov(split)),

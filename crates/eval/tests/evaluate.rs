@@ -15,7 +15,7 @@ fn datasets() -> Option<PathBuf> {
 }
 
 fn config(protocol: Protocol) -> EvalConfig {
-    EvalConfig { protocol, seeds: vec![42], hpo: false, max_test_users: Some(150), implicit: None }
+    EvalConfig { protocol, seeds: vec![42], hpo: false, max_test_users: Some(150), implicit: None, hyperparameters: Default::default() }
 }
 
 fn metric(report: &Report, method: &str, key: &str) -> f64 {
