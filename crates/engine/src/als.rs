@@ -3,6 +3,7 @@
 //! conjugate-gradient steps (Takács et al. 2011), as the `implicit` library
 //! does. Used for catalogues too large for EASE's items × items matrix.
 
+use crate::kernels::dot;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -37,10 +38,6 @@ pub struct AlsModel {
 
 /// A sparse matrix as rows of `(column, value)`.
 pub type SparseRows = Vec<Vec<(u32, f32)>>;
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    crate::kernels::dot(a, b)
-}
 
 fn gram(factors: &[f32], k: usize) -> Vec<f32> {
     let mut g = vec![0f32; k * k];

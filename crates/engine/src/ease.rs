@@ -70,6 +70,23 @@ impl EaseModel {
     pub fn row_len(&self) -> usize {
         self.row_len
     }
+
+    /// The same model with each row cut to its `keep` strongest weights (the
+    /// model itself when it already keeps that few): what training with
+    /// `neighbours = keep` gives, derived from a trained model — e.g. to
+    /// measure how much of the exact top-k the pruned model keeps.
+    pub fn pruned(&self, keep: usize) -> EaseModel {
+        if keep == 0 || keep >= self.row_len {
+            return self.clone();
+        }
+        let (weights, columns) = prune_rows(self.items, keep, |i, row| {
+            for j in self.row_range(i as u32) {
+                let column = if self.columns.is_empty() { j - i * self.row_len } else { self.columns[j] as usize };
+                row[column] = self.weights[j];
+            }
+        });
+        EaseModel { items: self.items, row_len: keep, weights, columns, column_scale: self.column_scale.clone() }
+    }
 }
 
 /// Trains on per-user `(item, weight)` rows over `n` items. `lambda` is in
@@ -154,25 +171,6 @@ fn prune_rows(n: usize, keep: usize, fill_row: impl Fn(usize, &mut [f32]) + Sync
         },
     );
     (weights, columns)
-}
-
-impl EaseModel {
-    /// The same model with each row cut to its `keep` strongest weights (the
-    /// model itself when it already keeps that few): what training with
-    /// `neighbours = keep` gives, derived from a trained model — e.g. to
-    /// measure how much of the exact top-k the pruned model keeps.
-    pub fn pruned(&self, keep: usize) -> EaseModel {
-        if keep == 0 || keep >= self.row_len {
-            return self.clone();
-        }
-        let (weights, columns) = prune_rows(self.items, keep, |i, row| {
-            for j in self.row_range(i as u32) {
-                let column = if self.columns.is_empty() { j - i * self.row_len } else { self.columns[j] as usize };
-                row[column] = self.weights[j];
-            }
-        });
-        EaseModel { items: self.items, row_len: keep, weights, columns, column_scale: self.column_scale.clone() }
-    }
 }
 
 #[cfg(test)]

@@ -51,11 +51,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Count, mean, standard deviation (population) and largest value of the
-/// finite entries of `values`; `None` when there are none (excluded items,
-/// `-inf`, do not count). One pass in eight `f32` lanes per block of 1,024,
-/// blocks added in `f64`; values are taken relative to the first finite
-/// one, so the spread does not drown in a large mean.
+/// Count, mean, standard deviation (population) and largest value of some
+/// values (see [`summarise_finite`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
     pub count: usize,
@@ -64,6 +61,10 @@ pub struct Summary {
     pub max: f32,
 }
 
+/// The [`Summary`] of the finite entries of `values`; `None` when there are
+/// none (excluded items, `-inf`, do not count). One pass in eight `f32` lanes
+/// per block of 1,024, blocks added in `f64`; values are taken relative to the
+/// first finite one, so the spread does not drown in a large mean.
 pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
     let shift = *values.iter().find(|v| v.is_finite())?;
     let (mut count, mut sum, mut squares) = (0usize, 0f64, 0f64);

@@ -279,8 +279,9 @@ pub(crate) struct Derived {
     latitudes: Vec<f32>,
     longitudes: Vec<f32>,
     located: usize,
-    /// Cold items by city (`None`: without one), for exploration.
-    cold_by_city: std::collections::HashMap<Option<String>, Vec<u32>>,
+    /// Cold items by city, and those without one, for exploration.
+    cold_by_city: std::collections::HashMap<String, Vec<u32>>,
+    cold_without_city: Vec<u32>,
 }
 
 thread_local! {
@@ -450,10 +451,18 @@ impl Model {
             longitudes: self.item_meta.iter().map(|m| m.location.map_or(f32::NAN, |(_, lon)| lon.to_radians() as f32)).collect(),
             located: self.item_meta.iter().filter(|m| m.location.is_some()).count(),
             cold_by_city: self.components.cold_items.iter().fold(Default::default(), |mut by_city, &item| {
-                let city = self.item_meta.get(item as usize).and_then(|m| m.city.clone());
-                by_city.entry(city).or_insert_with(Vec::new).push(item);
+                if let Some(city) = self.item_meta.get(item as usize).and_then(|m| m.city.clone()) {
+                    by_city.entry(city).or_insert_with(Vec::new).push(item);
+                }
                 by_city
             }),
+            cold_without_city: self
+                .components
+                .cold_items
+                .iter()
+                .copied()
+                .filter(|&item| self.item_meta.get(item as usize).is_none_or(|m| m.city.is_none()))
+                .collect(),
         })
     }
 
@@ -569,13 +578,12 @@ impl Model {
         // nearness with them, so it cannot reach the 0.5 a slot needs: only
         // the user's cities, cold items without a city and extras are compared.
         let in_users_cities: Option<Vec<usize>> = (total > 0.0 && anchors.iter().all(|a| a.described.city.is_some())).then(|| {
-            let by_city = &self.derived().cold_by_city;
+            let derived = self.derived();
             traits
                 .cities
                 .iter()
-                .map(|&city| Some(city.to_string()))
-                .chain([None])
-                .filter_map(|city| by_city.get(&city))
+                .filter_map(|&city| derived.cold_by_city.get(city))
+                .chain([&derived.cold_without_city])
                 .flatten()
                 .map(|&i| i as usize)
                 .chain(cold.iter().copied().filter(|&c| c >= n))

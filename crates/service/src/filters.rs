@@ -63,10 +63,10 @@ impl Service {
 /// their history: items sorted for binary search, each pointing at one of the
 /// few distinct type combinations (no string copied per event).
 pub(crate) struct UserEvents {
-    /// (item, index into `combinations`), sorted by item.
-    items: Vec<(u32, u16)>,
-    /// The same items alone.
+    /// The user's items, sorted.
     item_ids: Vec<u32>,
+    /// Per item in `item_ids`, its index into `combinations`.
+    combination_of: Vec<u16>,
     combinations: Vec<Vec<String>>,
 }
 
@@ -84,7 +84,7 @@ impl UserEvents {
         });
         let mut distinct: Vec<u64> = Vec::new();
         let mut combinations = Vec::new();
-        let items: Vec<(u32, u16)> = masks
+        let (item_ids, combination_of) = masks
             .into_iter()
             .map(|(item, mask)| {
                 let index = match distinct.iter().position(|&m| m == mask) {
@@ -102,14 +102,13 @@ impl UserEvents {
                 };
                 (item, index as u16)
             })
-            .collect();
-        let item_ids = items.iter().map(|&(item, _)| item).collect();
-        Self { items, item_ids, combinations }
+            .unzip();
+        Self { item_ids, combination_of, combinations }
     }
 
     fn types(&self, item: u32) -> &[String] {
-        match self.items.binary_search_by_key(&item, |&(i, _)| i) {
-            Ok(at) => &self.combinations[self.items[at].1 as usize],
+        match self.item_ids.binary_search(&item) {
+            Ok(at) => &self.combinations[self.combination_of[at] as usize],
             Err(_) => &[],
         }
     }
