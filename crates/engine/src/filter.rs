@@ -270,6 +270,25 @@ impl BoundFilter {
         }
     }
 
+    /// Whether the filter looks at nothing but the items' own fields and ids
+    /// (no user, no events, no current item, no `IF`): its verdict on an item
+    /// is then the same in every request, so a caller may compute it once
+    /// with [`BoundFilter::item_mask`] and reuse it.
+    pub fn looks_at_items_only(&self) -> bool {
+        self.current_item_fields.is_empty()
+            && self.statements.iter().all(|s| s.user_condition.is_empty() && s.condition.looks_at_items_only())
+    }
+
+    /// The filter's verdict on each of the first `items` items.
+    pub fn item_mask(&self, items: usize, context: &dyn FilterContext) -> ItemMask {
+        let prepared = self.prepare(context);
+        let mut mask = ItemMask { bits: vec![0; items.div_ceil(64)], len: items };
+        for item in (0..items as u32).filter(|&item| prepared.allows(item, context)) {
+            mask.bits[item as usize / 64] |= 1 << (item % 64);
+        }
+        mask
+    }
+
     /// Per-request work: which statements apply (their `IF`), and the current item's fields.
     fn prepare<'f, 'c>(&'f self, context: &'c dyn FilterContext) -> Prepared<'f, 'c> {
         let current = self
@@ -289,6 +308,47 @@ impl BoundFilter {
             }
         }
         prepared
+    }
+}
+
+/// Which items a filter allows, a bit per item (see [`BoundFilter::item_mask`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemMask {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl ItemMask {
+    /// Whether the filter allows `item` (items beyond the mask are not allowed).
+    pub fn allows(&self, item: u32) -> bool {
+        (item as usize) < self.len && self.bits[item as usize / 64] & (1 << (item % 64)) != 0
+    }
+
+    /// How many items the filter allows.
+    pub fn allowed(&self) -> usize {
+        self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Sets the score of every item the filter rejects to `f32::NEG_INFINITY`,
+    /// as [`BoundFilter::apply`] does: sixty-four items per word of the mask.
+    pub fn apply(&self, scores: &mut [f32]) {
+        for (word, chunk) in self.bits.iter().zip(scores.chunks_mut(64)) {
+            if *word == u64::MAX {
+                continue;
+            }
+            for (bit, score) in chunk.iter_mut().enumerate() {
+                if word & (1 << bit) == 0 {
+                    *score = f32::NEG_INFINITY;
+                }
+            }
+        }
+        // Items past the mask's end are not known to it: rejected.
+        scores.iter_mut().skip(self.len).for_each(|s| *s = f32::NEG_INFINITY);
+    }
+
+    /// Its size in bytes (for bounding a cache of masks).
+    pub fn bytes(&self) -> usize {
+        self.bits.len() * 8
     }
 }
 
@@ -505,6 +565,17 @@ impl ValueSet {
 }
 
 impl Check {
+    /// Whether the check reads only the item's own fields and id.
+    fn looks_at_items_only(&self) -> bool {
+        match self {
+            Check::All(checks) | Check::Any(checks) => checks.iter().all(Check::looks_at_items_only),
+            Check::Events { .. } => false,
+            Check::Value { subject, test } => {
+                matches!(subject, ValueSubject::ItemField(_) | ValueSubject::ItemId) && !matches!(test, Test::Current { .. })
+            }
+        }
+    }
+
     /// Whether the check can only hold for an item the user has events on.
     fn needs_user_event(&self) -> bool {
         match self {
@@ -1414,7 +1485,39 @@ mod tests {
         let by_allows: Vec<&str> = (0..scores.len()).filter(|&i| bound.allows(i as u32, context)).map(|i| context.ids[i]).collect();
         assert_eq!(kept, by_allows, "{expression}: apply and allows disagree");
         assert!(scores.iter().all(|&s| s == 0.5 || s == f32::NEG_INFINITY));
+        if bound.looks_at_items_only() {
+            // The verdict computed once must be the per-request one.
+            let mask = bound.item_mask(context.ids.len(), context);
+            let mut masked = vec![0.5f32; context.ids.len()];
+            mask.apply(&mut masked);
+            assert_eq!(masked, scores, "{expression}: the item mask disagrees with apply");
+            assert_eq!(mask.allowed(), kept.len());
+        }
         kept
+    }
+
+    #[test]
+    fn only_filters_on_the_items_own_fields_are_the_same_in_every_request() {
+        let items_only = |expression: &str, values: &[(&str, &str)]| {
+            Filter::parse(expression).unwrap().bind(&super::tests::values(values)).unwrap().looks_at_items_only()
+        };
+        assert!(items_only(r#"INCLUDE ItemID WHERE Items.GENRE IN ("Museum") AND Items.PRICE < 20"#, &[]));
+        assert!(items_only(r#"EXCLUDE ItemID WHERE Items.CITY IN ($CITY) OR Items.ITEM_ID IN ("tate")"#, &[("CITY", "\"Paris\"")]));
+        assert!(!items_only(r#"EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("book")"#, &[]));
+        assert!(!items_only(r#"INCLUDE ItemID WHERE Items.CITY IN (CurrentItem.CITY)"#, &[]));
+        assert!(!items_only(r#"INCLUDE ItemID WHERE Items.PRICE < 20 IF CurrentUser.AGE > 30"#, &[]));
+        assert!(!items_only(
+            r#"INCLUDE ItemID WHERE Items.GENRE IN ("Museum") | EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")"#,
+            &[]
+        ));
+        // A mask rejects what lies beyond the catalogue it was computed for.
+        let context = catalogue();
+        let bound = Filter::parse(r#"INCLUDE ItemID WHERE Items.CITY IN ("Paris")"#).unwrap().bind(&BTreeMap::new()).unwrap();
+        let mask = bound.item_mask(2, &context);
+        assert!(mask.allows(0) && mask.allows(1) && !mask.allows(2));
+        let mut scores = vec![1.0f32; 70];
+        mask.apply(&mut scores);
+        assert_eq!(scores.iter().filter(|s| s.is_finite()).count(), 2);
     }
 
     fn kept(expression: &str) -> Vec<&'static str> {

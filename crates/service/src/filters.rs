@@ -4,9 +4,10 @@
 use crate::Service;
 use crate::catalogue::Fields;
 use crate::error::{Result, ServiceError};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext};
+use crate::serving::Deployment;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext, ItemMask};
 use travelrec_engine::{HistoryEvent, Model};
 use travelrec_store::{DatasetGroup, Filter, Lifecycle, ResourceKind, Status, validate_name};
 
@@ -36,8 +37,33 @@ impl Service {
         Ok(())
     }
 
+    /// The filter at `arn` with its placeholders filled, for a request to
+    /// `deployment`. A filter on the items' own fields gives the same verdict
+    /// in every request: it is computed once per deployment and these values,
+    /// then reused (no field is read per item per request).
+    pub(crate) async fn request_filter(
+        &self,
+        deployment: &Deployment,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<RequestFilter> {
+        let (parsed, bound) = self.bound_filter(arn, values, &deployment.dataset_group_arn).await?;
+        if !bound.looks_at_items_only() {
+            return Ok(RequestFilter::Bound(bound));
+        }
+        Ok(RequestFilter::Items(deployment.item_mask(&parsed, arn, values, || {
+            let context = RequestFilterContext::items_only(&deployment.model, &deployment.item_fields);
+            bound.item_mask(deployment.model.items.len(), &context)
+        })))
+    }
+
     /// The filter at `arn` with its placeholders filled, checked to belong to `group_arn`.
-    pub(crate) async fn bound_filter(&self, arn: &str, values: &BTreeMap<String, String>, group_arn: &str) -> Result<BoundFilter> {
+    async fn bound_filter(
+        &self,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+        group_arn: &str,
+    ) -> Result<(Arc<ParsedFilter>, BoundFilter)> {
         let parsed = match self.inner.filters.get(arn).map(|f| f.clone()) {
             Some(parsed) => parsed,
             None => {
@@ -55,7 +81,84 @@ impl Service {
                 parsed.dataset_group_arn
             )));
         }
-        parsed.expression.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))
+        let bound = parsed.expression.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))?;
+        Ok((parsed, bound))
+    }
+}
+
+/// A filter ready for one request.
+pub(crate) enum RequestFilter {
+    /// On the items' own fields: its verdict per item, shared by requests.
+    Items(Arc<ItemMask>),
+    /// Looks at the user, their events or the current item: evaluated per request.
+    Bound(BoundFilter),
+}
+
+impl RequestFilter {
+    /// Whether evaluating it needs the request's [`RequestFilterContext`].
+    pub fn needs_request(&self) -> bool {
+        matches!(self, RequestFilter::Bound(_))
+    }
+
+    /// Rejects items (score `-inf`); `context` is needed by a [`RequestFilter::Bound`] filter only.
+    pub fn apply(&self, scores: &mut [f32], context: Option<&RequestFilterContext<'_>>) {
+        match (self, context) {
+            (RequestFilter::Items(mask), _) => mask.apply(scores),
+            (RequestFilter::Bound(bound), Some(context)) => bound.apply(scores, context),
+            (RequestFilter::Bound(_), None) => unreachable!("a request-dependent filter is applied with its request's context"),
+        }
+    }
+
+    pub fn allows(&self, item: u32, context: Option<&RequestFilterContext<'_>>) -> bool {
+        match (self, context) {
+            (RequestFilter::Items(mask), _) => mask.allows(item),
+            (RequestFilter::Bound(bound), Some(context)) => bound.allows(item, context),
+            (RequestFilter::Bound(_), None) => unreachable!("a request-dependent filter is applied with its request's context"),
+        }
+    }
+}
+
+/// Item masks of the filters a deployment has served, by filter and values.
+/// Bounded: when full it starts over (the masks are cheap to recompute, and
+/// a few hot filters make up nearly all traffic).
+#[derive(Default)]
+pub(crate) struct ItemMasks {
+    entries: HashMap<(String, BTreeMap<String, String>), CachedMask>,
+    bytes: usize,
+}
+
+struct CachedMask {
+    /// The parsed filter the mask was computed from: a filter deleted and
+    /// created again under the same ARN is a different one.
+    filter: Weak<ParsedFilter>,
+    mask: Arc<ItemMask>,
+}
+
+/// How much memory a deployment's item masks may hold.
+const ITEM_MASKS_BYTES: usize = 16 << 20;
+
+impl ItemMasks {
+    pub fn get_or_insert(
+        &mut self,
+        filter: &Arc<ParsedFilter>,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+        compute: impl FnOnce() -> ItemMask,
+    ) -> Arc<ItemMask> {
+        let key = (arn.to_string(), values.clone());
+        if let Some(cached) = self.entries.get(&key).filter(|c| c.filter.upgrade().is_some_and(|f| Arc::ptr_eq(&f, filter))) {
+            return cached.mask.clone();
+        }
+        let mask = Arc::new(compute());
+        if self.bytes + mask.bytes() > ITEM_MASKS_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += mask.bytes();
+        if let Some(replaced) = self.entries.insert(key, CachedMask { filter: Arc::downgrade(filter), mask: mask.clone() }) {
+            self.bytes -= replaced.mask.bytes();
+        }
+        mask
     }
 }
 
@@ -133,6 +236,13 @@ pub(crate) struct RequestFilterContext<'a> {
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+impl<'a> RequestFilterContext<'a> {
+    /// What a filter on the items' own fields sees: no user, no current item.
+    pub fn items_only(model: &'a Model, item_fields: &'a [Fields]) -> Self {
+        Self { model, item_fields, user_events: UserEvents::new(model, std::iter::empty()), user_fields: None, current_item: None }
+    }
 }
 
 impl FilterContext for RequestFilterContext<'_> {

@@ -4,11 +4,12 @@ use crate::Service;
 use crate::catalogue::{Catalogue, Fields};
 use crate::context::{city_centres, engine_context, parse_context};
 use crate::error::{ErrorKind, Result, ServiceError};
-use crate::filters::{RequestFilterContext, UserEvents};
+use crate::filters::{ItemMasks, ParsedFilter, RequestFilter, RequestFilterContext, UserEvents};
 use crate::realtime::{Cutoff, RecentEvent, after_cutoff, event_location};
 use crate::training::item_meta;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use travelrec_engine::filter::ItemMask;
 use travelrec_engine::{Candidate, HistoryEvent, ItemMeta, LocalEvent, Model, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem};
 use travelrec_store::{Campaign, SolutionVersion, Status};
 
@@ -27,7 +28,9 @@ pub struct Deployment {
     /// Tracked events up to here are inside the model.
     pub events_through: Cutoff,
     /// Items' fields by model index, as at deployment (what filters read).
-    item_fields: Vec<Fields>,
+    pub(crate) item_fields: Vec<Fields>,
+    /// Verdicts of the filters on items' own fields this deployment has served.
+    item_masks: parking_lot::Mutex<ItemMasks>,
     /// City name (lower case) → the middle of its attractions.
     cities: HashMap<String, (f64, f64)>,
     /// What the catalogue adds to the model, rebuilt when the catalogue changes.
@@ -45,6 +48,17 @@ struct CatalogueView {
 }
 
 impl Deployment {
+    /// The item mask of the filter `parsed` (at `arn`, bound to `values`), computed on first use.
+    pub(crate) fn item_mask(
+        &self,
+        parsed: &Arc<ParsedFilter>,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+        compute: impl FnOnce() -> ItemMask,
+    ) -> Arc<ItemMask> {
+        self.item_masks.lock().get_or_insert(parsed, arn, values, compute)
+    }
+
     fn view(&self, catalogue: Arc<Catalogue>) -> Arc<CatalogueView> {
         let mut cached = self.view.lock();
         if let Some(view) = cached.as_ref().filter(|v| Arc::ptr_eq(&v.catalogue, &catalogue)) {
@@ -207,6 +221,7 @@ impl Service {
             model: Arc::new(model),
             events_through: version.events_through.clone(),
             item_fields,
+            item_masks: Default::default(),
             cities,
             view: parking_lot::Mutex::new(None),
         })
@@ -294,7 +309,7 @@ impl Service {
         let recent = self.recent_events(&deployment, user);
         let current_item = request.item_id.as_deref().and_then(|id| model.item_index(id));
         let filter = match &request.filter_arn {
-            Some(arn) => Some(self.bound_filter(arn, &request.filter_values, group).await?),
+            Some(arn) => Some(self.request_filter(&deployment, arn, &request.filter_values).await?),
             None => None,
         };
         let mut promotion_filters = Vec::with_capacity(request.promotions.len());
@@ -305,17 +320,17 @@ impl Service {
                     promotion.name, promotion.percent_promoted_items
                 )));
             }
-            promotion_filters.push(self.bound_filter(&promotion.filter_arn, &promotion.filter_values, group).await?);
+            promotion_filters.push(self.request_filter(&deployment, &promotion.filter_arn, &promotion.filter_values).await?);
         }
-        // What filters look at costs a pass over the user's history: only when one is used.
-        let filter_context = if filter.is_some() || !promotion_filters.is_empty() {
+        // What filters look at costs a pass over the user's history: only when one needs it.
+        let filter_context = if filter.iter().chain(&promotion_filters).any(RequestFilter::needs_request) {
             Some(self.filter_context(&deployment, user, &recent, current_item).await?)
         } else {
             None
         };
         let apply_filter = |scores: &mut [f32]| {
-            if let (Some(filter), Some(context)) = (&filter, &filter_context) {
-                filter.apply(scores, context);
+            if let Some(filter) = &filter {
+                filter.apply(scores, filter_context.as_ref());
             }
         };
 
@@ -332,16 +347,8 @@ impl Service {
         }
 
         let filter_context = &filter_context;
-        let promotion_appliers: Vec<_> = promotion_filters
-            .iter()
-            .map(|f| {
-                move |scores: &mut [f32]| {
-                    if let Some(context) = filter_context {
-                        f.apply(scores, context)
-                    }
-                }
-            })
-            .collect();
+        let promotion_appliers: Vec<_> =
+            promotion_filters.iter().map(|f| move |scores: &mut [f32]| f.apply(scores, filter_context.as_ref())).collect();
         let promotions = request
             .promotions
             .iter()
@@ -407,9 +414,12 @@ impl Service {
             }
         }
         if let Some(arn) = &request.filter_arn {
-            let filter = self.bound_filter(arn, &request.filter_values, group).await?;
-            let filter_context = self.filter_context(&deployment, &request.user_id, &recent, None).await?;
-            known.retain(|&item| filter.allows(item, &filter_context));
+            let filter = self.request_filter(&deployment, arn, &request.filter_values).await?;
+            let filter_context = match filter.needs_request() {
+                true => Some(self.filter_context(&deployment, &request.user_id, &recent, None).await?),
+                false => None,
+            };
+            known.retain(|&item| filter.allows(item, filter_context.as_ref()));
         }
         let view = deployment.view(self.catalogue(group).await?);
         let last_location = self.last_known_location(group, &request.user_id);

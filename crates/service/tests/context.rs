@@ -291,4 +291,17 @@ async fn filters_promotions_and_malformed_context() {
     request.filter_arn = Some(by_city.filter_arn.clone());
     request.filter_values = BTreeMap::from([("CITY".to_string(), format!("\"{city}\""))]);
     assert_eq!(s.get_recommendations(&request).await.unwrap_err().kind, ErrorKind::NotFound);
+
+    // A filter on items' own fields is computed once per deployment and
+    // values: created again under the same name with another expression, it
+    // is the new expression that applies, and other values get their own verdict.
+    let again = s.create_filter("in-city", &f.group, "EXCLUDE ItemID WHERE Items.CITY IN ($CITY)").await.unwrap();
+    assert_eq!(again.filter_arn, by_city.filter_arn);
+    let top = s.get_recommendations(&request).await.unwrap();
+    assert!(top.items.iter().all(|i| f.attraction(&i.item_id).city != city), "{:?}", top.items);
+    // The city of the best item so far: excluding it must change the list.
+    let other_city = f.attraction(&top.items[0].item_id).city.clone();
+    request.filter_values = BTreeMap::from([("CITY".to_string(), format!("\"{other_city}\""))]);
+    let top = s.get_recommendations(&request).await.unwrap();
+    assert!(top.items.iter().all(|i| f.attraction(&i.item_id).city != other_city), "{:?}", top.items);
 }
