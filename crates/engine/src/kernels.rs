@@ -51,6 +51,34 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The smallest of `values` that is not NaN (`+inf` when there is none), in
+/// eight lanes: a scan can then skip a whole block that holds nothing below a bound.
+#[inline]
+pub fn minimum(values: &[f32]) -> f32 {
+    let mut lanes = [f32::INFINITY; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            // NaN fails the comparison and is never kept.
+            *lane = if v < *lane { v } else { *lane };
+        }
+    }
+    chunks.remainder().iter().chain(&lanes).fold(f32::INFINITY, |m, &v| if v < m { v } else { m })
+}
+
+/// The largest of `values` that is not NaN (`-inf` when there is none); see [`minimum`].
+#[inline]
+pub fn maximum(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
 /// Count, mean, standard deviation (population) and largest value of some
 /// values (see [`summarise_finite`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,6 +185,19 @@ mod tests {
         values.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
         assert_eq!(summarise_finite(&values), None);
         assert_eq!(summarise_finite(&[]), None);
+    }
+
+    #[test]
+    fn extremes_skip_nan_and_see_the_tail() {
+        let mut values: Vec<f32> = (0..19).map(|v| v as f32).collect();
+        values[3] = f32::NAN;
+        assert_eq!(minimum(&values), 0.0);
+        assert_eq!(maximum(&values), 18.0);
+        values[18] = -5.0;
+        assert_eq!(minimum(&values), -5.0);
+        assert_eq!(maximum(&values), 17.0);
+        assert_eq!(minimum(&[f32::NAN]), f32::INFINITY);
+        assert_eq!(maximum(&[]), f32::NEG_INFINITY);
     }
 
     proptest! {

@@ -3,7 +3,7 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
-use crate::kernels::{exp_nonpositive, summarise_finite};
+use crate::kernels::{exp_nonpositive, minimum, summarise_finite};
 use crate::sparse::ItemLinks;
 use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
@@ -270,18 +270,21 @@ pub struct Model {
 }
 
 /// What queries reuse: the popularity signal and the items' positions in a
-/// form that makes distances cheap (no trigonometry per item and query).
+/// form that makes nearness cheap (no trigonometry per item and query, and
+/// only the items around a place looked at).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Derived {
     popularity: Vec<f32>,
-    /// Latitude and longitude in radians, NaN for items without a location
-    /// (plain arrays, so distance loops vectorise).
-    latitudes: Vec<f32>,
-    longitudes: Vec<f32>,
-    located: usize,
+    /// The located items in latitude order (what nearness scans).
+    by_latitude: ByLatitude,
     /// Cold items by city, and those without one, for exploration.
     cold_by_city: std::collections::HashMap<String, Vec<u32>>,
     cold_without_city: Vec<u32>,
+    /// Per month, every item's season signal; per hour, its time-of-day
+    /// signal. Each built the first time a request asks for that month or
+    /// hour, then read in place like popularity (no per-query pass).
+    seasons: [std::sync::OnceLock<Vec<f32>>; 12],
+    hours: [std::sync::OnceLock<Vec<f32>>; 24],
 }
 
 thread_local! {
@@ -430,14 +433,17 @@ impl Model {
             let sources: Vec<(f32, &[f32])> = Feature::ALL
                 .into_iter()
                 .filter(|&feature| blend.get(feature) != 0.0)
-                .map(|feature| {
+                .filter_map(|feature| {
                     let weight = blend.get(feature);
-                    match feature {
+                    Some(match feature {
                         Feature::Collaborative => (weight * collaborative_scale, features.values[feature as usize].as_slice()),
                         Feature::Popularity => (weight, derived.popularity.as_slice()),
                         Feature::Trending => (weight, self.components.trending.as_slice()),
+                        // Without a moment in the context these signals are 0.
+                        Feature::Season => (weight, self.season(crate::context::month_of(context.time?))),
+                        Feature::TimeOfDay => (weight, self.time_of_day(context.hour?)),
                         _ => (weight, features.values[feature as usize].as_slice()),
-                    }
+                    })
                 })
                 .collect();
             blend_sources(&sources, out);
@@ -447,9 +453,7 @@ impl Model {
     fn derived(&self) -> &Derived {
         self.derived.get_or_init(|| Derived {
             popularity: popularity_feature(&self.components.popularity),
-            latitudes: self.item_meta.iter().map(|m| m.location.map_or(f32::NAN, |(lat, _)| lat.to_radians() as f32)).collect(),
-            longitudes: self.item_meta.iter().map(|m| m.location.map_or(f32::NAN, |(_, lon)| lon.to_radians() as f32)).collect(),
-            located: self.item_meta.iter().filter(|m| m.location.is_some()).count(),
+            by_latitude: ByLatitude::new(&self.item_meta),
             cold_by_city: self.components.cold_items.iter().fold(Default::default(), |mut by_city, &item| {
                 if let Some(city) = self.item_meta.get(item as usize).and_then(|m| m.city.clone()) {
                     by_city.entry(city).or_insert_with(Vec::new).push(item);
@@ -463,6 +467,32 @@ impl Model {
                 .copied()
                 .filter(|&item| self.item_meta.get(item as usize).is_none_or(|m| m.city.is_none()))
                 .collect(),
+            ..Derived::default()
+        })
+    }
+
+    /// Every item's season signal in `month` (0 = January): how much more it
+    /// is visited then, or ±1 in or out of season where its seasons are known.
+    fn season(&self, month: usize) -> &[f32] {
+        self.derived().seasons[month % 12].get_or_init(|| {
+            let mut out = vec![0f32; self.items.len()];
+            self.components.monthly.fill(month % 12, &mut out);
+            for (value, meta) in out.iter_mut().zip(&self.item_meta) {
+                if meta.season_months != 0 {
+                    *value = if meta.season_months & (1 << (month % 12)) != 0 { 1.0 } else { -1.0 };
+                }
+            }
+            out
+        })
+    }
+
+    /// Every item's time-of-day signal at `hour` (UTC, 0–23).
+    fn time_of_day(&self, hour: usize) -> &[f32] {
+        let hour = hour.min(23);
+        self.derived().hours[hour].get_or_init(|| {
+            let mut out = vec![0f32; self.items.len()];
+            self.components.hourly.fill(hour, &mut out);
+            out
         })
     }
 
@@ -672,7 +702,9 @@ impl Model {
     /// blend applies it), saving passes over the catalogue per query.
     fn fill_features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers, complete: bool) -> f32 {
         let on = |feature: Feature| blend.get(feature) != 0.0;
-        let model_wide = |feature: Feature| matches!(feature, Feature::Popularity | Feature::Trending);
+        // Signals that do not depend on the user: read in place when serving.
+        let model_wide =
+            |feature: Feature| matches!(feature, Feature::Popularity | Feature::Trending | Feature::Season | Feature::TimeOfDay);
         f.clear(|feature| on(feature) && (complete || !model_wide(feature)));
         let mut collaborative_scale = 1.0;
         let c = &self.components;
@@ -725,19 +757,11 @@ impl Model {
                 self.nearness(now, &mut f.values[Feature::Nearby as usize]);
             }
         }
-        if let (true, Some(time)) = (on(Feature::Season), context.time) {
-            let month = crate::context::month_of(time);
-            let out = &mut f.values[Feature::Season as usize];
-            c.monthly.fill(month, out);
-            // Known seasons override what the data suggests.
-            for (value, meta) in out.iter_mut().zip(&self.item_meta) {
-                if meta.season_months != 0 {
-                    *value = if meta.season_months & (1 << month) != 0 { 1.0 } else { -1.0 };
-                }
-            }
+        if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
+            f.values[Feature::Season as usize].copy_from_slice(self.season(crate::context::month_of(time)));
         }
-        if let (true, Some(hour)) = (on(Feature::TimeOfDay), context.hour) {
-            c.hourly.fill(hour.min(23), &mut f.values[Feature::TimeOfDay as usize]);
+        if let (true, true, Some(hour)) = (complete, on(Feature::TimeOfDay), context.hour) {
+            f.values[Feature::TimeOfDay as usize].copy_from_slice(self.time_of_day(hour));
         }
         if on(Feature::LocalEvent) && !context.events.is_empty() {
             let out = &mut f.values[Feature::LocalEvent as usize];
@@ -746,17 +770,16 @@ impl Model {
                     out[host as usize] = 1.0;
                 }
                 let place = event.location.or_else(|| event.item.and_then(|i| self.item_meta.get(i as usize)).and_then(|m| m.location));
-                if let Some((lat, lon)) = place {
+                if let Some(place) = place {
                     // Walking distance: half-life-like decay over 0.5 km, nothing beyond 5 km.
-                    let derived = self.derived();
-                    let (here_lat, here_lon) = (lat.to_radians() as f32, lon.to_radians() as f32);
-                    let cos_here = here_lat.cos();
-                    for ((value, a), b) in out.iter_mut().zip(&derived.latitudes).zip(&derived.longitudes) {
-                        let (dx, dy) = ((b - here_lon) * cos_here * EARTH_KM, (a - here_lat) * EARTH_KM);
-                        let squared = dx * dx + dy * dy;
-                        // NaN (no location) fails the comparison.
-                        let near = exp_nonpositive(-squared.sqrt() / 0.5);
-                        *value = if squared < 25.0 { value.max(near) } else { *value };
+                    let located = &self.derived().by_latitude;
+                    let squared_km = located.squared_km_from(place);
+                    for at in located.band(place.0, 5.0) {
+                        let squared = squared_km(at);
+                        if squared < 25.0 {
+                            let value = &mut out[located.items[at] as usize];
+                            *value = value.max(exp_nonpositive(-squared.sqrt() / 0.5));
+                        }
                     }
                 }
             }
@@ -764,56 +787,127 @@ impl Model {
         collaborative_scale
     }
 
-    /// `out[i] = exp(-distance(here, item i) / scale)` for located items. The
-    /// scale is the distance to the K-th nearest located item, so "near" means
-    /// the same in a theme park, a city and a country; `proximity_km` caps it from below.
-    fn nearness(&self, (lat, lon): (f64, f64), out: &mut [f32]) {
-        // Equirectangular distances around `here`: exact enough for ranking
-        // by nearness (under 1 % off within a few hundred km), and a
-        // multiply-add per item instead of a haversine's trigonometry.
-        let (here_lat, here_lon) = (lat.to_radians() as f32, lon.to_radians() as f32);
-        let cos_here = here_lat.cos();
-        let derived = self.derived();
-        if derived.located == 0 {
+    /// `out[i] = exp(-distance(here, item i) / scale)` for located items
+    /// within [`NEARNESS_REACH`] scales of `here` (the others stay 0: their
+    /// nearness would be below e⁻³⁰). The scale is the distance to the K-th
+    /// nearest located item, so "near" means the same in a theme park, a city
+    /// and a country; `proximity_km` caps it from below.
+    ///
+    /// Only the items in a band of latitudes around `here` are looked at (a
+    /// binary search over the items in latitude order): the items of here's
+    /// city, not the whole catalogue.
+    fn nearness(&self, here: (f64, f64), out: &mut [f32]) {
+        let located = &self.derived().by_latitude;
+        if located.items.is_empty() {
             return;
         }
-        // Squared distances first (NaN for items without a location): no
-        // square root or exponential until the scale is known.
-        for ((value, a), b) in out.iter_mut().zip(&derived.latitudes).zip(&derived.longitudes) {
-            let (dx, dy) = ((b - here_lon) * cos_here, a - here_lat);
-            *value = EARTH_KM * EARTH_KM * (dx * dx + dy * dy);
-        }
+        let squared_km = located.squared_km_from(here);
         // "Near" is relative to how dense attractions are around here: the
-        // distance to the K-th nearest (K ≈ √located, 3 to 30), so a theme
-        // park, a city and a catalogue of many cities all get a useful scale.
-        let k = ((derived.located as f32).sqrt().round() as usize).clamp(3, 30).min(derived.located);
-        let kth_squared = kth_smallest(out, k);
+        // distance to the K-th nearest (K ≈ √located, 3 to 30). Found in a
+        // band of latitudes widened until K of its items lie within its
+        // half-width: no item outside the band is nearer than that.
+        let k = ((located.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(located.items.len());
+        let mut half_width_km = self.hyperparameters.proximity_km.max(0.1);
+        let mut squared = Vec::new();
+        let kth_squared = loop {
+            let band = located.band(here.0, half_width_km);
+            let everything = band.len() == located.items.len();
+            squared.clear();
+            squared.extend(band.map(&squared_km));
+            let kth = kth_smallest(&squared, k);
+            if everything || kth <= half_width_km * half_width_km {
+                break kth;
+            }
+            half_width_km *= 4.0;
+        };
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
-        let inverse = 1.0 / scale;
-        for value in out.iter_mut() {
-            let near = exp_nonpositive(-value.sqrt() * inverse);
-            *value = if value.is_nan() { 0.0 } else { near };
+        let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
+        for at in located.band(here.0, reach_km) {
+            let squared = squared_km(at);
+            if squared <= reach_km * reach_km {
+                out[located.items[at] as usize] = exp_nonpositive(-squared.sqrt() * inverse);
+            }
         }
     }
 }
 
-/// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so):
+/// How far, in nearness scales, an item still counts as near (e^-30 ≈ 1e-13 beyond).
+const NEARNESS_REACH: f32 = 30.0;
+
+/// Located items sorted by latitude: the items within some distance of a
+/// place lie in a band of latitudes, found by binary search.
+#[derive(Debug, Clone, Default)]
+struct ByLatitude {
+    /// Radians, ascending.
+    latitudes: Vec<f32>,
+    /// Radians, in the same order.
+    longitudes: Vec<f32>,
+    /// Model item index at each position.
+    items: Vec<u32>,
+}
+
+impl ByLatitude {
+    fn new(items: &[ItemMeta]) -> Self {
+        let mut located: Vec<(u32, f32, f32)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, meta)| meta.location.map(|(lat, lon)| (i as u32, lat.to_radians() as f32, lon.to_radians() as f32)))
+            .collect();
+        located.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        Self {
+            latitudes: located.iter().map(|l| l.1).collect(),
+            longitudes: located.iter().map(|l| l.2).collect(),
+            items: located.iter().map(|l| l.0).collect(),
+        }
+    }
+
+    /// Positions of the items whose latitude lies within `half_width_km` of `latitude` (degrees).
+    fn band(&self, latitude: f64, half_width_km: f32) -> std::ops::Range<usize> {
+        let (middle, half) = (latitude.to_radians() as f32, half_width_km / EARTH_KM);
+        let start = self.latitudes.partition_point(|&l| l < middle - half);
+        let end = self.latitudes.partition_point(|&l| l <= middle + half);
+        start..end.max(start)
+    }
+
+    /// Squared distance in km² from `(latitude, longitude)` (degrees) to the
+    /// item at a position. Equirectangular around the place: exact enough for
+    /// nearness (under 1 % off within a few hundred km), a multiply-add per
+    /// item instead of a haversine's trigonometry, and never less than the
+    /// latitude difference (so a band holds every item within its half-width).
+    fn squared_km_from(&self, (latitude, longitude): (f64, f64)) -> impl Fn(usize) -> f32 + '_ {
+        let (here_lat, here_lon) = (latitude.to_radians() as f32, longitude.to_radians() as f32);
+        let cos_here = here_lat.cos();
+        move |at| {
+            let (dx, dy) = ((self.longitudes[at] - here_lon) * cos_here, self.latitudes[at] - here_lat);
+            EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
+        }
+    }
+}
+
+/// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so;
+/// `+inf` when there are fewer than `k`):
 /// the smallest `k` so far kept sorted, so most values cost one comparison.
 fn kth_smallest(values: &[f32], k: usize) -> f32 {
     let mut smallest: Vec<f32> = Vec::with_capacity(k + 1);
     let mut bound = f32::INFINITY;
-    for &v in values {
-        // NaN fails the comparison, so items without a location never enter.
-        if v < bound {
-            let at = smallest.partition_point(|&s| s <= v);
-            smallest.insert(at, v);
-            smallest.truncate(k);
-            if smallest.len() == k {
-                bound = smallest[k - 1];
+    for chunk in values.chunks(32) {
+        // Most blocks hold nothing below the bound: one vectorised minimum says so.
+        if minimum(chunk) >= bound {
+            continue;
+        }
+        for &v in chunk {
+            // NaN fails the comparison, so items without a location never enter.
+            if v < bound {
+                let at = smallest.partition_point(|&s| s <= v);
+                smallest.insert(at, v);
+                smallest.truncate(k);
+                if smallest.len() == k {
+                    bound = smallest[k - 1];
+                }
             }
         }
     }
-    smallest.last().copied().unwrap_or(f32::INFINITY)
+    if smallest.len() == k { smallest[k - 1] } else { f32::INFINITY }
 }
 
 /// Per-signal score vectors over the catalogue, reused across queries.
@@ -1071,6 +1165,57 @@ mod tests {
             for (s, l) in served.iter().zip(&learned) {
                 assert!((s - l).abs() <= 1e-5 * (1.0 + l.abs()), "user {user}: {s} vs {l}");
             }
+        }
+    }
+
+    /// Nearness looks only at a band of latitudes; it must give what a scan
+    /// of every item gives (the K-th nearest as the scale, 0 beyond the reach).
+    #[test]
+    fn nearness_from_the_latitude_band_equals_a_scan_of_every_item() {
+        let mut builder = TrainingDataBuilder::new();
+        // Two clusters far apart (Lisbon, Osaka), a scattering, and unlocated items.
+        let mut state = 12345u64;
+        let mut random = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for i in 0..900 {
+            let location = match i % 4 {
+                0 => Some((38.7 + 0.1 * random(), -9.2 + 0.1 * random())),
+                1 => Some((34.6 + 0.2 * random(), 135.4 + 0.2 * random())),
+                2 => Some((-60.0 + 120.0 * random(), -180.0 + 360.0 * random())),
+                _ => None,
+            };
+            builder.add_item_with_meta(&format!("i{i}"), ItemMeta { location, ..ItemMeta::default() });
+        }
+        builder.add_interaction("u", "i0", 1, "view", None);
+        builder.add_interaction("v", "i1", 1, "view", None);
+        let model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        let n = model.items.len();
+        for here in [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)] {
+            let mut banded = vec![0f32; n];
+            model.nearness(here, &mut banded);
+            // Every located item, the straightforward way.
+            let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
+            let squared: Vec<f32> = model
+                .item_meta
+                .iter()
+                .map(|m| {
+                    m.location.map_or(f32::NAN, |(a, b)| {
+                        let (dx, dy) = ((b.to_radians() as f32 - lon) * lat.cos(), a.to_radians() as f32 - lat);
+                        EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
+                    })
+                })
+                .collect();
+            let mut sorted: Vec<f32> = squared.iter().copied().filter(|v| !v.is_nan()).collect();
+            sorted.sort_by(f32::total_cmp);
+            let k = ((sorted.len() as f32).sqrt().round() as usize).clamp(3, 30);
+            let scale = sorted[k - 1].sqrt().max(model.hyperparameters.proximity_km * 0.01);
+            for (item, (&b, &d)) in banded.iter().zip(&squared).enumerate() {
+                let expected = if d.is_nan() || d.sqrt() > NEARNESS_REACH * scale { 0.0 } else { (-d.sqrt() / scale).exp() };
+                assert!((b - expected).abs() <= 1e-6 * expected.max(1e-30) + 1e-12, "here {here:?}, item {item}: {b} vs {expected}");
+            }
+            assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
         }
     }
 

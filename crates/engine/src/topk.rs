@@ -1,8 +1,11 @@
 //! Partial top-k selection and the catalogue-wide softmax.
 
-use crate::kernels::{exp_nonpositive, sum_by, summarise_finite};
+use crate::kernels::{exp_nonpositive, maximum, sum_by, summarise_finite};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+
+/// Scores looked at together: a block is skipped when its best cannot enter the top k.
+const BLOCK: usize = 32;
 
 /// Indices of the `k` largest finite scores, best first; ties go to the lower
 /// index so results are deterministic. Items whose score is `-inf` (excluded)
@@ -18,14 +21,20 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     // Items come in ascending index order, so one that only ties the weakest
     // kept score loses the tie: only a strictly larger score gets in.
     let mut weakest = f32::NEG_INFINITY;
-    for (index, &score) in scores.iter().enumerate() {
-        if score > weakest {
-            kept.push(Kept { score, index: index as u32 });
-            if kept.len() > k {
-                kept.pop();
-            }
-            if kept.len() == k {
-                weakest = kept.peek().map_or(f32::NEG_INFINITY, |w| w.score);
+    for (block, chunk) in scores.chunks(BLOCK).enumerate() {
+        // Once the heap is full, most blocks hold nothing better than its weakest.
+        if maximum(chunk) <= weakest {
+            continue;
+        }
+        for (offset, &score) in chunk.iter().enumerate() {
+            if score > weakest {
+                kept.push(Kept { score, index: (block * BLOCK + offset) as u32 });
+                if kept.len() > k {
+                    kept.pop();
+                }
+                if kept.len() == k {
+                    weakest = kept.peek().map_or(f32::NEG_INFINITY, |w| w.score);
+                }
             }
         }
     }
