@@ -109,8 +109,14 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
+/// Says which measurement is running (a profiler can then be attached to the right one).
+fn announce(label: &str, count: usize) {
+    println!("  timing {label} ({count} calls)");
+}
+
 /// Times `run` for `count` calls (after a short warm-up), in nanoseconds.
-fn time_sync(count: usize, mut run: impl FnMut(usize)) -> Histogram<u64> {
+fn time_sync(label: &str, count: usize, mut run: impl FnMut(usize)) -> Histogram<u64> {
+    announce(label, count);
     (0..count.min(50)).for_each(&mut run);
     let mut h = histogram();
     for i in 0..count {
@@ -180,7 +186,8 @@ async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
     })
 }
 
-async fn time_service(d: &Deployed, count: usize, request: impl Fn(&str) -> RecommendationRequest) -> Result<Histogram<u64>> {
+async fn time_service(d: &Deployed, label: &str, count: usize, request: impl Fn(&str) -> RecommendationRequest) -> Result<Histogram<u64>> {
+    announce(label, count);
     let mut h = histogram();
     for i in 0..count + 50 {
         let user = &d.users[i % d.users.len()];
@@ -231,7 +238,7 @@ async fn measure_approximation(d: &Deployed, items: u32, count: usize) -> Result
         model.components.collaborative = travelrec_engine::Collaborative::Ease(exact_ease.pruned(keep));
         let found: usize = (0..users).map(|i| top(&model, i).iter().filter(|item| exact_top[i].contains(item)).count()).sum();
         let expected: usize = exact_top.iter().map(Vec::len).sum();
-        let h = time_sync(count, |i| {
+        let h = time_sync(&format!("Model::query with {keep} weights per item"), count, |i| {
             std::hint::black_box(model.query(&Query { history: history(i), k: 25, ..Query::default() }));
         });
         if keep == catalogue {
@@ -259,10 +266,10 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
     let model = &d.model;
     let context = Context::default();
     let history = |i: usize| model.histories.get(&d.users[i % d.users.len()]);
-    let naive = time_sync(count, |i| {
+    let naive = time_sync("engine: naive", count, |i| {
         std::hint::black_box(naive_top(model, history(i), &context, 25));
     });
-    let served = time_sync(count, |i| {
+    let served = time_sync("engine: Model::query", count, |i| {
         let query = Query { history: history(i), k: 25, ..Query::default() };
         std::hint::black_box(model.query(&query));
     });
@@ -290,16 +297,19 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
     };
     let context_map: BTreeMap<String, String> =
         [("LOCATION".to_string(), d.location.clone()), ("DATE".to_string(), "2026-07-14".to_string())].into();
-    let plain = time_service(&d, count, base).await?;
-    let with_context = time_service(&d, count, |u| RecommendationRequest { context: context_map.clone(), ..base(u) }).await?;
-    let with_filter = time_service(&d, count, |u| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(u) }).await?;
-    let both = time_service(&d, count, |u| RecommendationRequest {
+    let plain = time_service(&d, "service: warm user", count, base).await?;
+    let with_context =
+        time_service(&d, "service: + context", count, |u| RecommendationRequest { context: context_map.clone(), ..base(u) }).await?;
+    let with_filter =
+        time_service(&d, "service: + filter", count, |u| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(u) })
+            .await?;
+    let both = time_service(&d, "service: + context + filter", count, |u| RecommendationRequest {
         context: context_map.clone(),
         filter_arn: Some(booked.filter_arn.clone()),
         ..base(u)
     })
     .await?;
-    let promoted = time_service(&d, count, |u| RecommendationRequest {
+    let promoted = time_service(&d, "service: + promotion", count, |u| RecommendationRequest {
         promotions: vec![PromotionRequest {
             name: "city".into(),
             percent_promoted_items: 20,
@@ -322,6 +332,7 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
             .collect();
         d.service.track_events(&d.tracking_id, user, None, events).await?;
     }
+    announce("service: fresh events folded in", count);
     let mut fresh = histogram();
     for i in 0..count + 50 {
         let request = base(&fresh_users[i % fresh_users.len()]);
