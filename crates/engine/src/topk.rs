@@ -11,23 +11,32 @@ const BLOCK: usize = 32;
 /// index so results are deterministic. Items whose score is `-inf` (excluded)
 /// are never returned.
 ///
-/// One pass with the best `k` so far in a heap: most items cost a single
-/// comparison with the weakest of those.
+/// A vectorised pass for each block's best score, then the blocks that can
+/// hold a top-k score, with the best `k` so far in a heap.
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     if k == 0 {
         return Vec::new();
     }
     let mut kept: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
+    // The k-th best block maximum is a floor for the k-th best score (each
+    // of those k blocks holds a score that high): blocks and items below it
+    // are never looked at, whatever order the scores come in.
+    let maxima: Vec<f32> = scores.chunks(BLOCK).map(maximum).collect();
+    let floor = if maxima.len() > k {
+        let mut ordered = maxima.clone();
+        *ordered.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
+    } else {
+        f32::NEG_INFINITY
+    };
     // Items come in ascending index order, so one that only ties the weakest
     // kept score loses the tie: only a strictly larger score gets in.
     let mut weakest = f32::NEG_INFINITY;
     for (block, chunk) in scores.chunks(BLOCK).enumerate() {
-        // Once the heap is full, most blocks hold nothing better than its weakest.
-        if maximum(chunk) <= weakest {
+        if maxima[block] < floor || maxima[block] <= weakest {
             continue;
         }
         for (offset, &score) in chunk.iter().enumerate() {
-            if score > weakest {
+            if score > weakest && score >= floor {
                 kept.push(Kept { score, index: (block * BLOCK + offset) as u32 });
                 if kept.len() > k {
                     kept.pop();
