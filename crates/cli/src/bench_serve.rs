@@ -27,7 +27,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-use travelrec_engine::{Context, Model, Query};
+use travelrec_engine::{Collaborative, Context, HistoryEvent, Model, Query};
 use travelrec_service::{NewEvent, PromotionRequest, RecommendationRequest, Service};
 
 #[derive(clap::Args)]
@@ -75,13 +75,14 @@ struct MemoryRow {
     realtime_bytes_per_user: f64,
 }
 
-/// The pruned collaborative model (each item's strongest EASE weights only)
-/// against the exact one: how much of the exact top 25 it keeps, and how fast.
+/// An approximate collaborative model against the exact one: the pruned
+/// EASE (each item's strongest weights only) or ALS scored from bfloat16
+/// factors; how much of the exact top 25 it keeps, and how fast.
 #[derive(Debug, Clone, serde::Serialize)]
 struct ApproximationRow {
     items: u32,
-    /// Item-to-item weights kept per item (`items` is exact).
-    kept_per_item: usize,
+    /// What is approximated, e.g. "EASE, 512 weights per item" or "ALS, bfloat16 factors".
+    variant: String,
     /// Share of the exact model's top 25 that this one also returns.
     recall_at_25: f64,
     p50_us: f64,
@@ -203,15 +204,24 @@ async fn time_service(d: &Deployed, label: &str, count: usize, request: impl Fn(
     Ok(h)
 }
 
-/// Against the exact model (every EASE weight kept, trained beside the
-/// deployed one with the same data and defaults otherwise): the same model
-/// pruned to several sizes, each with its recall of the exact top 25 and its
-/// latency. Empty when the deployed model is not a pruned EASE.
+/// The deployed model's approximation against the exact model: EASE pruned
+/// to several sizes against every weight (the exact model trained beside the
+/// deployed one, same data and defaults otherwise), or ALS scored from
+/// bfloat16 factors against `f32` ones. Empty when the model is exact.
 async fn measure_approximation(d: &Deployed, items: u32, count: usize) -> Result<Vec<ApproximationRow>> {
-    let travelrec_engine::Collaborative::Ease(served) = &d.model.components.collaborative else { return Ok(Vec::new()) };
-    if served.row_len() >= d.model.items.len() {
-        return Ok(Vec::new());
+    match &d.model.components.collaborative {
+        Collaborative::Ease(served) if served.row_len() < d.model.items.len() => measure_pruned_ease(d, items, count).await,
+        Collaborative::Als(_) if d.model.hyperparameters.als_half_precision => {
+            let mut exact = d.model.clone();
+            exact.hyperparameters.als_half_precision = false;
+            let variants = [("ALS, f32 factors (exact)".to_string(), exact), ("ALS, bfloat16 factors".to_string(), d.model.clone())];
+            Ok(compare_with_exact(d, items, count, &variants))
+        }
+        _ => Ok(Vec::new()),
     }
+}
+
+async fn measure_pruned_ease(d: &Deployed, items: u32, count: usize) -> Result<Vec<ApproximationRow>> {
     println!("— {items} attractions: training the exact model (every item-to-item weight) to measure the pruned one against");
     let solution = d
         .service
@@ -222,38 +232,52 @@ async fn measure_approximation(d: &Deployed, items: u32, count: usize) -> Result
         bail!("the exact model is missing from the store");
     };
     let exact = Model::from_bytes(&bytes)?;
-    let travelrec_engine::Collaborative::Ease(exact_ease) = &exact.components.collaborative else { bail!("the exact model is not EASE") };
-    let history = |i: usize| exact.histories.get(&d.users[i % d.users.len()]);
-    let top = |model: &Model, i: usize| -> Vec<u32> { model.recommend(history(i), &[], 25).into_iter().map(|s| s.item).collect() };
-    let users = d.users.len().min(count);
-    let exact_top: Vec<Vec<u32>> = (0..users).map(|i| top(&exact, i)).collect();
-    let mut rows = Vec::new();
-    let mut exact_p50 = f64::NAN;
+    let Collaborative::Ease(exact_ease) = &exact.components.collaborative else { bail!("the exact model is not EASE") };
     let catalogue = exact.items.len();
     let mut sizes = vec![catalogue, 1000, 512, 256, 128];
     sizes.retain(|&keep| keep <= catalogue);
     sizes.dedup();
-    for keep in sizes {
-        let mut model = exact.clone();
-        model.components.collaborative = travelrec_engine::Collaborative::Ease(exact_ease.pruned(keep));
-        let found: usize = (0..users).map(|i| top(&model, i).iter().filter(|item| exact_top[i].contains(item)).count()).sum();
-        let expected: usize = exact_top.iter().map(Vec::len).sum();
-        let h = time_sync(&format!("Model::query with {keep} weights per item"), count, |i| {
-            std::hint::black_box(model.query(&Query { history: history(i), k: 25, ..Query::default() }));
+    let variants: Vec<(String, Model)> = sizes
+        .into_iter()
+        .map(|keep| {
+            let mut model = exact.clone();
+            model.components.collaborative = Collaborative::Ease(exact_ease.pruned(keep));
+            let name =
+                if keep == catalogue { format!("EASE, all {keep} weights (exact)") } else { format!("EASE, {keep} weights per item") };
+            (name, model)
+        })
+        .collect();
+    Ok(compare_with_exact(d, items, count, &variants))
+}
+
+/// Recall of the first variant's top 25 (the exact one) and latency, for each variant.
+fn compare_with_exact(d: &Deployed, items: u32, count: usize, variants: &[(String, Model)]) -> Vec<ApproximationRow> {
+    let users = d.users.len().min(count);
+    let history = |model: &Model, i: usize| -> Vec<HistoryEvent> { model.histories.get(&d.users[i % d.users.len()]).to_vec() };
+    let top = |model: &Model, i: usize| -> Vec<u32> { model.recommend(&history(model, i), &[], 25).into_iter().map(|s| s.item).collect() };
+    let exact_top: Vec<Vec<u32>> = (0..users).map(|i| top(&variants[0].1, i)).collect();
+    let expected: usize = exact_top.iter().map(Vec::len).sum();
+    let mut rows = Vec::new();
+    let mut exact_p50 = f64::NAN;
+    for (index, (name, model)) in variants.iter().enumerate() {
+        let found: usize = (0..users).map(|i| top(model, i).iter().filter(|item| exact_top[i].contains(item)).count()).sum();
+        let histories: Vec<Vec<HistoryEvent>> = (0..d.users.len()).map(|i| history(model, i)).collect();
+        let h = time_sync(&format!("Model::query, {name}"), count, |i| {
+            std::hint::black_box(model.query(&Query { history: &histories[i % histories.len()], k: 25, ..Query::default() }));
         });
-        if keep == catalogue {
+        if index == 0 {
             exact_p50 = micros(&h, 0.5);
         }
         rows.push(ApproximationRow {
             items,
-            kept_per_item: keep,
+            variant: name.clone(),
             recall_at_25: found as f64 / expected.max(1) as f64,
             p50_us: micros(&h, 0.5),
             p99_us: micros(&h, 0.99),
             ratio: micros(&h, 0.5) / exact_p50,
         });
     }
-    Ok(rows)
+    rows
 }
 
 async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<ApproximationRow>, Option<HttpRow>, MemoryRow)> {
@@ -404,6 +428,7 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
             list.join(",")
         ),
     )?;
+    println!("  timing HTTP: maximum throughput by wrk ({} connections, {} s)", args.connections, args.http_seconds);
     let mut wrk = std::process::Command::new("wrk");
     wrk.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.http_seconds), "--latency", "-s"])
         .arg(script.path())
@@ -427,6 +452,7 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
             }
             let (p50, p99) = (wrk_millis(&text, "50%").unwrap_or(f64::NAN), wrk_millis(&text, "99%").unwrap_or(f64::NAN));
             let rate = (rps / 2.0).max(1.0);
+            println!("  timing HTTP: fixed rate of {rate:.0} requests/s ({} s)", args.http_seconds);
             let (fixed, errors) = open_loop(&server.base, &paths, rate, args.http_seconds).await?;
             Some(HttpRow {
                 items,
@@ -494,14 +520,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     println!("ratios: engine rows against the naive engine path, service rows against the plain warm-user call (same size, same run)");
     if !approximation.is_empty() {
         println!();
-        println!("{:>7}  {:>14} {:>12} {:>10} {:>10} {:>8}", "items", "weights/item", "recall@25", "p50 µs", "p99 µs", "ratio");
+        println!("{:>7}  {:<34} {:>10} {:>10} {:>10} {:>8}", "items", "collaborative model", "recall@25", "p50 µs", "p99 µs", "ratio");
         for a in &approximation {
-            println!(
-                "{:>7}  {:>14} {:>12.3} {:>10.1} {:>10.1} {:>7.2}×",
-                a.items, a.kept_per_item, a.recall_at_25, a.p50_us, a.p99_us, a.ratio
-            );
+            println!("{:>7}  {:<34} {:>10.3} {:>10.1} {:>10.1} {:>7.2}×", a.items, a.variant, a.recall_at_25, a.p50_us, a.p99_us, a.ratio);
         }
-        println!("pruned EASE (each item's strongest weights) against the exact model (every weight), same blend; Model::query in-process");
+        println!("approximations against the exact model (first row of each size), same blend; Model::query in-process");
     }
     if !http.is_empty() {
         println!();

@@ -51,6 +51,34 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// `x` as bfloat16 (the high half of its bits, rounded to nearest even):
+/// eight bits of precision, `f32`'s range, half the memory.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// `a · b` where `b` is bfloat16 ([`to_bf16`]), in eight `f32` lanes.
+/// Widening a bfloat16 is a shift, so a catalogue-wide pass reads half the
+/// bytes of an `f32` one at nearly no extra arithmetic.
+#[inline]
+pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
+    let widen = |h: u16| f32::from_bits((h as u32) << 16);
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, &y)| x * widen(y)).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for ((lane, x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *lane += x * widen(y);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// The smallest of `values` that is not NaN (`+inf` when there is none), in
 /// eight lanes: a scan can then skip a whole block that holds nothing below a bound.
 #[inline]
@@ -224,6 +252,25 @@ mod tests {
         values.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
         assert_eq!(summarise_finite(&values), None);
         assert_eq!(summarise_finite(&[]), None);
+    }
+
+    #[test]
+    fn bfloat16_rounds_to_nearest_and_dots_within_its_precision() {
+        let widen = |h: u16| f32::from_bits((h as u32) << 16);
+        assert_eq!(widen(to_bf16(1.0)), 1.0);
+        assert_eq!(widen(to_bf16(-2.5)), -2.5);
+        // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: to even, 1.
+        assert_eq!(widen(to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        assert_eq!(widen(to_bf16(1.0 + 3.0 / 512.0)), 1.0 + 1.0 / 128.0);
+        assert!(widen(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(widen(to_bf16(f32::INFINITY)), f32::INFINITY);
+        let a: Vec<f32> = (0..77).map(|i| ((i * 37 % 19) as f32 - 9.0) / 7.0).collect();
+        let b: Vec<f32> = (0..77).map(|i| ((i * 53 % 23) as f32 - 11.0) / 3.0).collect();
+        let half: Vec<u16> = b.iter().map(|&v| to_bf16(v)).collect();
+        let exact = dot(&a, &b);
+        let magnitude: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        // Each product is off by at most 2⁻⁹ of itself.
+        assert!((dot_bf16(&a, &half) - exact).abs() <= magnitude / 512.0 + 1e-4, "{} vs {exact}", dot_bf16(&a, &half));
     }
 
     #[test]

@@ -311,7 +311,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 4;
+    pub const FORMAT_VERSION: u32 = 5;
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -713,6 +713,7 @@ impl Model {
             match &c.collaborative {
                 Collaborative::None => {}
                 Collaborative::Ease(ease) => ease.score(&profile.weighted, out),
+                Collaborative::Als(als) if self.hyperparameters.als_half_precision => als.score_half_precision(&profile.weighted, out),
                 Collaborative::Als(als) => als.score(&profile.weighted, out),
                 Collaborative::Neighbours(links) => links.accumulate(&profile.weighted, out),
             }

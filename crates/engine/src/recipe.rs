@@ -119,6 +119,9 @@ pub struct Hyperparameters {
     pub als_iterations: usize,
     pub als_regularization: f32,
     pub als_alpha: f32,
+    /// Score ALS item factors stored as bfloat16 at query time: half the
+    /// memory read per query, scores off by under 0.2 %.
+    pub als_half_precision: bool,
     /// At query time, an event this many days older than the user's newest
     /// event counts half as much.
     pub recency_half_life_days: f32,
@@ -171,6 +174,7 @@ impl Default for Hyperparameters {
             als_iterations: 15,
             als_regularization: 0.05,
             als_alpha: 2.0,
+            als_half_precision: true,
             recency_half_life_days: 14.0,
             max_history: 1_000,
             transition_max_gap_hours: 24.0,
@@ -204,6 +208,7 @@ impl Hyperparameters {
         "als_iterations",
         "als_regularization",
         "als_alpha",
+        "als_half_precision",
         "recency_half_life_days",
         "max_history",
         "transition_max_gap_hours",
@@ -281,6 +286,7 @@ impl Hyperparameters {
                 "als_iterations" => hp.als_iterations = count()?,
                 "als_regularization" => hp.als_regularization = positive()?,
                 "als_alpha" => hp.als_alpha = positive()?,
+                "als_half_precision" => hp.als_half_precision = boolean()?,
                 "recency_half_life_days" => hp.recency_half_life_days = positive()?,
                 "max_history" => hp.max_history = count()?,
                 "transition_max_gap_hours" => hp.transition_max_gap_hours = positive()?,
