@@ -275,10 +275,14 @@ pub struct Model {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Derived {
     popularity: Vec<f32>,
+    /// The weight of each of the model's event types.
+    event_type_weights: Vec<f32>,
     /// The located items in latitude order (what nearness scans).
     by_latitude: ByLatitude,
-    /// Cold items by city, and those without one, for exploration.
-    cold_by_city: std::collections::HashMap<String, Vec<u32>>,
+    /// Every item's city and categories as numbers, for exploration.
+    traits: TraitIds,
+    /// Cold items by city number, and those without a city, for exploration.
+    cold_by_city: Vec<Vec<u32>>,
     cold_without_city: Vec<u32>,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
@@ -451,23 +455,25 @@ impl Model {
     }
 
     fn derived(&self) -> &Derived {
-        self.derived.get_or_init(|| Derived {
-            popularity: popularity_feature(&self.components.popularity),
-            by_latitude: ByLatitude::new(&self.item_meta),
-            cold_by_city: self.components.cold_items.iter().fold(Default::default(), |mut by_city, &item| {
-                if let Some(city) = self.item_meta.get(item as usize).and_then(|m| m.city.clone()) {
-                    by_city.entry(city).or_insert_with(Vec::new).push(item);
+        self.derived.get_or_init(|| {
+            let traits = TraitIds::new(&self.item_meta);
+            let mut cold_by_city = vec![Vec::new(); traits.cities.len()];
+            let mut cold_without_city = Vec::new();
+            for &item in &self.components.cold_items {
+                match traits.item_city.get(item as usize).copied().flatten() {
+                    Some(city) => cold_by_city[city as usize].push(item),
+                    None => cold_without_city.push(item),
                 }
-                by_city
-            }),
-            cold_without_city: self
-                .components
-                .cold_items
-                .iter()
-                .copied()
-                .filter(|&item| self.item_meta.get(item as usize).is_none_or(|m| m.city.is_none()))
-                .collect(),
-            ..Derived::default()
+            }
+            Derived {
+                popularity: popularity_feature(&self.components.popularity),
+                event_type_weights: self.hyperparameters.weights_for(&self.event_types),
+                by_latitude: ByLatitude::new(&self.item_meta),
+                traits,
+                cold_by_city,
+                cold_without_city,
+                ..Derived::default()
+            }
         })
     }
 
@@ -595,24 +601,28 @@ impl Model {
         let n = self.items.len();
         let total: f32 = profile.weighted.iter().map(|(_, w)| w).sum();
         // The user's items, prepared once: each cold item is compared with
-        // all of them, by ids into the user's own cities and categories
-        // (a few string comparisons per cold item, not per pair).
+        // all of them, by positions in the user's own cities and categories
+        // (numbers per model, so no string is compared per request).
+        let derived = self.derived();
         let mut traits = Traits::default();
         let anchors: Vec<Anchor> = profile
             .weighted
             .iter()
-            .filter_map(|&(other, weight)| self.item_meta.get(other as usize).map(|meta| Anchor::new(meta, weight, &mut traits)))
+            .filter_map(|&(other, weight)| {
+                let meta = self.item_meta.get(other as usize)?;
+                let (city, categories) = derived.traits.of_item(other);
+                Some(Anchor::new(meta, city, categories, weight, &mut traits))
+            })
             .collect();
         // When every one of the user's items has a city, a cold item in
         // another city shares neither city nor (but across a city's edge)
         // nearness with them, so it cannot reach the 0.5 a slot needs: only
         // the user's cities, cold items without a city and extras are compared.
         let in_users_cities: Option<Vec<usize>> = (total > 0.0 && anchors.iter().all(|a| a.described.city.is_some())).then(|| {
-            let derived = self.derived();
             traits
                 .cities
                 .iter()
-                .filter_map(|&city| derived.cold_by_city.get(city))
+                .filter_map(|&city| derived.cold_by_city.get(city as usize))
                 .chain([&derived.cold_without_city])
                 .flatten()
                 .map(|&i| i as usize)
@@ -620,20 +630,23 @@ impl Model {
                 .collect()
         });
         let cold = in_users_cities.as_deref().unwrap_or(cold);
-        let resemblance = |meta: &ItemMeta| -> f32 {
+        let resemblance = |c: usize| -> f32 {
             if total <= 0.0 {
                 return 0.5;
             }
+            let (meta, described) = if c < n {
+                let (city, categories) = derived.traits.of_item(c as u32);
+                (&self.item_meta[c], traits.describe(city, categories, categories.len()))
+            } else {
+                let meta = &extra[c - n];
+                let (city, categories, count) = derived.traits.of_other(meta);
+                (meta, traits.describe(city, &categories, count))
+            };
             let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians()));
-            let described = traits.describe(meta);
             anchors.iter().map(|a| a.weight * a.similarity(&described, place)).sum::<f32>() / total
         };
-        let mut candidates: Vec<(usize, f32)> = cold
-            .iter()
-            .filter(|&&c| scores[c] > f32::NEG_INFINITY)
-            .map(|&c| (c, resemblance(if c < n { &self.item_meta[c] } else { &extra[c - n] })))
-            .filter(|(_, r)| *r >= 0.5)
-            .collect();
+        let mut candidates: Vec<(usize, f32)> =
+            cold.iter().filter(|&&c| scores[c] > f32::NEG_INFINITY).map(|&c| (c, resemblance(c))).filter(|(_, r)| *r >= 0.5).collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         candidates.into_iter().take(slots).map(|(c, _)| c).collect()
     }
@@ -647,13 +660,11 @@ impl Model {
         let events: Vec<&HistoryEvent> = history.iter().chain(recent).skip(skip).filter(|e| (e.item as usize) < self.items.len()).collect();
         let newest = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
         let half_life = hp.recency_half_life_days as f64 * 86_400.0;
+        let type_weights = &self.derived().event_type_weights;
         let entries: Vec<(u32, f32, f32)> = events
             .iter()
             .map(|e| {
-                let type_weight = match self.event_types.get(e.event_type as usize) {
-                    Some(name) => hp.event_weights.get(name).copied().unwrap_or(hp.default_event_weight),
-                    None => hp.default_event_weight,
-                };
+                let type_weight = type_weights.get(e.event_type as usize).copied().unwrap_or(hp.default_event_weight);
                 let age = (newest - e.timestamp).max(0) as f64;
                 let decay = (0.5f64).powf(age / half_life) as f32;
                 (e.item, type_weight * decay, hp.value_factor(e.value, self.components.value_scale))
@@ -1015,50 +1026,101 @@ pub struct Query<'a> {
     pub promotions: Vec<Promotion<'a>>,
 }
 
-/// The cities and categories of a user's items, numbered: an item is then
-/// described by ids into them (anything else is "none of these").
-#[derive(Default)]
-struct Traits<'a> {
-    cities: Vec<&'a str>,
-    /// At most 128 (a bit each); further categories are not told apart.
-    categories: Vec<&'a str>,
+/// Every item's city and categories as numbers (per model), so comparing
+/// two items' traits is comparing integers, not strings.
+#[derive(Debug, Clone, Default)]
+struct TraitIds {
+    cities: std::collections::HashMap<String, u32>,
+    categories: std::collections::HashMap<String, u32>,
+    /// Per item: its city's number.
+    item_city: Vec<Option<u32>>,
+    /// Per item: its distinct categories' numbers.
+    item_categories: Vec<Vec<u32>>,
 }
 
-/// An item by the user's traits: its city's id, a bit per user category it
-/// has, and how many categories it has in all.
+impl TraitIds {
+    fn new(items: &[ItemMeta]) -> Self {
+        let mut ids = TraitIds::default();
+        for meta in items {
+            let next = ids.cities.len() as u32;
+            let city = meta.city.as_ref().map(|city| *ids.cities.entry(city.clone()).or_insert(next));
+            let mut categories: Vec<u32> = Vec::with_capacity(meta.categories.len());
+            for category in &meta.categories {
+                let next = ids.categories.len() as u32;
+                let id = *ids.categories.entry(category.clone()).or_insert(next);
+                if !categories.contains(&id) {
+                    categories.push(id);
+                }
+            }
+            ids.item_city.push(city);
+            ids.item_categories.push(categories);
+        }
+        ids
+    }
+
+    fn of_item(&self, item: u32) -> (Option<u32>, &[u32]) {
+        (self.item_city[item as usize], &self.item_categories[item as usize])
+    }
+
+    /// The numbers of an item outside the model (added since training), and
+    /// how many distinct categories it has in all: a city or category the
+    /// model has never seen has no number (no user's item shares it).
+    fn of_other(&self, meta: &ItemMeta) -> (Option<u32>, Vec<u32>, usize) {
+        let city = meta.city.as_ref().and_then(|city| self.cities.get(city).copied());
+        let mut known = Vec::new();
+        let mut count = 0;
+        for (k, category) in meta.categories.iter().enumerate() {
+            if meta.categories[..k].contains(category) {
+                continue;
+            }
+            count += 1;
+            if let Some(&id) = self.categories.get(category) {
+                known.push(id);
+            }
+        }
+        (city, known, count)
+    }
+}
+
+/// The cities and categories of a user's items, in the order first met: an
+/// item is then described by positions in them (anything else is "none of these").
+#[derive(Default)]
+struct Traits {
+    cities: Vec<u32>,
+    /// At most 128 (a bit each); further categories are not told apart.
+    categories: Vec<u32>,
+}
+
+/// An item by the user's traits: its city's position, a bit per user
+/// category it has, and how many categories it has in all.
 struct Described {
     city: Option<usize>,
     categories: u128,
     category_count: usize,
 }
 
-impl<'a> Traits<'a> {
-    fn add(&mut self, meta: &'a ItemMeta) {
-        if let Some(city) = meta.city.as_deref().filter(|c| !self.cities.contains(c)) {
+impl Traits {
+    fn add(&mut self, city: Option<u32>, categories: &[u32]) {
+        if let Some(city) = city.filter(|c| !self.cities.contains(c)) {
             self.cities.push(city);
         }
-        for category in &meta.categories {
-            if self.categories.len() < 128 && !self.categories.contains(&category.as_str()) {
+        for &category in categories {
+            if self.categories.len() < 128 && !self.categories.contains(&category) {
                 self.categories.push(category);
             }
         }
     }
 
-    fn describe(&self, meta: &ItemMeta) -> Described {
-        let mut categories = 0u128;
-        let mut category_count = 0;
-        for (k, category) in meta.categories.iter().enumerate() {
-            // Each distinct category once.
-            if meta.categories[..k].contains(category) {
-                continue;
-            }
-            category_count += 1;
+    /// `categories` distinct, `category_count` counting those without a number too.
+    fn describe(&self, city: Option<u32>, categories: &[u32], category_count: usize) -> Described {
+        let mut bits = 0u128;
+        for category in categories {
             if let Some(bit) = self.categories.iter().position(|c| c == category) {
-                categories |= 1 << bit;
+                bits |= 1 << bit;
             }
         }
-        let city = meta.city.as_deref().and_then(|city| self.cities.iter().position(|c| *c == city));
-        Described { city, categories, category_count }
+        let city = city.and_then(|city| self.cities.iter().position(|&c| c == city));
+        Described { city, categories: bits, category_count }
     }
 }
 
@@ -1071,10 +1133,10 @@ struct Anchor {
 }
 
 impl Anchor {
-    fn new<'a>(meta: &'a ItemMeta, weight: f32, traits: &mut Traits<'a>) -> Self {
-        traits.add(meta);
+    fn new(meta: &ItemMeta, city: Option<u32>, categories: &[u32], weight: f32, traits: &mut Traits) -> Self {
+        traits.add(city, categories);
         let place = meta.location.map(|(lat, lon)| (lat.to_radians(), lon.to_radians(), lat.to_radians().cos()));
-        Self { weight, described: traits.describe(meta), place }
+        Self { weight, described: traits.describe(city, categories, categories.len()), place }
     }
 
     /// How alike an item is to this one by what is known about them: shared
