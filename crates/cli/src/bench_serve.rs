@@ -207,14 +207,16 @@ async fn time_service(d: &Deployed, label: &str, count: usize, request: impl Fn(
 /// The deployed model's approximation against the exact model: EASE pruned
 /// to several sizes against every weight (the exact model trained beside the
 /// deployed one, same data and defaults otherwise), or ALS scored from
-/// bfloat16 factors against `f32` ones. Empty when the model is exact.
+/// bfloat16 factors (`als_half_precision`) against `f32` ones. Empty for
+/// other models.
 async fn measure_approximation(d: &Deployed, items: u32, count: usize) -> Result<Vec<ApproximationRow>> {
     match &d.model.components.collaborative {
         Collaborative::Ease(served) if served.row_len() < d.model.items.len() => measure_pruned_ease(d, items, count).await,
-        Collaborative::Als(_) if d.model.hyperparameters.als_half_precision => {
-            let mut exact = d.model.clone();
+        Collaborative::Als(_) => {
+            let (mut exact, mut half) = (d.model.clone(), d.model.clone());
             exact.hyperparameters.als_half_precision = false;
-            let variants = [("ALS, f32 factors (exact)".to_string(), exact), ("ALS, bfloat16 factors".to_string(), d.model.clone())];
+            half.hyperparameters.als_half_precision = true;
+            let variants = [("ALS, f32 factors (exact)".to_string(), exact), ("ALS, bfloat16 factors".to_string(), half)];
             Ok(compare_with_exact(d, items, count, &variants))
         }
         _ => Ok(Vec::new()),

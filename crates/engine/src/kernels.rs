@@ -83,28 +83,26 @@ pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
 /// eight lanes: a scan can then skip a whole block that holds nothing below a bound.
 #[inline]
 pub fn minimum(values: &[f32]) -> f32 {
-    let mut lanes = [f32::INFINITY; 8];
-    let mut chunks = values.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            // NaN fails the comparison and is never kept.
-            *lane = if v < *lane { v } else { *lane };
-        }
-    }
-    chunks.remainder().iter().chain(&lanes).fold(f32::INFINITY, |m, &v| if v < m { v } else { m })
+    extreme(values, f32::INFINITY, |v, best| v < best)
 }
 
 /// The largest of `values` that is not NaN (`-inf` when there is none); see [`minimum`].
 #[inline]
 pub fn maximum(values: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
+    extreme(values, f32::NEG_INFINITY, |v, best| v > best)
+}
+
+/// The value `better` than every other (NaN never is), from `start`, in eight lanes.
+#[inline(always)]
+fn extreme(values: &[f32], start: f32, better: impl Fn(f32, f32) -> bool) -> f32 {
+    let mut lanes = [start; 8];
     let mut chunks = values.chunks_exact(8);
     for chunk in &mut chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = if v > *lane { v } else { *lane };
+            *lane = if better(v, *lane) { v } else { *lane };
         }
     }
-    chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    chunks.remainder().iter().chain(&lanes).fold(start, |best, &v| if better(v, best) { v } else { best })
 }
 
 /// Count, mean, standard deviation (population) and largest value of some
