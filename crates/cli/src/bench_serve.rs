@@ -27,7 +27,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
-use travelrec_engine::{Collaborative, Context, HistoryEvent, Model, Query};
+use travelrec_engine::{Collaborative, Context, Model, Query};
 use travelrec_service::{NewEvent, PromotionRequest, RecommendationRequest, Service};
 
 #[derive(clap::Args)]
@@ -255,17 +255,18 @@ async fn measure_pruned_ease(d: &Deployed, items: u32, count: usize) -> Result<V
 /// Recall of the first variant's top 25 (the exact one) and latency, for each variant.
 fn compare_with_exact(d: &Deployed, items: u32, count: usize, variants: &[(String, Model)]) -> Vec<ApproximationRow> {
     let users = d.users.len().min(count);
-    let history = |model: &Model, i: usize| -> Vec<HistoryEvent> { model.histories.get(&d.users[i % d.users.len()]).to_vec() };
-    let top = |model: &Model, i: usize| -> Vec<u32> { model.recommend(&history(model, i), &[], 25).into_iter().map(|s| s.item).collect() };
+    let user = |i: usize| d.users[i % d.users.len()].as_str();
+    let top = |model: &Model, i: usize| -> Vec<u32> {
+        model.recommend(model.histories.get(user(i)), &[], 25).into_iter().map(|s| s.item).collect()
+    };
     let exact_top: Vec<Vec<u32>> = (0..users).map(|i| top(&variants[0].1, i)).collect();
     let expected: usize = exact_top.iter().map(Vec::len).sum();
     let mut rows = Vec::new();
     let mut exact_p50 = f64::NAN;
     for (index, (name, model)) in variants.iter().enumerate() {
         let found: usize = (0..users).map(|i| top(model, i).iter().filter(|item| exact_top[i].contains(item)).count()).sum();
-        let histories: Vec<Vec<HistoryEvent>> = (0..d.users.len()).map(|i| history(model, i)).collect();
         let h = time_sync(&format!("Model::query, {name}"), count, |i| {
-            std::hint::black_box(model.query(&Query { history: &histories[i % histories.len()], k: 25, ..Query::default() }));
+            std::hint::black_box(model.query(&Query { history: model.histories.get(user(i)), k: 25, ..Query::default() }));
         });
         if index == 0 {
             exact_p50 = micros(&h, 0.5);

@@ -123,10 +123,21 @@ pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
     let shift = *values.iter().find(|v| v.is_finite())?;
     // Most calls see no excluded item: lanes without a finiteness test per
     // value. An infinity or NaN anywhere makes the sums non-finite, and the
-    // careful pass below runs instead.
-    if let Some(summary) = summarise_all_finite(values, shift) {
-        return Some(summary);
-    }
+    // careful pass runs instead.
+    let (count, sum, squares, max) = match sums_from::<false>(values, shift) {
+        (count, sum, squares, max) if sum.is_finite() && squares.is_finite() && max.is_finite() => (count, sum, squares, max),
+        _ => sums_from::<true>(values, shift),
+    };
+    let n = count as f64;
+    let mean = sum / n;
+    let variance = (squares / n - mean * mean).max(0.0);
+    Some(Summary { count, mean: (shift as f64 + mean) as f32, std: variance.sqrt() as f32, max })
+}
+
+/// Count, sum and sum of squares of `value − shift`, and the largest value,
+/// over `values`; with `SKIP_NON_FINITE`, infinities and NaN are left out
+/// (a test per value), without it they are taken in.
+fn sums_from<const SKIP_NON_FINITE: bool>(values: &[f32], shift: f32) -> (usize, f64, f64, f32) {
     let (mut count, mut sum, mut squares) = (0usize, 0f64, 0f64);
     let mut max = f32::NEG_INFINITY;
     for block in values.chunks(1024) {
@@ -135,62 +146,26 @@ pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
         for chunk in &mut chunks {
             for lane in 0..8 {
                 let v = chunk[lane];
-                let finite = v.is_finite();
-                let d = if finite { v - shift } else { 0.0 };
-                counts[lane] += u32::from(finite);
+                let taken = !SKIP_NON_FINITE || v.is_finite();
+                let d = if taken { v - shift } else { 0.0 };
+                counts[lane] += u32::from(taken);
                 sums[lane] += d;
                 squared[lane] += d * d;
                 maxima[lane] = if v > maxima[lane] { v } else { maxima[lane] };
             }
         }
-        for &v in chunks.remainder().iter().filter(|v| v.is_finite()) {
+        for &v in chunks.remainder().iter().filter(|v| !SKIP_NON_FINITE || v.is_finite()) {
             count += 1;
             sum += (v - shift) as f64;
             squares += ((v - shift) * (v - shift)) as f64;
-            max = max.max(v);
+            max = if v > max { v } else { max };
         }
         count += counts.iter().map(|&c| c as usize).sum::<usize>();
         sum += sums.iter().map(|&v| v as f64).sum::<f64>();
         squares += squared.iter().map(|&v| v as f64).sum::<f64>();
         max = maxima.iter().fold(max, |m, &v| if v > m { v } else { m });
     }
-    let n = count as f64;
-    let mean = sum / n;
-    let variance = (squares / n - mean * mean).max(0.0);
-    Some(Summary { count, mean: (shift as f64 + mean) as f32, std: variance.sqrt() as f32, max })
-}
-
-/// [`summarise_finite`] when every value is finite; `None` otherwise.
-fn summarise_all_finite(values: &[f32], shift: f32) -> Option<Summary> {
-    let (mut sum, mut squares) = (0f64, 0f64);
-    let mut max = f32::NEG_INFINITY;
-    for block in values.chunks(1024) {
-        let (mut sums, mut squared, mut maxima) = ([0f32; 8], [0f32; 8], [f32::NEG_INFINITY; 8]);
-        let mut chunks = block.chunks_exact(8);
-        for chunk in &mut chunks {
-            for lane in 0..8 {
-                let d = chunk[lane] - shift;
-                sums[lane] += d;
-                squared[lane] += d * d;
-                maxima[lane] = if chunk[lane] > maxima[lane] { chunk[lane] } else { maxima[lane] };
-            }
-        }
-        for &v in chunks.remainder() {
-            sum += (v - shift) as f64;
-            squares += ((v - shift) * (v - shift)) as f64;
-            max = if v > max { v } else { max };
-        }
-        sum += sums.iter().map(|&v| v as f64).sum::<f64>();
-        squares += squared.iter().map(|&v| v as f64).sum::<f64>();
-        max = maxima.iter().fold(max, |m, &v| if v > m { v } else { m });
-    }
-    if !(sum.is_finite() && squares.is_finite() && max.is_finite()) {
-        return None;
-    }
-    let n = values.len() as f64;
-    let mean = sum / n;
-    let variance = (squares / n - mean * mean).max(0.0);
-    Some(Summary { count: values.len(), mean: (shift as f64 + mean) as f32, std: variance.sqrt() as f32, max })
+    (count, sum, squares, max)
 }
 
 /// `Σ f(v)` over `values`: eight `f32` lanes within blocks of 1,024, so

@@ -152,6 +152,12 @@ impl Feature {
         FEATURE_NAMES[self as usize]
     }
 
+    /// Signals that do not depend on the user (the same vector for every
+    /// query in a given month and hour): serving reads them where they live.
+    fn model_wide(self) -> bool {
+        matches!(self, Feature::Popularity | Feature::Trending | Feature::Season | Feature::TimeOfDay)
+    }
+
     /// Signals that depend on the request's context.
     pub fn contextual(self) -> bool {
         matches!(self, Feature::Nearby | Feature::Season | Feature::TimeOfDay | Feature::LocalEvent)
@@ -480,12 +486,13 @@ impl Model {
     /// Every item's season signal in `month` (0 = January): how much more it
     /// is visited then, or ±1 in or out of season where its seasons are known.
     fn season(&self, month: usize) -> &[f32] {
-        self.derived().seasons[month % 12].get_or_init(|| {
+        let month = month % 12;
+        self.derived().seasons[month].get_or_init(|| {
             let mut out = vec![0f32; self.items.len()];
-            self.components.monthly.fill(month % 12, &mut out);
+            self.components.monthly.fill(month, &mut out);
             for (value, meta) in out.iter_mut().zip(&self.item_meta) {
                 if meta.season_months != 0 {
-                    *value = if meta.season_months & (1 << (month % 12)) != 0 { 1.0 } else { -1.0 };
+                    *value = if meta.season_months & (1 << month) != 0 { 1.0 } else { -1.0 };
                 }
             }
             out
@@ -708,15 +715,12 @@ impl Model {
     }
 
     /// As [`Model::features`]; unless `complete`, the model-wide signals
-    /// (popularity, trending) are not copied and the collaborative signal is
+    /// ([`Feature::model_wide`]) are not copied and the collaborative signal is
     /// left unscaled: its standardising factor is returned instead (the
     /// blend applies it), saving passes over the catalogue per query.
     fn fill_features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers, complete: bool) -> f32 {
         let on = |feature: Feature| blend.get(feature) != 0.0;
-        // Signals that do not depend on the user: read in place when serving.
-        let model_wide =
-            |feature: Feature| matches!(feature, Feature::Popularity | Feature::Trending | Feature::Season | Feature::TimeOfDay);
-        f.clear(|feature| on(feature) && (complete || !model_wide(feature)));
+        f.clear(|feature| on(feature) && (complete || !feature.model_wide()));
         let mut collaborative_scale = 1.0;
         let c = &self.components;
         if on(Feature::Collaborative) && !profile.weighted.is_empty() {

@@ -118,12 +118,13 @@ impl RequestFilter {
     }
 }
 
-/// Item masks of the filters a deployment has served, by filter and values.
-/// Bounded: when full it starts over (the masks are cheap to recompute, and
-/// a few hot filters make up nearly all traffic).
+/// Item masks of the filters a deployment has served, by filter ARN, then
+/// values (looked up by reference: a request copies no key). Bounded: when
+/// full it starts over (the masks are cheap to recompute, and a few hot
+/// filters make up nearly all traffic).
 #[derive(Default)]
 pub(crate) struct ItemMasks {
-    entries: HashMap<(String, BTreeMap<String, String>), CachedMask>,
+    entries: HashMap<String, HashMap<BTreeMap<String, String>, CachedMask>>,
     bytes: usize,
 }
 
@@ -145,8 +146,8 @@ impl ItemMasks {
         values: &BTreeMap<String, String>,
         compute: impl FnOnce() -> ItemMask,
     ) -> Arc<ItemMask> {
-        let key = (arn.to_string(), values.clone());
-        if let Some(cached) = self.entries.get(&key).filter(|c| c.filter.upgrade().is_some_and(|f| Arc::ptr_eq(&f, filter))) {
+        let cached = self.entries.get(arn).and_then(|by_values| by_values.get(values));
+        if let Some(cached) = cached.filter(|c| c.filter.upgrade().is_some_and(|f| Arc::ptr_eq(&f, filter))) {
             return cached.mask.clone();
         }
         let mask = Arc::new(compute());
@@ -155,7 +156,8 @@ impl ItemMasks {
             self.bytes = 0;
         }
         self.bytes += mask.bytes();
-        if let Some(replaced) = self.entries.insert(key, CachedMask { filter: Arc::downgrade(filter), mask: mask.clone() }) {
+        let entry = CachedMask { filter: Arc::downgrade(filter), mask: mask.clone() };
+        if let Some(replaced) = self.entries.entry(arn.to_string()).or_default().insert(values.clone(), entry) {
             self.bytes -= replaced.mask.bytes();
         }
         mask
