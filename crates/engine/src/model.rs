@@ -126,7 +126,7 @@ pub enum Feature {
 
 /// A request this far from the user's last located item means they have
 /// moved on (another city, another trip): proximity then counts from the request.
-const MOVED_ON_KM: f64 = 30.0;
+pub(crate) const MOVED_ON_KM: f64 = 30.0;
 
 /// The Earth's mean radius, for distances from radians.
 const EARTH_KM: f32 = 6_371.0;
@@ -266,6 +266,13 @@ pub struct Model {
     pub item_meta: Vec<ItemMeta>,
     pub components: Components,
     pub blend: Blend,
+    /// The blend for a request that places the user far from everything in
+    /// their history (more than [`MOVED_ON_KM`] from their last located
+    /// item): a traveller who has arrived somewhere new. Their history then
+    /// says what they like but not where they are, so the signals weigh
+    /// differently; learned on validation cases of that kind. `None` when
+    /// the validation split held too few of them (then `blend` serves).
+    pub moved_on_blend: Option<Blend>,
     pub histories: Histories,
     pub summary: TrainingSummary,
     /// What hyperparameter search and blend learning tried and chose.
@@ -321,7 +328,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 5;
+    pub const FORMAT_VERSION: u32 = 6;
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -375,7 +382,7 @@ impl Model {
     pub fn rank(&self, history: &[HistoryEvent], recent: &[HistoryEvent], candidates: &[u32], context: &Context) -> Vec<ScoredItem> {
         let profile = self.profile(history, recent);
         let mut all = vec![0f32; self.items.len()];
-        self.score_profile(&profile, context, &self.blend, &mut all);
+        self.score_profile(&profile, context, self.blend_for(&profile, context), &mut all);
         let mut scores: Vec<f32> = candidates.iter().map(|&i| all[i as usize]).collect();
         softmax_in_place(&mut scores, self.hyperparameters.softmax_temperature);
         top_k(&scores, candidates.len())
@@ -425,7 +432,26 @@ impl Model {
     /// Unnormalised scores for every item (higher is better).
     pub fn raw_scores(&self, history: &[HistoryEvent], recent: &[HistoryEvent], context: &Context, out: &mut [f32]) {
         let profile = self.profile(history, recent);
-        self.score_profile(&profile, context, &self.blend, out);
+        self.score_profile(&profile, context, self.blend_for(&profile, context), out);
+    }
+
+    /// Whether the request places the user somewhere their history is not:
+    /// more than [`MOVED_ON_KM`] from their last located item (with
+    /// `use_location` on). Proximity then counts from the request, and
+    /// [`Model::moved_on_blend`] weighs the signals.
+    pub fn moved_on(&self, profile: &Profile, context: &Context) -> bool {
+        match (profile.location, context.location) {
+            (Some(last), Some(now)) => self.hyperparameters.use_location && distance_km(last.0, last.1, now.0, now.1) > MOVED_ON_KM,
+            _ => false,
+        }
+    }
+
+    /// The blend that scores `profile` in `context`.
+    pub fn blend_for(&self, profile: &Profile, context: &Context) -> &Blend {
+        match &self.moved_on_blend {
+            Some(moved) if self.moved_on(profile, context) => moved,
+            _ => &self.blend,
+        }
     }
 
     /// The blended score of every item for `profile` in `context`.
@@ -528,7 +554,7 @@ impl Model {
         let profile = self.profile(query.history, query.recent);
         let n = self.items.len();
         let mut scores = vec![0f32; n + query.extra.len()];
-        self.score_profile(&profile, &query.context, &self.blend, &mut scores[..n]);
+        self.score_profile(&profile, &query.context, self.blend_for(&profile, &query.context), &mut scores[..n]);
         // Extras not explored rank below every known item.
         if !query.extra.is_empty() {
             let lowest = scores[..n].iter().copied().filter(|s| s.is_finite()).fold(0f32, f32::min);
@@ -750,7 +776,7 @@ impl Model {
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
         let here = match (profile.location, context.location.filter(|_| self.hyperparameters.use_location)) {
-            (Some(last), Some(now)) if distance_km(last.0, last.1, now.0, now.1) > MOVED_ON_KM => Some(now),
+            (Some(_), Some(now)) if self.moved_on(profile, context) => Some(now),
             (last, now) => last.or(now),
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {

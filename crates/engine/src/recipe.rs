@@ -454,6 +454,7 @@ pub(crate) fn assemble(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters
         item_meta: data.item_meta.clone(),
         components,
         blend,
+        moved_on_blend: None,
         histories: Histories::build(data, &order, &offsets, hp.max_history),
         summary: TrainingSummary {
             users: data.users.len(),
@@ -494,16 +495,17 @@ pub fn train_with(
             "the dataset group has no interactions; import an interactions CSV or send events before training".into(),
         ));
     }
-    let (hp, blend, report) = match fixed_blend(recipe) {
-        Some(blend) => (hyperparameters.clone(), blend, None),
+    let (hp, blend, moved_on_blend, report) = match fixed_blend(recipe) {
+        Some(blend) => (hyperparameters.clone(), blend, None, None),
         None => {
             let outcome = tuning::tune(data, recipe, hyperparameters, validation, &|f, stage| progress(0.6 * f, stage))?;
-            (outcome.hyperparameters, outcome.blend, Some(outcome.report))
+            (outcome.hyperparameters, outcome.blend, outcome.moved_on_blend, Some(outcome.report))
         }
     };
     progress(0.6, "fitting on all data");
     let components = fit_components(data, recipe, &hp, &|f, stage| progress(0.6 + 0.4 * f, stage))?;
     let mut model = assemble(data, recipe, &hp, components, blend);
+    model.moved_on_blend = moved_on_blend;
     model.tuning = report;
     model.summary.training_seconds = started.elapsed().as_secs_f64();
     progress(1.0, "done");

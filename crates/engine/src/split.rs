@@ -23,7 +23,9 @@ pub enum Holdout {
     /// on what each user did in the held-out window.
     NewestFraction { fraction: f64 },
     /// Each user's last trip: every interaction after the last gap of more
-    /// than [`TRIP_GAP_SECONDS`] (users with an earlier trip). The context is
+    /// than [`TRIP_GAP_SECONDS`] that ends at a place the user is at (the
+    /// event's location near its item, where both are known; users with an
+    /// earlier trip). The context is
     /// the trip's first moment — where a traveller is when they arrive
     /// somewhere new, which their history alone does not say.
     NextTrip,
@@ -85,7 +87,8 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
             Holdout::LastItem => vec![*events.last().expect("two events")],
             Holdout::NextTrip => {
                 let time = |i: u32| data.events[i as usize].timestamp;
-                match (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS) {
+                let starts_trip = |k: usize| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]);
+                match (1..events.len()).rev().find(|&k| starts_trip(k)) {
                     Some(start) => events[start..].to_vec(),
                     None => Vec::new(),
                 }
@@ -135,6 +138,21 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         local_events: data.local_events.clone(),
     };
     Split { train, test, contexts, holdout }
+}
+
+/// Whether the user was at the place when the event happened: within
+/// [`MOVED_ON_KM`](crate::model::MOVED_ON_KM) of the item, or either
+/// location unknown. A session of browsing from home before a trip is not
+/// an arrival, though a pause precedes it too.
+fn on_the_spot(data: &TrainingData, event: u32) -> bool {
+    let event = &data.events[event as usize];
+    let place = data.item_meta.get(event.item as usize).and_then(|m| m.location);
+    match (event.location, place) {
+        (Some((lat, lon)), Some((item_lat, item_lon))) => {
+            crate::model::distance_km(lat as f64, lon as f64, item_lat, item_lon) <= crate::model::MOVED_ON_KM
+        }
+        _ => true,
+    }
 }
 
 /// Ranks for every test user with `recommend(user, k, exclude_seen)` (run in
@@ -190,6 +208,41 @@ mod tests {
         }
         let c = split(&d, Holdout::RandomFraction { test_fraction: 0.25 }, None, 8);
         assert_ne!(a.test, c.test);
+    }
+
+    #[test]
+    fn next_trip_starts_where_the_user_is_not_at_home_browsing() {
+        // A trip in the city at (0, 0); browsing from home (10, 10) a week
+        // later; the next trip, in the city, three days after that.
+        let mut b = TrainingDataBuilder::new();
+        for i in 0..4 {
+            let meta = crate::ItemMeta { location: Some((0.0, 0.001 * i as f64)), ..Default::default() };
+            b.add_item_with_meta(&format!("i{i}"), meta);
+        }
+        let day = 86_400;
+        let on_the_spot = Some((0.0, 0.0));
+        b.add_located_interaction("u", "i0", 0, "view", None, on_the_spot);
+        b.add_located_interaction("u", "i1", 3_600, "view", None, on_the_spot);
+        b.add_located_interaction("u", "i2", 7 * day, "view", None, Some((10.0, 10.0)));
+        b.add_located_interaction("u", "i3", 10 * day, "view", None, on_the_spot);
+        b.add_located_interaction("u", "i0", 10 * day + 3_600, "view", None, on_the_spot);
+        let d = b.build();
+        let s = split(&d, Holdout::NextTrip, None, 1);
+        assert_eq!(s.test, vec![(0, HashSet::from([3, 0]))]);
+        assert_eq!(s.contexts[0].time, Some(10 * day));
+
+        // Browsing from home is held out with the trip it precedes when it
+        // is the only pause: a trip starts on the spot.
+        let mut b = TrainingDataBuilder::new();
+        for i in 0..3 {
+            let meta = crate::ItemMeta { location: Some((0.0, 0.001 * i as f64)), ..Default::default() };
+            b.add_item_with_meta(&format!("i{i}"), meta);
+        }
+        b.add_located_interaction("u", "i0", 0, "view", None, on_the_spot);
+        b.add_located_interaction("u", "i1", 7 * day, "view", None, Some((10.0, 10.0)));
+        b.add_located_interaction("u", "i2", 7 * day + 3_600, "view", None, Some((10.0, 10.0)));
+        let s = split(&b.build(), Holdout::NextTrip, None, 1);
+        assert!(s.test.is_empty(), "{:?}", s.test);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashSet};
 pub struct Trial {
     pub settings: BTreeMap<String, String>,
     pub blend: Blend,
+    /// The blend learned for users who have moved on (see [`Model::moved_on_blend`]).
+    pub moved_on_blend: Option<Blend>,
     pub ndcg_at_10: f64,
 }
 
@@ -40,6 +42,7 @@ pub struct TuningReport {
 pub struct TuningOutcome {
     pub hyperparameters: Hyperparameters,
     pub blend: Blend,
+    pub moved_on_blend: Option<Blend>,
     pub report: TuningReport,
 }
 
@@ -49,6 +52,8 @@ struct UserCase {
     /// `candidates.len() × FEATURES`, row-major.
     features: Vec<f32>,
     relevant: HashSet<u32>,
+    /// The request placed the user far from their history ([`Model::moved_on`]).
+    moved_on: bool,
 }
 
 /// Items each signal contributes to the candidate set.
@@ -84,7 +89,7 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
                         features.push(values[item as usize]);
                     }
                 }
-                UserCase { candidates, features, relevant: relevant.clone() }
+                UserCase { candidates, features, relevant: relevant.clone(), moved_on: model.moved_on(&profile, context) }
             },
         )
         .collect()
@@ -119,15 +124,34 @@ const SIGNED: [Feature; 2] = [Feature::Repeat, Feature::TimeOfDay];
 const KNOWN_DIRECTION: [Feature; 2] = [Feature::Season, Feature::LocalEvent];
 const KNOWN_DIRECTION_GRID: [f32; 7] = [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
 
+/// Validation cases of users who have moved on needed to learn a blend of
+/// their own; with fewer, one blend serves every request.
+const MIN_MOVED_ON_CASES: usize = 30;
+
+/// The blend for users where their history is, and the one for users who
+/// have moved on when there are enough such cases, each learned on its own
+/// cases; their NDCG@10 over all cases.
+fn learn_blends(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, Option<Blend>, f64) {
+    let (moved, settled): (Vec<&UserCase>, Vec<&UserCase>) = cases.iter().partition(|c| c.moved_on);
+    if moved.len() < MIN_MOVED_ON_CASES {
+        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), start, free);
+        return (blend, None, score);
+    }
+    let (blend, settled_score) = coordinate_ascent(&settled, start, free);
+    let (moved_blend, moved_score) = coordinate_ascent(&moved, blend, free);
+    let score = (settled_score * settled.len() as f64 + moved_score * moved.len() as f64) / cases.len() as f64;
+    (blend, Some(moved_blend), score)
+}
+
 /// A change must beat the current NDCG by this share to be kept.
 const MIN_RELATIVE_GAIN: f64 = 0.003;
 
 /// Coordinate ascent from `start`; the collaborative weight stays 1 (it fixes the scale).
-fn coordinate_ascent(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, f64) {
+fn coordinate_ascent(cases: &[&UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, f64) {
     // A change is kept only if it helps on both halves of the validation
     // users, and by a margin overall: smaller or one-sided gains are noise.
-    let even: Vec<&UserCase> = cases.iter().step_by(2).collect();
-    let odd: Vec<&UserCase> = cases.iter().skip(1).step_by(2).collect();
+    let even: Vec<&UserCase> = cases.iter().step_by(2).copied().collect();
+    let odd: Vec<&UserCase> = cases.iter().skip(1).step_by(2).copied().collect();
     let score = |weights: &[f32; FEATURES]| (mean_ndcg(&even, weights), mean_ndcg(&odd, weights));
     let mut weights = start.weights;
     let mut best = score(&weights);
@@ -160,7 +184,7 @@ fn coordinate_ascent(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) 
             break;
         }
     }
-    (Blend { weights }, mean_ndcg(&cases.iter().collect::<Vec<_>>(), &weights))
+    (Blend { weights }, mean_ndcg(cases, &weights))
 }
 
 /// The configurations hyperparameter search tries, the given one first.
@@ -208,7 +232,7 @@ pub fn tune(
     let validation = split(data, holdout, Some(hp.validation_users), hp.seed);
     let configurations = candidates(hp, data.items.len());
     let mut trials = Vec::new();
-    let mut best: Option<(usize, Hyperparameters, Blend, f64)> = None;
+    let mut best: Option<(usize, Hyperparameters, Blend, Option<Blend>, f64)> = None;
     for (index, (config, settings)) in configurations.iter().enumerate() {
         let share = 1.0 / configurations.len() as f32;
         let base = index as f32 * share;
@@ -244,24 +268,27 @@ pub fn tune(
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
             let cases = build_cases(&model, &validation);
-            let (blend, score) = coordinate_ascent(&cases, start, &free);
+            let (blend, moved_on_blend, score) = learn_blends(&cases, start, &free);
             let mut settings = settings.clone();
             settings.insert("recency_half_life_days".into(), half_life.to_string());
-            trials.push(Trial { settings, blend, ndcg_at_10: score });
-            if best.as_ref().is_none_or(|(_, _, _, s)| score > *s) {
-                best = Some((trials.len() - 1, Hyperparameters { recency_half_life_days: half_life, ..config.clone() }, blend, score));
+            trials.push(Trial { settings, blend, moved_on_blend, ndcg_at_10: score });
+            if best.as_ref().is_none_or(|(_, _, _, _, s)| score > *s) {
+                let hyperparameters = Hyperparameters { recency_half_life_days: half_life, ..config.clone() };
+                best = Some((trials.len() - 1, hyperparameters, blend, moved_on_blend, score));
             }
         }
     }
-    let (chosen, hyperparameters, blend, _) = best.expect("at least one configuration");
+    let (chosen, hyperparameters, blend, moved_on_blend, _) = best.expect("at least one configuration");
 
     // Full validation metrics of the chosen configuration, for the record.
     let components = fit_components(&validation.train, recipe, &hyperparameters, &|_, _| {})?;
-    let model = assemble(&validation.train, recipe, &hyperparameters, components, blend);
+    let mut model = assemble(&validation.train, recipe, &hyperparameters, components, blend);
+    model.moved_on_blend = moved_on_blend;
     let metrics = evaluate_model(&model, &validation);
     Ok(TuningOutcome {
         hyperparameters,
         blend,
+        moved_on_blend,
         report: TuningReport { holdout, validation_users: validation.test.len(), trials, chosen, validation: metrics },
     })
 }
@@ -313,7 +340,8 @@ pub fn offline_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TrainingDataBuilder;
+    use crate::{ItemMeta, TrainingDataBuilder};
+    use rand::{RngExt, SeedableRng};
 
     #[test]
     fn coordinate_ascent_finds_the_signal_that_predicts() {
@@ -324,13 +352,76 @@ mod tests {
                 candidates: vec![0, 1],
                 features: [[1.0, 0.0].as_slice(), &[0.0; FEATURES - 2], &[0.9, 1.0], &[0.0; FEATURES - 2]].concat(),
                 relevant: HashSet::from([1]),
+                moved_on: false,
             })
             .collect();
         let mut free = [true; FEATURES];
         free[0] = false;
-        let (blend, score) = coordinate_ascent(&cases, Blend::default(), &free);
+        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), Blend::default(), &free);
         assert!(blend.get(Feature::Sequence) > 0.1, "{blend:?}");
         assert_eq!(score, 1.0);
+    }
+
+    /// Two cities 1,500 km apart, 20 attractions each, more popular the
+    /// lower their number. Every user spends a trip in one city, then, after
+    /// a week, one in the other; each walk starts at the hotel and the
+    /// user's location is reported on the spot.
+    fn two_city_travellers() -> TrainingData {
+        let mut b = TrainingDataBuilder::new();
+        let place = |city: usize, i: usize| (10.0 * city as f64 + 0.002 * i as f64, 0.003 * i as f64);
+        for city in 0..2 {
+            for i in 0..20 {
+                let meta = ItemMeta { location: Some(place(city, i)), city: Some(format!("c{city}")), ..Default::default() };
+                b.add_item_with_meta(&format!("c{city}-{i}"), meta);
+            }
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for u in 0..400 {
+            let first = u % 2;
+            for (trip, city) in [first, 1 - first].into_iter().enumerate() {
+                let start = trip as i64 * 7 * 86_400 + (u as i64) * 60;
+                for step in 0..6 {
+                    // Popular attractions are picked more often (square of a uniform draw).
+                    let i = ((rng.random::<f64>().powi(2)) * 20.0) as usize;
+                    let (lat, lon) = place(city, i);
+                    let at = Some((lat as f32, lon as f32));
+                    b.add_located_interaction(&format!("u{u}"), &format!("c{city}-{i}"), start + step * 1_800, "view", None, at);
+                }
+            }
+        }
+        b.build()
+    }
+
+    #[test]
+    fn travellers_who_arrive_somewhere_new_get_a_blend_of_their_own() {
+        let data = two_city_travellers();
+        let outcome =
+            tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::NextTrip, &crate::no_progress).unwrap();
+        let moved_on = outcome.moved_on_blend.expect("every validation user arrives in the other city");
+        assert_ne!(moved_on, outcome.blend);
+        let model = crate::recipe::train_with(
+            &data,
+            Recipe::UserPersonalization,
+            &Hyperparameters::default(),
+            Holdout::NextTrip,
+            &crate::no_progress,
+        )
+        .unwrap();
+        assert!(model.moved_on_blend.is_some());
+        // A user whose whole history is in city 0, now standing in city 1.
+        let history: Vec<crate::HistoryEvent> =
+            (0..5).map(|i| crate::HistoryEvent::new(model.item_index(&format!("c0-{i}")).unwrap(), 0, i * 60)).collect();
+        let context = crate::Context { location: Some((10.0, 0.0)), time: Some(400), ..Default::default() };
+        let query = crate::Query { history: &history, k: 5, context, ..Default::default() };
+        let ids: Vec<&str> = model
+            .query(&query)
+            .into_iter()
+            .map(|r| match r.candidate {
+                crate::Candidate::Known(i) => model.item_id(i),
+                crate::Candidate::Extra(_) => unreachable!(),
+            })
+            .collect();
+        assert!(ids.iter().all(|id| id.starts_with("c1-")), "{ids:?}");
     }
 
     #[test]

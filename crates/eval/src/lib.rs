@@ -208,8 +208,11 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
             if let Some(report) = &model.tuning {
                 let chosen = &report.trials[report.chosen];
                 log(&format!(
-                    "  {method:14} chose {:?} blend {:?} (validation NDCG@10 {:.4})",
-                    chosen.settings, chosen.blend, chosen.ndcg_at_10
+                    "  {method:14} chose {:?} blend {:?} moved-on blend {:?} (validation NDCG@10 {:.4})",
+                    chosen.settings,
+                    chosen.blend.weights,
+                    chosen.moved_on_blend.map(|b| b.weights),
+                    chosen.ndcg_at_10
                 ));
             }
             Ok(evaluate_model(&model, split))

@@ -97,6 +97,11 @@ fn tuned_parameters(model: &travelrec_engine::Model) -> std::collections::BTreeM
     for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(model.blend.weights) {
         out.insert(format!("blend.{name}"), weight.to_string());
     }
+    if let Some(moved_on) = &model.moved_on_blend {
+        for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(moved_on.weights) {
+            out.insert(format!("moved_on_blend.{name}"), weight.to_string());
+        }
+    }
     out
 }
 
