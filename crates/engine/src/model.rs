@@ -122,6 +122,9 @@ pub enum Feature {
     TimeOfDay,
     /// The item hosts, or is near, a local event running at the request's moment.
     LocalEvent,
+    /// How much of the user's profile lies in the item's categories (GENRE):
+    /// a taste that carries over to places the user has never been.
+    Taste,
 }
 
 /// A request this far from the user's last located item means they have
@@ -132,7 +135,7 @@ pub(crate) const MOVED_ON_KM: f64 = 30.0;
 const EARTH_KM: f32 = 6_371.0;
 
 /// Number of blended signals.
-pub const FEATURES: usize = 10;
+pub const FEATURES: usize = 11;
 
 impl Feature {
     pub const ALL: [Feature; FEATURES] = [
@@ -146,6 +149,7 @@ impl Feature {
         Feature::Season,
         Feature::TimeOfDay,
         Feature::LocalEvent,
+        Feature::Taste,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,8 +169,19 @@ impl Feature {
 }
 
 /// Feature names, in blend order.
-pub const FEATURE_NAMES: [&str; FEATURES] =
-    ["collaborative", "sequence", "popularity", "trending", "proximity", "repeat", "nearby", "season", "time_of_day", "local_event"];
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "collaborative",
+    "sequence",
+    "popularity",
+    "trending",
+    "proximity",
+    "repeat",
+    "nearby",
+    "season",
+    "time_of_day",
+    "local_event",
+    "taste",
+];
 
 /// Weights of the blended signals, learned on a validation split (see [`crate::tuning`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -764,6 +779,9 @@ impl Model {
                 collaborative_scale = standardising_factor(out);
             }
         }
+        if on(Feature::Taste) {
+            self.taste(profile, &mut f.values[Feature::Taste as usize]);
+        }
         if let (true, Some(transitions)) = (on(Feature::Sequence), &c.transitions) {
             transitions.accumulate(&profile.last, &mut f.values[Feature::Sequence as usize]);
         }
@@ -827,6 +845,38 @@ impl Model {
             }
         }
         collaborative_scale
+    }
+
+    /// `out[i]` = the share of the profile's weight in item i's categories
+    /// (averaged over them; an item of several categories splits its weight
+    /// among them on the user's side too). 0 for items without categories.
+    fn taste(&self, profile: &Profile, out: &mut [f32]) {
+        let traits = &self.derived().traits;
+        if traits.categories.is_empty() {
+            return;
+        }
+        // One slot more, always 0: the "only category" of items with none or several.
+        let mut share = vec![0f32; traits.categories.len() + 1];
+        let mut total = 0f32;
+        for &(item, weight) in &profile.weighted {
+            let categories = traits.categories_of(item as usize);
+            for &category in categories {
+                share[category as usize] += weight / categories.len() as f32;
+            }
+            total += if categories.is_empty() { 0.0 } else { weight };
+        }
+        if total <= 0.0 {
+            return;
+        }
+        share.iter_mut().for_each(|s| *s /= total);
+        // Most items have one category: a lookup each, in one pass.
+        for (value, &only) in out.iter_mut().zip(&traits.only_category) {
+            *value = share[only as usize];
+        }
+        for &item in &traits.several_categories {
+            let several = traits.categories_of(item as usize);
+            out[item as usize] = several.iter().map(|&c| share[c as usize]).sum::<f32>() / several.len() as f32;
+        }
     }
 
     /// `out[i] = exp(-distance(here, item i) / scale)` for located items
@@ -1064,13 +1114,21 @@ struct TraitIds {
     categories: std::collections::HashMap<String, u32>,
     /// Per item: its city's number.
     item_city: Vec<Option<u32>>,
-    /// Per item: its distinct categories' numbers.
-    item_categories: Vec<Vec<u32>>,
+    /// Every item's distinct categories' numbers, one after another (item
+    /// `i`'s from `category_starts[i]` to `category_starts[i + 1]`): one
+    /// contiguous pass reads them all.
+    category_starts: Vec<u32>,
+    category_list: Vec<u32>,
+    /// Per item: its one category's number, or the number of categories
+    /// (one past the last: "none of them") when it has none or several.
+    only_category: Vec<u32>,
+    /// The items with several categories.
+    several_categories: Vec<u32>,
 }
 
 impl TraitIds {
     fn new(items: &[ItemMeta]) -> Self {
-        let mut ids = TraitIds::default();
+        let mut ids = TraitIds { category_starts: vec![0], ..TraitIds::default() };
         for meta in items {
             let next = ids.cities.len() as u32;
             let city = meta.city.as_ref().map(|city| *ids.cities.entry(city.clone()).or_insert(next));
@@ -1083,13 +1141,30 @@ impl TraitIds {
                 }
             }
             ids.item_city.push(city);
-            ids.item_categories.push(categories);
+            ids.category_list.extend(categories);
+            ids.category_starts.push(ids.category_list.len() as u32);
+        }
+        let none = ids.categories.len() as u32;
+        for item in 0..items.len() {
+            ids.only_category.push(match ids.categories_of(item) {
+                [only] => *only,
+                several => {
+                    if several.len() > 1 {
+                        ids.several_categories.push(item as u32);
+                    }
+                    none
+                }
+            });
         }
         ids
     }
 
     fn of_item(&self, item: u32) -> (Option<u32>, &[u32]) {
-        (self.item_city[item as usize], &self.item_categories[item as usize])
+        (self.item_city[item as usize], self.categories_of(item as usize))
+    }
+
+    fn categories_of(&self, item: usize) -> &[u32] {
+        &self.category_list[self.category_starts[item] as usize..self.category_starts[item + 1] as usize]
     }
 
     /// The numbers of an item outside the model (added since training), and
@@ -1244,7 +1319,7 @@ mod tests {
     fn serving_scores_equal_the_blend_of_the_learned_features() {
         let data = two_tastes();
         let mut model = train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.5, -0.4, 0.6, 0.1, 0.1, 0.1] };
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.5, -0.4, 0.6, 0.1, 0.1, 0.1, 0.4] };
         let n = model.items.len();
         for user in 0..model.histories.users() as u32 {
             let profile = model.profile(model.histories.get_index(user), &[]);
@@ -1263,6 +1338,37 @@ mod tests {
 
     /// Nearness looks only at a band of latitudes; it must give what a scan
     /// of every item gives (the K-th nearest as the scale, 0 beyond the reach).
+    #[test]
+    fn taste_is_the_share_of_the_profile_in_an_items_categories() {
+        let mut b = TrainingDataBuilder::new();
+        let with = |categories: &[&str]| ItemMeta { categories: categories.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+        b.add_item_with_meta("museum-1", with(&["Museum"]));
+        b.add_item_with_meta("museum-2", with(&["Museum"]));
+        b.add_item_with_meta("beach-1", with(&["Beach"]));
+        b.add_item_with_meta("museum-beach", with(&["Museum", "Beach"]));
+        b.add_item_with_meta("park", with(&["Park"]));
+        b.add_item_with_meta("unknown", ItemMeta::default());
+        for u in 0..4 {
+            for item in ["museum-1", "beach-1", "park", "unknown"] {
+                b.add_interaction(&format!("u{u}"), item, 0, "view", None);
+            }
+        }
+        let model = train(&b.build(), crate::Recipe::UserPersonalization, &crate::Hyperparameters::default(), &crate::no_progress).unwrap();
+        let index = |id: &str| model.item_index(id).unwrap();
+        // Equal weights on two museums, a beach and an uncategorised item.
+        let history: Vec<HistoryEvent> =
+            ["museum-1", "museum-2", "beach-1", "unknown"].iter().map(|id| HistoryEvent::new(index(id), 0, 0)).collect();
+        let profile = model.profile(&history, &[]);
+        let mut buffers = FeatureBuffers::new(model.items.len());
+        model.features(&profile, &Context::default(), &Blend::zero().with(Feature::Taste, 1.0), &mut buffers);
+        let taste = |id: &str| buffers.values[Feature::Taste as usize][index(id) as usize];
+        assert!((taste("museum-1") - 2.0 / 3.0).abs() < 1e-6, "{}", taste("museum-1"));
+        assert!((taste("beach-1") - 1.0 / 3.0).abs() < 1e-6);
+        assert!((taste("museum-beach") - 0.5).abs() < 1e-6);
+        assert_eq!(taste("park"), 0.0);
+        assert_eq!(taste("unknown"), 0.0);
+    }
+
     #[test]
     fn nearness_from_the_latitude_band_equals_a_scan_of_every_item() {
         let mut builder = TrainingDataBuilder::new();

@@ -243,6 +243,7 @@ pub fn tune(
         let has_collaborative = !matches!(model.components.collaborative, crate::model::Collaborative::None);
         let has_times = !validation.holdout.excludes_seen();
         let has_events = !data.local_events.is_empty();
+        let has_categories = data.item_meta.iter().any(|m| !m.categories.is_empty());
         let mut free = [false; FEATURES];
         for feature in Feature::ALL {
             free[feature as usize] = match feature {
@@ -255,6 +256,7 @@ pub fn tune(
                 Feature::Season => has_times && config.use_season,
                 Feature::TimeOfDay => has_times && config.use_time_of_day,
                 Feature::LocalEvent => has_events && config.use_local_events,
+                Feature::Taste => has_categories,
             };
         }
         let mut start = Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 });
