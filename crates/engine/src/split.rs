@@ -59,13 +59,6 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (order, offsets) = data.by_user();
     let users = data.users.len();
-    let mut chosen: Vec<bool> = vec![true; users];
-    if let Some(limit) = max_test_users.filter(|&l| l < users) {
-        let mut all: Vec<usize> = (0..users).collect();
-        all.shuffle(&mut rng);
-        chosen = vec![false; users];
-        all.into_iter().take(limit).for_each(|u| chosen[u] = true);
-    }
     let cutoff = match holdout {
         Holdout::NewestFraction { fraction } => {
             let mut times: Vec<i64> = data.events.iter().map(|e| e.timestamp).collect();
@@ -75,30 +68,31 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         }
         _ => i64::MAX,
     };
+    let user_events = |u: usize| &order[offsets[u]..offsets[u + 1]];
+    let mut chosen: Vec<bool> = vec![true; users];
+    if let Some(limit) = max_test_users.filter(|&l| l < users) {
+        // Drawn among the users the holdout can evaluate (known up front for
+        // holdouts in time): a limit of 2,000 means 2,000 test users, even
+        // where few users have, say, an earlier trip.
+        let mut candidates: Vec<usize> =
+            (0..users).filter(|&u| held_in_time(data, holdout, user_events(u), cutoff).is_none_or(|held| !held.is_empty())).collect();
+        if candidates.len() > limit {
+            candidates.shuffle(&mut rng);
+        }
+        chosen = vec![false; users];
+        candidates.into_iter().take(limit).for_each(|u| chosen[u] = true);
+    }
     let mut is_test = vec![false; data.events.len()];
     let mut test = Vec::new();
     let mut contexts = Vec::new();
-    for u in 0..users {
-        let events = &order[offsets[u]..offsets[u + 1]];
-        if !chosen[u] || events.len() < 2 {
+    for (u, &is_chosen) in chosen.iter().enumerate() {
+        let events = user_events(u);
+        if !is_chosen || events.len() < 2 {
             continue;
         }
-        let held: Vec<u32> = match holdout {
-            Holdout::LastItem => vec![*events.last().expect("two events")],
-            Holdout::NextTrip => {
-                let time = |i: u32| data.events[i as usize].timestamp;
-                let starts_trip = |k: usize| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]);
-                match (1..events.len()).rev().find(|&k| starts_trip(k)) {
-                    Some(start) => events[start..].to_vec(),
-                    None => Vec::new(),
-                }
-            }
-            Holdout::NewestFraction { .. } => {
-                let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
-                // Users need some past to be evaluated.
-                if held.len() == events.len() { Vec::new() } else { held }
-            }
-            Holdout::RandomFraction { test_fraction } => {
+        let held: Vec<u32> = match (held_in_time(data, holdout, events, cutoff), holdout) {
+            (Some(held), _) => held,
+            (None, Holdout::RandomFraction { test_fraction }) => {
                 let mut items: Vec<u32> = events.iter().map(|&i| data.events[i as usize].item).collect();
                 items.sort_unstable();
                 items.dedup();
@@ -110,6 +104,7 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
                 let held_items: HashSet<u32> = items[train_count..].iter().copied().collect();
                 events.iter().copied().filter(|&i| held_items.contains(&data.events[i as usize].item)).collect()
             }
+            (None, _) => unreachable!("only random holdouts are not in time"),
         };
         if held.is_empty() {
             continue;
@@ -138,6 +133,31 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         local_events: data.local_events.clone(),
     };
     Split { train, test, contexts, holdout }
+}
+
+/// The events a holdout in time takes from one user's events (in time
+/// order; none for users with fewer than two), or `None` for a random holdout.
+fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i64) -> Option<Vec<u32>> {
+    if events.len() < 2 {
+        return Some(Vec::new());
+    }
+    Some(match holdout {
+        Holdout::LastItem => vec![*events.last().expect("two events")],
+        Holdout::NextTrip => {
+            let time = |i: u32| data.events[i as usize].timestamp;
+            let starts_trip = |k: usize| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]);
+            match (1..events.len()).rev().find(|&k| starts_trip(k)) {
+                Some(start) => events[start..].to_vec(),
+                None => Vec::new(),
+            }
+        }
+        Holdout::NewestFraction { .. } => {
+            let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
+            // Users need some past to be evaluated.
+            if held.len() == events.len() { Vec::new() } else { held }
+        }
+        Holdout::RandomFraction { .. } => return None,
+    })
 }
 
 /// Whether the user was at the place when the event happened: within
@@ -243,6 +263,23 @@ mod tests {
         b.add_located_interaction("u", "i2", 7 * day + 3_600, "view", None, Some((10.0, 10.0)));
         let s = split(&b.build(), Holdout::NextTrip, None, 1);
         assert!(s.test.is_empty(), "{:?}", s.test);
+    }
+
+    #[test]
+    fn a_limit_on_test_users_draws_among_those_the_holdout_can_evaluate() {
+        // Ten users with a history, ten with a single interaction (nothing to hold out).
+        let mut b = TrainingDataBuilder::new();
+        for u in 0..20 {
+            let interactions = if u % 2 == 0 { 4 } else { 1 };
+            for t in 0..interactions {
+                b.add_interaction(&format!("u{u}"), &format!("i{t}"), 100 * t as i64, "click", None);
+            }
+        }
+        let d = b.build();
+        for seed in 0..5 {
+            let s = split(&d, Holdout::LastItem, Some(6), seed);
+            assert_eq!(s.test.len(), 6, "seed {seed}");
+        }
     }
 
     #[test]
