@@ -793,9 +793,10 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let here = match (profile.location, context.location.filter(|_| self.hyperparameters.use_location)) {
-            (Some(_), Some(now)) if self.moved_on(profile, context) => Some(now),
-            (last, now) => last.or(now),
+        let here = if self.moved_on(profile, context) {
+            context.location
+        } else {
+            profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
             self.nearness(here, &mut f.values[Feature::Proximity as usize]);
@@ -1147,11 +1148,10 @@ impl TraitIds {
         let none = ids.categories.len() as u32;
         for item in 0..items.len() {
             ids.only_category.push(match ids.categories_of(item) {
+                [] => none,
                 [only] => *only,
-                several => {
-                    if several.len() > 1 {
-                        ids.several_categories.push(item as u32);
-                    }
+                _ => {
+                    ids.several_categories.push(item as u32);
                     none
                 }
             });
@@ -1336,8 +1336,6 @@ mod tests {
         }
     }
 
-    /// Nearness looks only at a band of latitudes; it must give what a scan
-    /// of every item gives (the K-th nearest as the scale, 0 beyond the reach).
     #[test]
     fn taste_is_the_share_of_the_profile_in_an_items_categories() {
         let mut b = TrainingDataBuilder::new();
@@ -1369,6 +1367,8 @@ mod tests {
         assert_eq!(taste("unknown"), 0.0);
     }
 
+    /// Nearness looks only at a band of latitudes; it must give what a scan
+    /// of every item gives (the K-th nearest as the scale, 0 beyond the reach).
     #[test]
     fn nearness_from_the_latitude_band_equals_a_scan_of_every_item() {
         let mut builder = TrainingDataBuilder::new();

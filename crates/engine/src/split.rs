@@ -23,9 +23,9 @@ pub enum Holdout {
     /// on what each user did in the held-out window.
     NewestFraction { fraction: f64 },
     /// Each user's last trip: every interaction after the last gap of more
-    /// than [`TRIP_GAP_SECONDS`] that ends at a place the user is at (the
-    /// event's location near its item, where both are known; users with an
-    /// earlier trip). The context is
+    /// than [`TRIP_GAP_SECONDS`] whose next event happens on the spot (its
+    /// location near its item, where both are known; users with an earlier
+    /// trip). The context is
     /// the trip's first moment — where a traveller is when they arrive
     /// somewhere new, which their history alone does not say.
     NextTrip,
@@ -69,13 +69,14 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         _ => i64::MAX,
     };
     let user_events = |u: usize| &order[offsets[u]..offsets[u + 1]];
+    // What a holdout in time takes from each user, found once.
+    let mut in_time: Vec<Option<Vec<u32>>> = (0..users).map(|u| held_in_time(data, holdout, user_events(u), cutoff)).collect();
     let mut chosen: Vec<bool> = vec![true; users];
     if let Some(limit) = max_test_users.filter(|&l| l < users) {
         // Drawn among the users the holdout can evaluate (known up front for
         // holdouts in time): a limit of 2,000 means 2,000 test users, even
         // where few users have, say, an earlier trip.
-        let mut candidates: Vec<usize> =
-            (0..users).filter(|&u| held_in_time(data, holdout, user_events(u), cutoff).is_none_or(|held| !held.is_empty())).collect();
+        let mut candidates: Vec<usize> = (0..users).filter(|&u| in_time[u].as_ref().is_none_or(|held| !held.is_empty())).collect();
         if candidates.len() > limit {
             candidates.shuffle(&mut rng);
         }
@@ -90,7 +91,7 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         if !is_chosen || events.len() < 2 {
             continue;
         }
-        let held: Vec<u32> = match (held_in_time(data, holdout, events, cutoff), holdout) {
+        let held: Vec<u32> = match (in_time[u].take(), holdout) {
             (Some(held), _) => held,
             (None, Holdout::RandomFraction { test_fraction }) => {
                 let mut items: Vec<u32> = events.iter().map(|&i| data.events[i as usize].item).collect();

@@ -94,12 +94,10 @@ fn tuned_parameters(model: &travelrec_engine::Model) -> std::collections::BTreeM
         out.extend(report.trials[report.chosen].settings.clone());
         out.insert("validation_ndcg_at_10".into(), format!("{:.4}", report.trials[report.chosen].ndcg_at_10));
     }
-    for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(model.blend.weights) {
-        out.insert(format!("blend.{name}"), weight.to_string());
-    }
-    if let Some(moved_on) = &model.moved_on_blend {
-        for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(moved_on.weights) {
-            out.insert(format!("moved_on_blend.{name}"), weight.to_string());
+    let blends = std::iter::once(("blend", &model.blend)).chain(model.moved_on_blend.as_ref().map(|moved_on| ("moved_on_blend", moved_on)));
+    for (prefix, blend) in blends {
+        for (name, weight) in travelrec_engine::FEATURE_NAMES.iter().zip(blend.weights) {
+            out.insert(format!("{prefix}.{name}"), weight.to_string());
         }
     }
     out
