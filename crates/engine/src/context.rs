@@ -80,9 +80,14 @@ impl TimeProfile {
         let n = data.items.len();
         let mut counts = vec![0f32; n * slots];
         let mut overall = vec![0f32; slots];
-        for e in &data.events {
-            let s = slot_of(e.timestamp);
-            counts[e.item as usize * slots + s] += 1.0;
+        // A visit counts once, however many events it left: a traveller who
+        // took thirty photos of one place in July says once that it is
+        // visited in July.
+        let mut visits: Vec<(u32, u32, usize)> = data.events.iter().map(|e| (e.user, e.item, slot_of(e.timestamp))).collect();
+        visits.sort_unstable();
+        visits.dedup();
+        for (_, item, s) in visits {
+            counts[item as usize * slots + s] += 1.0;
             overall[s] += 1.0;
         }
         let total: f32 = overall.iter().sum::<f32>().max(1.0);
@@ -142,5 +147,30 @@ mod tests {
         let (beach, museum) = (data.items.get("beach").unwrap() as usize, data.items.get("museum").unwrap() as usize);
         assert!(july_lift[beach] > july_lift[museum], "{july_lift:?}");
         assert!(january_lift[beach] < 0.0 && january_lift[museum] > 0.0, "{january_lift:?}");
+    }
+
+    #[test]
+    fn a_visit_counts_once_however_many_events_it_left() {
+        let july = 1_784_000_000;
+        let january = 1_768_000_000;
+        let mut b = TrainingDataBuilder::new();
+        // One traveller photographs the museum thirty times in July; thirty
+        // others visit it once each in January. The park is visited by
+        // twenty people in each month.
+        for photo in 0..30 {
+            b.add_interaction("keen", "museum", july + photo, "view", None);
+            b.add_interaction(&format!("winter{photo}"), "museum", january + photo, "view", None);
+        }
+        for u in 0..20 {
+            b.add_interaction(&format!("summer-park{u}"), "park", july + u, "view", None);
+            b.add_interaction(&format!("winter-park{u}"), "park", january + u, "view", None);
+        }
+        let data = b.build();
+        let profile = TimeProfile::learn(&data, 12, month_of);
+        let mut july_lift = vec![0.0; 2];
+        profile.fill(6, &mut july_lift);
+        let museum = data.items.get("museum").unwrap() as usize;
+        // Counted by event, July would be as much the museum's month as January.
+        assert!(july_lift[museum] < -0.1, "{july_lift:?}");
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Blend weights are found by coordinate ascent on NDCG@10 (Metzler & Croft's
 //! linear learning-to-rank method): each signal's weight in turn is set to the
-//! best value on a grid while the others stay fixed, for a few rounds. To make
+//! best value on a grid while the others stay fixed, for a few rounds, then
+//! refined by smaller steps. To make
 //! that cheap, every validation user's candidate items (the union of each
 //! signal's top items) and their signal values are computed once.
 
@@ -113,16 +114,35 @@ const HALF_LIVES: [f32; 4] = [1.0, 30.0, 365.0, 36_500.0];
 const GRID: [f32; 11] = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
 /// For signals that may push down as well as up.
 const SIGNED_GRID: [f32; 11] = [-300.0, -100.0, -30.0, -10.0, -3.0, -1.0, -0.3, 0.0, 0.3, 1.0, 3.0];
-
-/// Signals that may push down as well as up.
-const SIGNED: [Feature; 2] = [Feature::Repeat, Feature::TimeOfDay];
-/// Signals whose direction is known (in season, hosting an event that day:
-/// up): when switched on they keep a positive weight and the data chooses how
-/// strong. A validation split rarely holds enough festival days or
-/// off-season requests to show a gain by itself, and a zero weight would
-/// ignore what the catalogue states.
-const KNOWN_DIRECTION: [Feature; 2] = [Feature::Season, Feature::LocalEvent];
+/// For signals whose direction the catalogue states.
 const KNOWN_DIRECTION_GRID: [f32; 7] = [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
+
+/// How coordinate ascent may set one signal's weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freedom {
+    /// Off, or fixed where it starts (the collaborative weight fixes the scale).
+    Fixed,
+    /// Zero or up.
+    Free,
+    /// Down as well as up (going back to a place, the hour of day).
+    Signed,
+    /// Up, never off: the catalogue states the direction (in season,
+    /// hosting an event that day). A validation split rarely holds enough
+    /// festival days or off-season requests to show a gain by itself, and a
+    /// zero weight would ignore what the catalogue states.
+    KnownDirection,
+}
+
+impl Freedom {
+    fn grid(self) -> &'static [f32] {
+        match self {
+            Freedom::Fixed => &[],
+            Freedom::Free => &GRID,
+            Freedom::Signed => &SIGNED_GRID,
+            Freedom::KnownDirection => &KNOWN_DIRECTION_GRID,
+        }
+    }
+}
 
 /// Validation cases of users who have moved on needed to learn a blend of
 /// their own; with fewer, one blend serves every request.
@@ -131,57 +151,87 @@ const MIN_MOVED_ON_CASES: usize = 30;
 /// The blend for users where their history is, and the one for users who
 /// have moved on when there are enough such cases, each learned on its own
 /// cases; their NDCG@10 over all cases.
-fn learn_blends(cases: &[UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, Option<Blend>, f64) {
+fn learn_blends(cases: &[UserCase], start: Blend, space: &[Freedom; FEATURES]) -> (Blend, Option<Blend>, f64) {
     let (moved, settled): (Vec<&UserCase>, Vec<&UserCase>) = cases.iter().partition(|c| c.moved_on);
     if moved.len() < MIN_MOVED_ON_CASES {
-        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), start, free);
+        let (blend, score) = context_after_history(&cases.iter().collect::<Vec<_>>(), start, space);
         return (blend, None, score);
     }
-    let (blend, settled_score) = coordinate_ascent(&settled, start, free);
-    let (moved_blend, moved_score) = coordinate_ascent(&moved, blend, free);
+    let (blend, settled_score) = context_after_history(&settled, start, space);
+    let (moved_blend, moved_score) = coordinate_ascent(&moved, blend, space);
     let score = (settled_score * settled.len() as f64 + moved_score * moved.len() as f64) / cases.len() as f64;
     (blend, Some(moved_blend), score)
 }
 
+/// Coordinate ascent in two stages, first the signals of the user and the
+/// catalogue, then, from there, the request's context as well; or, if it
+/// does clearly better, one ascent over every signal at once. Greedy ascent
+/// depends on its path: in one pass a weak context signal taken early can
+/// crowd out a stronger one later in the order, and the staged path keeps
+/// whatever the history alone reaches unless the context adds to it.
+fn context_after_history(cases: &[&UserCase], start: Blend, space: &[Freedom; FEATURES]) -> (Blend, f64) {
+    let with_floors = |mut blend: Blend| {
+        for feature in Feature::ALL.into_iter().filter(|f| space[*f as usize] == Freedom::KnownDirection) {
+            blend = blend.with(feature, blend.get(feature).max(KNOWN_DIRECTION_GRID[0]));
+        }
+        blend
+    };
+    let at_once = coordinate_ascent(cases, with_floors(start), space);
+    if Feature::ALL.iter().all(|f| !f.contextual() || space[*f as usize] == Freedom::Fixed) {
+        return at_once;
+    }
+    let mut without_context = *space;
+    let mut history_start = start;
+    for feature in Feature::ALL.into_iter().filter(|f| f.contextual()) {
+        without_context[feature as usize] = Freedom::Fixed;
+        history_start = history_start.with(feature, 0.0);
+    }
+    let (history_blend, _) = coordinate_ascent(cases, history_start, &without_context);
+    let staged = coordinate_ascent(cases, with_floors(history_blend), space);
+    if at_once.1 > staged.1 * (1.0 + MIN_RELATIVE_GAIN) { at_once } else { staged }
+}
+
+/// Factors tried around each weight once the coarse grid has settled.
+const FINE_STEPS: [f32; 4] = [0.5, 0.7, 1.4, 2.0];
+
 /// A change must beat the current NDCG by this share to be kept.
 const MIN_RELATIVE_GAIN: f64 = 0.003;
 
-/// Coordinate ascent from `start`; the collaborative weight stays 1 (it fixes the scale).
-fn coordinate_ascent(cases: &[&UserCase], start: Blend, free: &[bool; FEATURES]) -> (Blend, f64) {
+/// Coordinate ascent from `start`: each signal's weight set on its grid in
+/// turn, then refined by [`FINE_STEPS`].
+fn coordinate_ascent(cases: &[&UserCase], start: Blend, space: &[Freedom; FEATURES]) -> (Blend, f64) {
     // A change is kept only if it helps on both halves of the validation
     // users, and by a margin overall: smaller or one-sided gains are noise.
     let even: Vec<&UserCase> = cases.iter().step_by(2).copied().collect();
     let odd: Vec<&UserCase> = cases.iter().skip(1).step_by(2).copied().collect();
     let score = |weights: &[f32; FEATURES]| (mean_ndcg(&even, weights), mean_ndcg(&odd, weights));
+    let overall = |(a, b): (f64, f64)| (a * even.len() as f64 + b * odd.len() as f64) / cases.len().max(1) as f64;
     let mut weights = start.weights;
     let mut best = score(&weights);
-    for _round in 0..3 {
-        let before = best;
-        for f in 0..FEATURES {
-            if !free[f] {
-                continue;
-            }
-            let feature = Feature::ALL[f];
-            let grid = if SIGNED.contains(&feature) {
-                &SIGNED_GRID[..]
-            } else if KNOWN_DIRECTION.contains(&feature) {
-                &KNOWN_DIRECTION_GRID[..]
-            } else {
-                &GRID[..]
-            };
-            for &value in grid {
-                let mut trial = weights;
-                trial[f] = value;
-                let candidate = score(&trial);
-                let overall = |(a, b): (f64, f64)| (a * even.len() as f64 + b * odd.len() as f64) / cases.len().max(1) as f64;
-                if candidate.0 > best.0 && candidate.1 > best.1 && overall(candidate) > overall(best) * (1.0 + MIN_RELATIVE_GAIN) {
-                    best = candidate;
-                    weights = trial;
+    // Rounds over each signal's grid until none helps, then finer rounds
+    // around where the weights ended.
+    let coarse = |_: f32, freedom: Freedom| freedom.grid().to_vec();
+    let fine = |weight: f32, freedom: Freedom| match freedom {
+        Freedom::Fixed => Vec::new(),
+        _ => FINE_STEPS.iter().map(|step| weight * step).collect(),
+    };
+    for (rounds, values) in [(3, &coarse as &dyn Fn(f32, Freedom) -> Vec<f32>), (2, &fine)] {
+        for _round in 0..rounds {
+            let before = best;
+            for (f, &freedom) in space.iter().enumerate() {
+                for value in values(weights[f], freedom) {
+                    let mut trial = weights;
+                    trial[f] = value;
+                    let candidate = score(&trial);
+                    if candidate.0 > best.0 && candidate.1 > best.1 && overall(candidate) > overall(best) * (1.0 + MIN_RELATIVE_GAIN) {
+                        best = candidate;
+                        weights = trial;
+                    }
                 }
             }
-        }
-        if best == before {
-            break;
+            if best == before {
+                break;
+            }
         }
     }
     (Blend { weights }, mean_ndcg(cases, &weights))
@@ -244,25 +294,25 @@ pub fn tune(
         let has_times = !validation.holdout.excludes_seen();
         let has_events = !data.local_events.is_empty();
         let has_categories = data.item_meta.iter().any(|m| !m.categories.is_empty());
-        let mut free = [false; FEATURES];
-        for feature in Feature::ALL {
-            free[feature as usize] = match feature {
-                Feature::Collaborative => false,
-                Feature::Sequence => model.components.transitions.is_some(),
-                Feature::Popularity | Feature::Trending => true,
-                Feature::Proximity => has_locations,
-                Feature::Repeat => !validation.holdout.excludes_seen(),
-                Feature::Nearby => has_locations && config.use_location,
-                Feature::Season => has_times && config.use_season,
-                Feature::TimeOfDay => has_times && config.use_time_of_day,
-                Feature::LocalEvent => has_events && config.use_local_events,
-                Feature::Taste => has_categories,
-            };
-        }
-        let mut start = Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 });
-        for feature in KNOWN_DIRECTION.into_iter().filter(|f| free[*f as usize]) {
-            start = start.with(feature, KNOWN_DIRECTION_GRID[0]);
-        }
+        let has_stated_seasons = data.item_meta.iter().any(|m| m.season_months != 0);
+        let free = |on: bool| if on { Freedom::Free } else { Freedom::Fixed };
+        let space = Feature::ALL.map(|feature| match feature {
+            Feature::Collaborative => Freedom::Fixed,
+            Feature::Sequence => free(model.components.transitions.is_some()),
+            Feature::Popularity | Feature::Trending => Freedom::Free,
+            Feature::Proximity => free(has_locations),
+            Feature::Repeat if has_times => Freedom::Signed,
+            Feature::Repeat => Freedom::Fixed,
+            Feature::Nearby => free(has_locations && config.use_location),
+            Feature::Season if has_times && config.use_season && has_stated_seasons => Freedom::KnownDirection,
+            Feature::Season => free(has_times && config.use_season),
+            Feature::TimeOfDay if has_times && config.use_time_of_day => Freedom::Signed,
+            Feature::TimeOfDay => Freedom::Fixed,
+            Feature::LocalEvent if has_events && config.use_local_events => Freedom::KnownDirection,
+            Feature::LocalEvent => Freedom::Fixed,
+            Feature::Taste => free(has_categories),
+        });
+        let start = Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 });
         // How fast old events fade only changes scoring, so it is searched
         // here, without refitting: from "the last day" to "never".
         let mut half_lives = vec![config.recency_half_life_days];
@@ -270,7 +320,7 @@ pub fn tune(
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
             let cases = build_cases(&model, &validation);
-            let (blend, moved_on_blend, score) = learn_blends(&cases, start, &free);
+            let (blend, moved_on_blend, score) = learn_blends(&cases, start, &space);
             let mut settings = settings.clone();
             settings.insert("recency_half_life_days".into(), half_life.to_string());
             trials.push(Trial { settings, blend, moved_on_blend, ndcg_at_10: score });
@@ -357,10 +407,32 @@ mod tests {
                 moved_on: false,
             })
             .collect();
-        let mut free = [true; FEATURES];
-        free[0] = false;
-        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), Blend::default(), &free);
+        let mut space = [Freedom::Free; FEATURES];
+        space[0] = Freedom::Fixed;
+        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), Blend::default(), &space);
         assert!(blend.get(Feature::Sequence) > 0.1, "{blend:?}");
+        assert_eq!(score, 1.0);
+    }
+
+    #[test]
+    fn a_finer_step_finds_a_weight_between_the_grid_points() {
+        // Sequence must outweigh a collaborative lead of 1 at half strength
+        // (weight > 2) yet not a lead of 1 at 0.45 (weight < 2.22): no grid
+        // point does both, 3 × 0.7 does.
+        let case = |collaborative: [f32; 2], sequence: [f32; 2]| {
+            let mut features = vec![0.0; 2 * FEATURES];
+            for candidate in 0..2 {
+                features[candidate * FEATURES + Feature::Collaborative as usize] = collaborative[candidate];
+                features[candidate * FEATURES + Feature::Sequence as usize] = sequence[candidate];
+            }
+            UserCase { candidates: vec![0, 1], features, relevant: HashSet::from([0]), moved_on: false }
+        };
+        let cases: Vec<UserCase> =
+            (0..100).map(|i| if i % 5 < 3 { case([0.0, 1.0], [1.0, 0.5]) } else { case([1.0, 0.0], [0.0, 0.45]) }).collect();
+        let mut space = [Freedom::Fixed; FEATURES];
+        space[Feature::Sequence as usize] = Freedom::Free;
+        let (blend, score) = coordinate_ascent(&cases.iter().collect::<Vec<_>>(), Blend::default(), &space);
+        assert!((blend.get(Feature::Sequence) - 2.1).abs() < 1e-4, "{blend:?}");
         assert_eq!(score, 1.0);
     }
 
@@ -440,6 +512,9 @@ mod tests {
         let outcome =
             tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
         assert!(outcome.blend.get(Feature::Sequence) > 0.0, "{:?}", outcome.blend);
+        // The items state no seasons, and the month says nothing here: the
+        // season signal may stay off (only stated seasons keep a floor).
+        assert_eq!(outcome.blend.get(Feature::Season), 0.0, "{:?}", outcome.blend);
         assert!(outcome.report.validation.ndcg(10) > 0.8, "{:?}", outcome.report.validation);
     }
 }

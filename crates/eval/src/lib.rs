@@ -205,16 +205,7 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
         "travelrec" | "travelrec-hpo" => {
             let hp = Hyperparameters { perform_hpo: method == "travelrec-hpo", ..hyperparameters(config, seed) };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
-            if let Some(report) = &model.tuning {
-                let chosen = &report.trials[report.chosen];
-                log(&format!(
-                    "  {method:14} chose {:?} blend {:?} moved-on blend {:?} (validation NDCG@10 {:.4})",
-                    chosen.settings,
-                    chosen.blend.weights,
-                    chosen.moved_on_blend.map(|b| b.weights),
-                    chosen.ndcg_at_10
-                ));
-            }
+            log_tuning(method, &model, log);
             Ok(evaluate_model(&model, split))
         }
         "ease" => {
@@ -243,6 +234,7 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 ..hyperparameters(config, seed)
             };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
+            log_tuning(method, &model, log);
             Ok(evaluate_model(&model, split))
         }
         "popular-nearby" => Ok(popular_nearby(split)),
@@ -257,6 +249,20 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
             None => Err("disabled (--no-implicit)".into()),
         },
         other => Err(format!("unknown method {other}")),
+    }
+}
+
+/// What tuning chose for a learned model, for the evaluation log.
+fn log_tuning(method: &str, model: &travelrec_engine::Model, log: &dyn Fn(&str)) {
+    if let Some(report) = &model.tuning {
+        let chosen = &report.trials[report.chosen];
+        log(&format!(
+            "  {method:14} chose {:?} blend {:?} moved-on blend {:?} (validation NDCG@10 {:.4})",
+            chosen.settings,
+            chosen.blend.weights,
+            chosen.moved_on_blend.map(|b| b.weights),
+            chosen.ndcg_at_10
+        ));
     }
 }
 
