@@ -187,21 +187,30 @@ async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
     })
 }
 
-async fn time_service(d: &Deployed, label: &str, count: usize, request: impl Fn(&str) -> RecommendationRequest) -> Result<Histogram<u64>> {
-    announce(label, count);
-    let mut h = histogram();
+/// A named service call, built from a request index.
+type Scenario<'a> = (&'a str, Box<dyn Fn(usize) -> RecommendationRequest + 'a>);
+
+/// Times every scenario's service call, taking turns request by request, so
+/// that whatever else the machine does in the meantime falls on all of them
+/// alike and their ratios to the first stay fair. Each call gets a request
+/// index of its own (scenarios take turns over the users too): a user's data
+/// is never in cache because the previous scenario just asked for them.
+async fn time_service_scenarios(d: &Deployed, count: usize, scenarios: &[Scenario<'_>]) -> Result<Vec<Histogram<u64>>> {
+    announce(&format!("{} service scenarios, in turn", scenarios.len()), count);
+    let mut histograms: Vec<Histogram<u64>> = scenarios.iter().map(|_| histogram()).collect();
     for i in 0..count + 50 {
-        let user = &d.users[i % d.users.len()];
-        let request = request(user);
-        let started = Instant::now();
-        let result = d.service.get_recommendations(&request).await?;
-        let elapsed = started.elapsed().as_nanos().max(1) as u64;
-        std::hint::black_box(result);
-        if i >= 50 {
-            h.record(elapsed)?;
+        for (j, ((_, request), h)) in scenarios.iter().zip(&mut histograms).enumerate() {
+            let request = request(i * scenarios.len() + j);
+            let started = Instant::now();
+            let result = d.service.get_recommendations(&request).await?;
+            let elapsed = started.elapsed().as_nanos().max(1) as u64;
+            std::hint::black_box(result);
+            if i >= 50 {
+                h.record(elapsed)?;
+            }
         }
     }
-    Ok(h)
+    Ok(histograms)
 }
 
 /// The deployed model's approximation against the exact model: EASE pruned
@@ -324,28 +333,6 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
     };
     let context_map: BTreeMap<String, String> =
         [("LOCATION".to_string(), d.location.clone()), ("DATE".to_string(), "2026-07-14".to_string())].into();
-    let plain = time_service(&d, "service: warm user", count, base).await?;
-    let with_context =
-        time_service(&d, "service: + context", count, |u| RecommendationRequest { context: context_map.clone(), ..base(u) }).await?;
-    let with_filter =
-        time_service(&d, "service: + filter", count, |u| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(u) })
-            .await?;
-    let both = time_service(&d, "service: + context + filter", count, |u| RecommendationRequest {
-        context: context_map.clone(),
-        filter_arn: Some(booked.filter_arn.clone()),
-        ..base(u)
-    })
-    .await?;
-    let promoted = time_service(&d, "service: + promotion", count, |u| RecommendationRequest {
-        promotions: vec![PromotionRequest {
-            name: "city".into(),
-            percent_promoted_items: 20,
-            filter_arn: in_city.filter_arn.clone(),
-            filter_values: [("CITY".to_string(), format!("\"{}\"", d.city))].into(),
-        }],
-        ..base(u)
-    })
-    .await?;
     // Fresh events: each measured user has just clicked five attractions.
     let fresh_users: Vec<String> = (0..200).map(|u| format!("bench-fresh-{u}")).collect();
     for (u, user) in fresh_users.iter().enumerate() {
@@ -359,28 +346,42 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
             .collect();
         d.service.track_events(&d.tracking_id, user, None, events).await?;
     }
-    announce("service: fresh events folded in", count);
-    let mut fresh = histogram();
-    for i in 0..count + 50 {
-        let request = base(&fresh_users[i % fresh_users.len()]);
-        let started = Instant::now();
-        std::hint::black_box(d.service.get_recommendations(&request).await?);
-        if i >= 50 {
-            fresh.record(started.elapsed().as_nanos().max(1) as u64)?;
-        }
-    }
-    let service_base = micros(&plain, 0.5);
-    for (name, h) in [
-        ("service: warm user", &plain),
-        ("service: fresh events folded in", &fresh),
-        ("service: + context (LOCATION, DATE)", &with_context),
-        ("service: + filter (not booked)", &with_filter),
-        ("service: + context + filter", &both),
-        ("service: + promotion (20 %)", &promoted),
-    ] {
+    let user = |i: usize| d.users[i % d.users.len()].as_str();
+    let scenarios: Vec<Scenario> = vec![
+        ("service: warm user", Box::new(|i| base(user(i)))),
+        ("service: fresh events folded in", Box::new(|i| base(&fresh_users[i % fresh_users.len()]))),
+        ("service: + context (LOCATION, DATE)", Box::new(|i| RecommendationRequest { context: context_map.clone(), ..base(user(i)) })),
+        (
+            "service: + filter (not booked)",
+            Box::new(|i| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(user(i)) }),
+        ),
+        (
+            "service: + context + filter",
+            Box::new(|i| RecommendationRequest {
+                context: context_map.clone(),
+                filter_arn: Some(booked.filter_arn.clone()),
+                ..base(user(i))
+            }),
+        ),
+        (
+            "service: + promotion (20 %)",
+            Box::new(|i| RecommendationRequest {
+                promotions: vec![PromotionRequest {
+                    name: "city".into(),
+                    percent_promoted_items: 20,
+                    filter_arn: in_city.filter_arn.clone(),
+                    filter_values: [("CITY".to_string(), format!("\"{}\"", d.city))].into(),
+                }],
+                ..base(user(i))
+            }),
+        ),
+    ];
+    let histograms = time_service_scenarios(&d, count, &scenarios).await?;
+    let service_base = micros(&histograms[0], 0.5);
+    for ((name, _), h) in scenarios.iter().zip(&histograms) {
         rows.push(Row {
             items,
-            scenario: name.into(),
+            scenario: name.to_string(),
             p50_us: micros(h, 0.5),
             p99_us: micros(h, 0.99),
             ratio: micros(h, 0.5) / service_base,

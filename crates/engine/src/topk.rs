@@ -2,7 +2,6 @@
 
 use crate::kernels::{exp_nonpositive, maximum, sum_by, summarise_finite};
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Scores looked at together: a block is skipped when its best cannot enter the top k.
 const BLOCK: usize = 32;
@@ -11,16 +10,16 @@ const BLOCK: usize = 32;
 /// index so results are deterministic. Items whose score is `-inf` (excluded)
 /// are never returned.
 ///
-/// A vectorised pass for each block's best score, then the blocks that can
-/// hold a top-k score, with the best `k` so far in a heap.
+/// A vectorised pass for each block's best score, then the scores of the
+/// blocks that can hold a top-k score are gathered and the best `k` of them
+/// selected (linear time; a heap of k pays a logarithm per push and pop).
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     if k == 0 {
         return Vec::new();
     }
-    let mut kept: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
     // The k-th best block maximum is a floor for the k-th best score (each
     // of those k blocks holds a score that high): blocks and items below it
-    // are never looked at, whatever order the scores come in.
+    // are never looked at.
     let maxima: Vec<f32> = scores.chunks(BLOCK).map(maximum).collect();
     let floor = if maxima.len() > k {
         let mut ordered = maxima.clone();
@@ -28,30 +27,29 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     } else {
         f32::NEG_INFINITY
     };
-    // Items come in ascending index order, so one that only ties the weakest
-    // kept score loses the tie: only a strictly larger score gets in.
-    let mut weakest = f32::NEG_INFINITY;
+    let mut kept: Vec<Kept> = Vec::with_capacity(4 * k);
     for (block, chunk) in scores.chunks(BLOCK).enumerate() {
-        if maxima[block] < floor || maxima[block] <= weakest {
+        if maxima[block] < floor || maxima[block] == f32::NEG_INFINITY {
             continue;
         }
         for (offset, &score) in chunk.iter().enumerate() {
-            if score > weakest && score >= floor {
+            // NaN fails both tests and is never kept.
+            if score >= floor && score > f32::NEG_INFINITY {
                 kept.push(Kept { score, index: (block * BLOCK + offset) as u32 });
-                if kept.len() > k {
-                    kept.pop();
-                }
-                if kept.len() == k {
-                    weakest = kept.peek().map_or(f32::NEG_INFINITY, |w| w.score);
-                }
             }
         }
     }
-    kept.into_sorted_vec().into_iter().map(|k| k.index).collect()
+    // Best first: a higher score, or the same score at a lower index.
+    if kept.len() > k {
+        kept.select_nth_unstable(k - 1);
+        kept.truncate(k);
+    }
+    kept.sort_unstable();
+    kept.into_iter().map(|k| k.index).collect()
 }
 
-/// A kept candidate, ordered so the heap's top is the weakest: a lower
-/// score, or the same score at a higher index.
+/// A kept candidate, ordered best first: a higher score, or the same score
+/// at a lower index.
 #[derive(Debug, Clone, Copy)]
 struct Kept {
     score: f32,
