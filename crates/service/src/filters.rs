@@ -6,8 +6,8 @@ use crate::catalogue::Fields;
 use crate::error::{Result, ServiceError};
 use crate::serving::Deployment;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
-use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext, ItemMask};
+use std::sync::{Arc, OnceLock, Weak};
+use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext, FilterError, ItemMask};
 use travelrec_engine::{HistoryEvent, Model};
 use travelrec_store::{DatasetGroup, Filter, Lifecycle, ResourceKind, Status, validate_name};
 
@@ -25,7 +25,7 @@ impl Service {
             lifecycle: Lifecycle::new(Status::Active),
         };
         self.store_dyn().insert(filter.clone()).await?;
-        let cached = ParsedFilter { dataset_group_arn: filter.dataset_group_arn.clone(), expression: parsed };
+        let cached = ParsedFilter::new(filter.dataset_group_arn.clone(), parsed);
         self.inner.filters.insert(filter.filter_arn.clone(), Arc::new(cached));
         Ok(filter)
     }
@@ -47,7 +47,12 @@ impl Service {
         arn: &str,
         values: &BTreeMap<String, String>,
     ) -> Result<RequestFilter> {
-        let (parsed, bound) = self.bound_filter(arn, values, &deployment.dataset_group_arn).await?;
+        let parsed = self.parsed_filter(arn, &deployment.dataset_group_arn).await?;
+        // A mask is only kept for values that bound before: no need to bind again.
+        if let Some(mask) = deployment.cached_item_mask(&parsed, arn, values) {
+            return Ok(RequestFilter::Items(mask));
+        }
+        let bound = parsed.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))?;
         if !bound.looks_at_items_only() {
             return Ok(RequestFilter::Bound(bound));
         }
@@ -57,19 +62,14 @@ impl Service {
         })))
     }
 
-    /// The filter at `arn` with its placeholders filled, checked to belong to `group_arn`.
-    async fn bound_filter(
-        &self,
-        arn: &str,
-        values: &BTreeMap<String, String>,
-        group_arn: &str,
-    ) -> Result<(Arc<ParsedFilter>, BoundFilter)> {
+    /// The filter at `arn`, parsed once, checked to belong to `group_arn`.
+    async fn parsed_filter(&self, arn: &str, group_arn: &str) -> Result<Arc<ParsedFilter>> {
         let parsed = match self.inner.filters.get(arn).map(|f| f.clone()) {
             Some(parsed) => parsed,
             None => {
                 let filter: Filter = self.describe(arn).await?;
                 let expression = Expression::parse(&filter.filter_expression).map_err(|e| ServiceError::internal(e.to_string()))?;
-                let parsed = Arc::new(ParsedFilter { dataset_group_arn: filter.dataset_group_arn, expression });
+                let parsed = Arc::new(ParsedFilter::new(filter.dataset_group_arn, expression));
                 self.inner.filters.insert(arn.to_string(), parsed.clone());
                 parsed
             }
@@ -81,8 +81,7 @@ impl Service {
                 parsed.dataset_group_arn
             )));
         }
-        let bound = parsed.expression.bind(values).map_err(|e| ServiceError::invalid(format!("filterValues for {arn}: {e}")))?;
-        Ok((parsed, bound))
+        Ok(parsed)
     }
 }
 
@@ -91,7 +90,7 @@ pub(crate) enum RequestFilter {
     /// On the items' own fields: its verdict per item, shared by requests.
     Items(Arc<ItemMask>),
     /// Looks at the user, their events or the current item: evaluated per request.
-    Bound(BoundFilter),
+    Bound(Arc<BoundFilter>),
 }
 
 impl RequestFilter {
@@ -139,6 +138,11 @@ struct CachedMask {
 const ITEM_MASKS_BYTES: usize = 16 << 20;
 
 impl ItemMasks {
+    pub fn get(&self, filter: &Arc<ParsedFilter>, arn: &str, values: &BTreeMap<String, String>) -> Option<Arc<ItemMask>> {
+        let cached = self.entries.get(arn).and_then(|by_values| by_values.get(values))?;
+        cached.filter.upgrade().is_some_and(|f| Arc::ptr_eq(&f, filter)).then(|| cached.mask.clone())
+    }
+
     pub fn get_or_insert(
         &mut self,
         filter: &Arc<ParsedFilter>,
@@ -146,9 +150,8 @@ impl ItemMasks {
         values: &BTreeMap<String, String>,
         compute: impl FnOnce() -> ItemMask,
     ) -> Arc<ItemMask> {
-        let cached = self.entries.get(arn).and_then(|by_values| by_values.get(values));
-        if let Some(cached) = cached.filter(|c| c.filter.upgrade().is_some_and(|f| Arc::ptr_eq(&f, filter))) {
-            return cached.mask.clone();
+        if let Some(mask) = self.get(filter, arn, values) {
+            return mask;
         }
         let mask = Arc::new(compute());
         if self.bytes + mask.bytes() > ITEM_MASKS_BYTES {
@@ -223,6 +226,26 @@ impl UserEvents {
 pub(crate) struct ParsedFilter {
     dataset_group_arn: String,
     expression: Expression,
+    /// The expression bound without values, once it has bound: most filters
+    /// ("not what the user booked") have no placeholders.
+    without_values: OnceLock<Arc<BoundFilter>>,
+}
+
+impl ParsedFilter {
+    fn new(dataset_group_arn: String, expression: Expression) -> Self {
+        Self { dataset_group_arn, expression, without_values: OnceLock::new() }
+    }
+
+    fn bind(&self, values: &BTreeMap<String, String>) -> std::result::Result<Arc<BoundFilter>, FilterError> {
+        if !values.is_empty() {
+            return Ok(Arc::new(self.expression.bind(values)?));
+        }
+        if let Some(bound) = self.without_values.get() {
+            return Ok(bound.clone());
+        }
+        let bound = Arc::new(self.expression.bind(values)?);
+        Ok(self.without_values.get_or_init(|| bound).clone())
+    }
 }
 
 /// What a filter may look at for one request.

@@ -49,6 +49,16 @@ struct CatalogueView {
 
 impl Deployment {
     /// The item mask of the filter `parsed` (at `arn`, bound to `values`), computed on first use.
+    /// The mask computed for this filter and values, if any.
+    pub(crate) fn cached_item_mask(
+        &self,
+        parsed: &Arc<ParsedFilter>,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Option<Arc<ItemMask>> {
+        self.item_masks.lock().get(parsed, arn, values)
+    }
+
     pub(crate) fn item_mask(
         &self,
         parsed: &Arc<ParsedFilter>,

@@ -306,4 +306,17 @@ async fn filters_promotions_and_malformed_context() {
     request.filter_values = BTreeMap::from([("CITY".to_string(), format!("\"{other_city}\""))]);
     let top = s.get_recommendations(&request).await.unwrap();
     assert!(top.items.iter().all(|i| f.attraction(&i.item_id).city != other_city), "{:?}", top.items);
+
+    // A filter without placeholders is bound once and kept: created again
+    // under the same name with another expression, it is the new one that applies.
+    let not_booked = "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"book\")";
+    let plain = s.create_filter("no-values", &f.group, not_booked).await.unwrap();
+    let mut request = f.request("3", 10, &[]);
+    request.filter_arn = Some(plain.filter_arn.clone());
+    let best = s.get_recommendations(&request).await.unwrap().items[0].item_id.clone();
+    s.delete_filter(&plain.filter_arn).await.unwrap();
+    let without_best = format!("{not_booked} | EXCLUDE ItemID WHERE Items.ITEM_ID IN (\"{best}\")");
+    s.create_filter("no-values", &f.group, &without_best).await.unwrap();
+    let top = s.get_recommendations(&request).await.unwrap();
+    assert!(top.items.iter().all(|i| i.item_id != best), "{best} in {:?}", top.items);
 }
