@@ -282,11 +282,7 @@ impl BoundFilter {
     /// The filter's verdict on each of the first `items` items.
     pub fn item_mask(&self, items: usize, context: &dyn FilterContext) -> ItemMask {
         let prepared = self.prepare(context);
-        let mut mask = ItemMask { bits: vec![0; items.div_ceil(64)], len: items };
-        for item in (0..items as u32).filter(|&item| prepared.allows(item, context)) {
-            mask.bits[item as usize / 64] |= 1 << (item % 64);
-        }
-        mask
+        ItemMask::new(items, |item| prepared.allows(item, context))
     }
 
     /// Per-request work: which statements apply (their `IF`), and the current item's fields.
@@ -319,6 +315,15 @@ pub struct ItemMask {
 }
 
 impl ItemMask {
+    /// The mask of the first `items` items that `allows` allows.
+    pub fn new(items: usize, allows: impl Fn(u32) -> bool) -> Self {
+        let mut mask = ItemMask { bits: vec![0; items.div_ceil(64)], len: items };
+        for item in (0..items as u32).filter(|&item| allows(item)) {
+            mask.bits[item as usize / 64] |= 1 << (item % 64);
+        }
+        mask
+    }
+
     /// Whether the filter allows `item` (items beyond the mask are not allowed).
     pub fn allows(&self, item: u32) -> bool {
         (item as usize) < self.len && self.bits[item as usize / 64] & (1 << (item % 64)) != 0
@@ -327,6 +332,20 @@ impl ItemMask {
     /// How many items the filter allows.
     pub fn allowed(&self) -> usize {
         self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// The items the filter allows, in ascending order.
+    pub fn allowed_items(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bits.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    (w * 64) as u32 + bit
+                })
+            })
+        })
     }
 
     /// Sets the score of every item the filter rejects to `f32::NEG_INFINITY`,

@@ -25,7 +25,7 @@ pub use ease::EaseModel;
 pub use ids::IdIndex;
 pub use model::{
     Blend, Candidate, Collaborative, Components, FEATURE_NAMES, FEATURES, Feature, FeatureBuffers, HistoryEvent, Model, ModelError,
-    Profile, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem, TrainingSummary, distance_km, popularity_feature,
+    Profile, PromotedItems, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem, TrainingSummary, distance_km, popularity_feature,
 };
 pub use recipe::{CollaborativeKind, Hyperparameters, Recipe, RecipeError, fit_components, train, train_fixed, train_with};
 pub use topk::{Softmax, softmax_in_place, top_k};

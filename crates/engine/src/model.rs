@@ -589,11 +589,23 @@ impl Model {
         for (index, promotion) in query.promotions.iter().enumerate() {
             let slots =
                 ((promotion.share * k as f32).round() as usize).max(usize::from(promotion.share > 0.0)).min(k.saturating_sub(taken.len()));
-            let mut allowed = unfiltered.clone().expect("copied when there are promotions");
-            allowed[n..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
-            (promotion.filter)(&mut allowed[..n]);
-            taken.iter().for_each(|&(i, _)| allowed[i] = f32::NEG_INFINITY);
-            taken.extend(top_k(&allowed, slots).into_iter().map(|i| (i as usize, Some(index))));
+            let unfiltered = unfiltered.as_deref().expect("copied when there are promotions");
+            let best: Vec<usize> = match promotion.items {
+                PromotedItems::Filter(filter) => {
+                    let mut allowed = unfiltered.to_vec();
+                    allowed[n..].iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+                    filter(&mut allowed[..n]);
+                    taken.iter().for_each(|&(i, _)| allowed[i] = f32::NEG_INFINITY);
+                    top_k(&allowed, slots).into_iter().map(|i| i as usize).collect()
+                }
+                PromotedItems::Mask(mask) => {
+                    let items: Vec<usize> =
+                        mask.allowed_items().map(|i| i as usize).filter(|&i| i < n && !taken.iter().any(|t| t.0 == i)).collect();
+                    let allowed: Vec<f32> = items.iter().map(|&i| unfiltered[i]).collect();
+                    top_k(&allowed, slots).into_iter().map(|at| items[at as usize]).collect()
+                }
+            };
+            taken.extend(best.into_iter().map(|i| (i, Some(index))));
         }
         let cold: Vec<usize> = self.components.cold_items.iter().map(|&i| i as usize).chain(n..n + query.extra.len()).collect();
         let explore_slots = k.saturating_sub(taken.len());
@@ -1091,7 +1103,17 @@ pub type ScoreFilter<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 pub struct Promotion<'a> {
     /// Share of the slots, 0..1.
     pub share: f32,
-    pub filter: ScoreFilter<'a>,
+    pub items: PromotedItems<'a>,
+}
+
+/// Which items a promotion may fill its slots with.
+#[derive(Clone, Copy)]
+pub enum PromotedItems<'a> {
+    /// Those this filter leaves above `-inf` (it sees every item's score).
+    Filter(ScoreFilter<'a>),
+    /// Those the mask allows: ranked among themselves, without a pass over
+    /// the whole catalogue.
+    Mask(&'a crate::filter::ItemMask),
 }
 
 /// Everything a recommendation query can say.
@@ -1332,6 +1354,28 @@ mod tests {
             buffers.blend(&model.blend, &mut learned);
             for (s, l) in served.iter().zip(&learned) {
                 assert!((s - l).abs() <= 1e-5 * (1.0 + l.abs()), "user {user}: {s} vs {l}");
+            }
+        }
+    }
+
+    /// A promotion ranked from its mask's allowed items picks what the same
+    /// mask applied as a filter over every score picks, slot for slot.
+    #[test]
+    fn a_promotion_from_a_mask_equals_one_from_its_filter() {
+        let data = two_tastes();
+        let model = train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        for every in [1, 2, 3] {
+            let mask = crate::filter::ItemMask::new(model.items.len(), |i| i % every == 0);
+            let as_filter = |scores: &mut [f32]| mask.apply(scores);
+            for user in 0..model.histories.users() as u32 {
+                let ranked = |items: PromotedItems| {
+                    let promotions = vec![Promotion { share: 0.5, items }];
+                    let query = Query { history: model.histories.get_index(user), k: 6, promotions, ..Query::default() };
+                    model.query(&query).into_iter().map(|r| (r.candidate, r.promotion, r.score)).collect::<Vec<_>>()
+                };
+                let from_mask = ranked(PromotedItems::Mask(&mask));
+                assert_eq!(from_mask, ranked(PromotedItems::Filter(&as_filter)), "user {user}, every {every}");
+                assert_eq!(from_mask.iter().filter(|r| r.1.is_some()).count(), 3, "{from_mask:?}");
             }
         }
     }

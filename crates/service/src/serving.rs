@@ -10,7 +10,9 @@ use crate::training::item_meta;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use travelrec_engine::filter::ItemMask;
-use travelrec_engine::{Candidate, HistoryEvent, ItemMeta, LocalEvent, Model, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem};
+use travelrec_engine::{
+    Candidate, HistoryEvent, ItemMeta, LocalEvent, Model, PromotedItems, Promotion, Query, RankedCandidate, ScoreFilter, ScoredItem,
+};
 use travelrec_store::{Campaign, SolutionVersion, Status};
 
 fn known(r: RankedCandidate) -> Option<ScoredItem> {
@@ -362,8 +364,14 @@ impl Service {
         let promotions = request
             .promotions
             .iter()
-            .zip(&promotion_appliers)
-            .map(|(p, apply)| Promotion { share: p.percent_promoted_items as f32 / 100.0, filter: apply })
+            .zip(promotion_filters.iter().zip(&promotion_appliers))
+            .map(|(p, (filter, apply))| Promotion {
+                share: p.percent_promoted_items as f32 / 100.0,
+                items: match filter {
+                    RequestFilter::Items(mask) => PromotedItems::Mask(mask),
+                    RequestFilter::Bound(_) => PromotedItems::Filter(apply),
+                },
+            })
             .collect();
 
         // Attractions added by PutItems since training are explored by content.
