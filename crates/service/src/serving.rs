@@ -50,8 +50,7 @@ struct CatalogueView {
 }
 
 impl Deployment {
-    /// The item mask of the filter `parsed` (at `arn`, bound to `values`), computed on first use.
-    /// The mask computed for this filter and values, if any.
+    /// The mask already computed for the filter `parsed` (at `arn`) and `values`, if any.
     pub(crate) fn cached_item_mask(
         &self,
         parsed: &Arc<ParsedFilter>,
@@ -61,6 +60,7 @@ impl Deployment {
         self.item_masks.lock().get(parsed, arn, values)
     }
 
+    /// The item mask of the filter `parsed` (at `arn`, bound to `values`), computed on first use.
     pub(crate) fn item_mask(
         &self,
         parsed: &Arc<ParsedFilter>,
