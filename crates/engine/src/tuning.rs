@@ -9,7 +9,7 @@
 //! that cheap, every validation user's candidate items (the union of each
 //! signal's top items) and their signal values are computed once.
 
-use crate::metrics::{MetricAccumulator, MetricSet, ndcg};
+use crate::metrics::{MetricAccumulator, MetricSet};
 use crate::model::{Blend, FEATURES, Feature, FeatureBuffers, Model};
 use crate::recipe::{CollaborativeKind, assemble, fit_components};
 use crate::split::{Holdout, split};
@@ -49,16 +49,70 @@ pub struct TuningOutcome {
 
 /// Candidate items per validation user, with every signal's value.
 struct UserCase {
-    candidates: Vec<u32>,
-    /// `candidates.len() × FEATURES`, row-major.
+    candidates: usize,
+    /// Each signal's values over the candidates: `FEATURES × candidates`,
+    /// signal by signal, so a blend is a few vectorised passes.
     features: Vec<f32>,
-    relevant: HashSet<u32>,
+    /// Positions among the candidates of the held-out items found there.
+    relevant: Vec<u32>,
+    /// DCG@10 of a perfect ranking of every held-out item (also those
+    /// that are not candidates, which count as misses).
+    ideal_dcg: f64,
     /// The request placed the user far from their history ([`Model::moved_on`]).
     moved_on: bool,
 }
 
 /// Items each signal contributes to the candidate set.
 const CANDIDATES_PER_SIGNAL: usize = 60;
+
+/// Validation rankings are scored by NDCG at this depth.
+const DEPTH: usize = 10;
+
+impl UserCase {
+    /// `value(candidate, feature)` is the signal's value for the candidate
+    /// at that position; `relevant` the candidates' positions of the held-out items.
+    fn new(candidates: usize, value: impl Fn(usize, usize) -> f32, relevant: Vec<u32>, held_out: usize, moved_on: bool) -> Self {
+        let features = (0..FEATURES).flat_map(|f| (0..candidates).map(move |c| (f, c))).map(|(f, c)| value(c, f)).collect();
+        let ideal_dcg = (0..DEPTH.min(held_out)).map(discount).sum();
+        UserCase { candidates, features, relevant, ideal_dcg, moved_on }
+    }
+
+    /// NDCG@10 of the candidates ranked by `weights`, best first, ties to the
+    /// lower position (as [`top_k`] breaks them). A held-out item's rank is
+    /// the number of candidates ahead of it, so nothing is sorted.
+    fn ndcg(&self, weights: &[f32; FEATURES], scores: &mut Vec<f32>) -> f64 {
+        if self.ideal_dcg == 0.0 {
+            return 0.0;
+        }
+        scores.clear();
+        scores.resize(self.candidates, 0.0);
+        for (values, &weight) in self.features.chunks_exact(self.candidates.max(1)).zip(weights) {
+            if weight != 0.0 {
+                scores.iter_mut().zip(values).for_each(|(s, v)| *s += weight * v);
+            }
+        }
+        let mut dcg = 0.0;
+        for &position in &self.relevant {
+            let position = position as usize;
+            let score = scores[position];
+            // Ranked lists hold neither excluded (-inf) nor undefined scores.
+            if score.is_nan() || score == f32::NEG_INFINITY {
+                continue;
+            }
+            let ahead =
+                scores[..position].iter().filter(|&&s| s >= score).count() + scores[position + 1..].iter().filter(|&&s| s > score).count();
+            if ahead < DEPTH {
+                dcg += discount(ahead);
+            }
+        }
+        dcg / self.ideal_dcg
+    }
+}
+
+/// The DCG discount of a hit at `rank` (0 is the top).
+fn discount(rank: usize) -> f64 {
+    1.0 / ((rank + 2) as f64).log2()
+}
 
 fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase> {
     let n = model.items.len();
@@ -84,28 +138,19 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
                 };
                 candidates.retain(|i| !seen.contains(i));
                 candidates.sort_unstable();
-                let mut features = Vec::with_capacity(candidates.len() * FEATURES);
-                for &item in &candidates {
-                    for values in &buffers.values {
-                        features.push(values[item as usize]);
-                    }
-                }
-                UserCase { candidates, features, relevant: relevant.clone(), moved_on: model.moved_on(&profile, context) }
+                let positions = candidates.iter().enumerate().filter(|(_, item)| relevant.contains(item)).map(|(p, _)| p as u32).collect();
+                let value = |c: usize, f: usize| buffers.values[f][candidates[c] as usize];
+                UserCase::new(candidates.len(), value, positions, relevant.len(), model.moved_on(&profile, context))
             },
         )
         .collect()
-}
-
-fn ranked(case: &UserCase, weights: &[f32; FEATURES], k: usize) -> Vec<u32> {
-    let scores: Vec<f32> = case.features.chunks_exact(FEATURES).map(|f| f.iter().zip(weights).map(|(v, w)| v * w).sum()).collect();
-    top_k(&scores, k).into_iter().map(|i| case.candidates[i as usize]).collect()
 }
 
 fn mean_ndcg(cases: &[&UserCase], weights: &[f32; FEATURES]) -> f64 {
     if cases.is_empty() {
         return 0.0;
     }
-    cases.par_iter().map(|case| ndcg(&ranked(case, weights, 10), &case.relevant, 10)).sum::<f64>() / cases.len() as f64
+    cases.par_iter().map_init(Vec::new, |scores, case| case.ndcg(weights, scores)).sum::<f64>() / cases.len() as f64
 }
 
 /// Recency half-lives (days) tried for every configuration.
@@ -395,16 +440,38 @@ mod tests {
     use crate::{ItemMeta, TrainingDataBuilder};
     use rand::{RngExt, SeedableRng};
 
+    proptest::proptest! {
+        /// Counting the candidates ahead of each held-out item gives the
+        /// NDCG@10 of the full ranking, ties included.
+        #[test]
+        fn a_case_scores_as_its_ranked_list(
+            rows in proptest::collection::vec(proptest::collection::vec(0u8..4, FEATURES), 1..40),
+            weights in proptest::collection::vec(0u8..4, FEATURES),
+            held_out in proptest::collection::btree_set(0u32..50, 1..6),
+        ) {
+            let weights: [f32; FEATURES] = std::array::from_fn(|f| weights[f] as f32 * 0.5);
+            let value = |c: usize, f: usize| rows[c][f] as f32;
+            let positions = held_out.iter().copied().filter(|&p| (p as usize) < rows.len()).collect();
+            let case = UserCase::new(rows.len(), value, positions, held_out.len(), false);
+            let scores: Vec<f32> = rows.iter().map(|row| row.iter().zip(&weights).map(|(v, w)| *v as f32 * w).sum()).collect();
+            let relevant: HashSet<u32> = held_out.iter().copied().collect();
+            let expected = crate::metrics::ndcg(&top_k(&scores, DEPTH), &relevant, DEPTH);
+            proptest::prop_assert!((case.ndcg(&weights, &mut Vec::new()) - expected).abs() < 1e-12);
+        }
+    }
+
     #[test]
     fn coordinate_ascent_finds_the_signal_that_predicts() {
         // Two candidates per user; feature 1 (sequence) always points at the relevant one,
         // feature 0 (collaborative) at the wrong one with a small margin.
         let cases: Vec<UserCase> = (0..50)
-            .map(|_| UserCase {
-                candidates: vec![0, 1],
-                features: [[1.0, 0.0].as_slice(), &[0.0; FEATURES - 2], &[0.9, 1.0], &[0.0; FEATURES - 2]].concat(),
-                relevant: HashSet::from([1]),
-                moved_on: false,
+            .map(|_| {
+                let value = |candidate: usize, feature: usize| match feature {
+                    0 => [1.0, 0.9][candidate],
+                    1 => [0.0, 1.0][candidate],
+                    _ => 0.0,
+                };
+                UserCase::new(2, value, vec![1], 1, false)
             })
             .collect();
         let mut space = [Freedom::Free; FEATURES];
@@ -420,12 +487,12 @@ mod tests {
         // (weight > 2) yet not a lead of 1 at 0.45 (weight < 2.22): no grid
         // point does both, 3 × 0.7 does.
         let case = |collaborative: [f32; 2], sequence: [f32; 2]| {
-            let mut features = vec![0.0; 2 * FEATURES];
-            for candidate in 0..2 {
-                features[candidate * FEATURES + Feature::Collaborative as usize] = collaborative[candidate];
-                features[candidate * FEATURES + Feature::Sequence as usize] = sequence[candidate];
-            }
-            UserCase { candidates: vec![0, 1], features, relevant: HashSet::from([0]), moved_on: false }
+            let value = move |candidate: usize, feature: usize| match feature {
+                f if f == Feature::Collaborative as usize => collaborative[candidate],
+                f if f == Feature::Sequence as usize => sequence[candidate],
+                _ => 0.0,
+            };
+            UserCase::new(2, value, vec![0], 1, false)
         };
         let cases: Vec<UserCase> =
             (0..100).map(|i| if i % 5 < 3 { case([0.0, 1.0], [1.0, 0.5]) } else { case([1.0, 0.0], [0.0, 0.45]) }).collect();
