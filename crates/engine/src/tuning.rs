@@ -328,6 +328,8 @@ pub fn tune(
     let configurations = candidates(hp, data.items.len());
     let mut trials = Vec::new();
     let mut best: Option<(usize, Hyperparameters, Blend, Option<Blend>, f64)> = None;
+    // The model of the best configuration so far, kept for the validation metrics below.
+    let mut best_model: Option<Model> = None;
     for (index, (config, settings)) in configurations.iter().enumerate() {
         let share = 1.0 / configurations.len() as f32;
         let base = index as f32 * share;
@@ -362,6 +364,7 @@ pub fn tune(
         // here, without refitting: from "the last day" to "never".
         let mut half_lives = vec![config.recency_half_life_days];
         half_lives.extend(HALF_LIVES.iter().copied().filter(|h| *h != config.recency_half_life_days));
+        let mut improved = false;
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
             let cases = build_cases(&model, &validation);
@@ -372,14 +375,20 @@ pub fn tune(
             if best.as_ref().is_none_or(|(_, _, _, _, s)| score > *s) {
                 let hyperparameters = Hyperparameters { recency_half_life_days: half_life, ..config.clone() };
                 best = Some((trials.len() - 1, hyperparameters, blend, moved_on_blend, score));
+                improved = true;
             }
+        }
+        if improved {
+            best_model = Some(model);
         }
     }
     let (chosen, hyperparameters, blend, moved_on_blend, _) = best.expect("at least one configuration");
 
-    // Full validation metrics of the chosen configuration, for the record.
-    let components = fit_components(&validation.train, recipe, &hyperparameters, &|_, _| {})?;
-    let mut model = assemble(&validation.train, recipe, &hyperparameters, components, blend);
+    // Full validation metrics of the chosen configuration, for the record
+    // (its components are those fitted above: the half-life is not fitted).
+    let mut model = best_model.expect("kept with the best configuration");
+    model.hyperparameters = hyperparameters.clone();
+    model.blend = blend;
     model.moved_on_blend = moved_on_blend;
     let metrics = evaluate_model(&model, &validation);
     Ok(TuningOutcome {
