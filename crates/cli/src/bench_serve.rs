@@ -14,8 +14,9 @@
 //! Then over HTTP on loopback: the maximum throughput of the original
 //! `/getRecommendations` route measured by `wrk` (a separate process; skipped
 //! with a note when it is not installed), and the latency at a fixed rate of
-//! half that maximum from an open-loop client in this process (latency counted
-//! from each request's scheduled time, so a stall is not hidden). Memory: the
+//! half that maximum from an open-loop client (`bench load`) in a process of
+//! its own (latency counted from each request's scheduled time, so a stall is
+//! not hidden). Memory: the
 //! process's resident size and the bytes per user of real-time state.
 //!
 //! Absolute times on a noisy 2-core machine move from run to run; the ratios
@@ -59,8 +60,9 @@ struct HttpRow {
     max_requests_per_second: f64,
     max_p50_ms: f64,
     max_p99_ms: f64,
-    /// Open loop at half the maximum.
+    /// Open loop at half the maximum, from `bench load` in its own process.
     fixed_rate: f64,
+    fixed_achieved_rate: f64,
     fixed_p50_ms: f64,
     fixed_p99_ms: f64,
     fixed_errors: u64,
@@ -457,47 +459,22 @@ async fn measure_http(d: &Deployed, items: u32, args: &ServeArgs) -> Result<Opti
             let (p50, p99) = (wrk_millis(&text, "50%").unwrap_or(f64::NAN), wrk_millis(&text, "99%").unwrap_or(f64::NAN));
             let rate = (rps / 2.0).max(1.0);
             println!("  timing HTTP: fixed rate of {rate:.0} requests/s ({} s)", args.http_seconds);
-            let (fixed, errors) = open_loop(&server.base, &paths, rate, args.http_seconds).await?;
+            let fixed = crate::bench_load::in_own_process(&server.base, &paths, rate, args.http_seconds).await?;
             Some(HttpRow {
                 items,
                 max_requests_per_second: rps,
                 max_p50_ms: p50,
                 max_p99_ms: p99,
                 fixed_rate: rate,
-                fixed_p50_ms: fixed.value_at_quantile(0.5) as f64 / 1e6,
-                fixed_p99_ms: fixed.value_at_quantile(0.99) as f64 / 1e6,
-                fixed_errors: errors,
+                fixed_p50_ms: fixed.p50_ms,
+                fixed_p99_ms: fixed.p99_ms,
+                fixed_achieved_rate: fixed.achieved_rate,
+                fixed_errors: fixed.errors,
             })
         }
     };
     server.stop().await;
     Ok(result)
-}
-
-/// Requests at a fixed `rate` for `seconds`, each timed from when it was due.
-async fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64) -> Result<(Histogram<u64>, u64)> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    let total = (rate * seconds as f64) as usize;
-    let start = tokio::time::Instant::now();
-    let interval = std::time::Duration::from_secs_f64(1.0 / rate);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due).await;
-        let (client, url) = (client.clone(), format!("{base}{}", paths[i % paths.len()]));
-        tasks.spawn(async move {
-            let ok = matches!(client.get(url).send().await, Ok(r) if r.status().is_success());
-            (due.elapsed().as_nanos().max(1) as u64, ok)
-        });
-    }
-    let mut h = histogram();
-    let mut errors = 0;
-    while let Some(done) = tasks.join_next().await {
-        let (nanos, ok) = done?;
-        h.record(nanos)?;
-        errors += u64::from(!ok);
-    }
-    Ok((h, errors))
 }
 
 fn resident_mib() -> Option<f64> {
@@ -533,24 +510,25 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if !http.is_empty() {
         println!();
         println!(
-            "{:>7}  {:>12} {:>9} {:>9}   {:>10} {:>9} {:>9} {:>7}",
-            "items", "max req/s", "p50 ms", "p99 ms", "fixed req/s", "p50 ms", "p99 ms", "errors"
+            "{:>7}  {:>12} {:>9} {:>9}   {:>10} {:>9} {:>9} {:>9} {:>7}",
+            "items", "max req/s", "p50 ms", "p99 ms", "fixed req/s", "achieved", "p50 ms", "p99 ms", "errors"
         );
         for h in &http {
             println!(
-                "{:>7}  {:>12.0} {:>9.2} {:>9.2}   {:>10.0} {:>9.2} {:>9.2} {:>7}",
+                "{:>7}  {:>12.0} {:>9.2} {:>9.2}   {:>10.0} {:>9.0} {:>9.2} {:>9.2} {:>7}",
                 h.items,
                 h.max_requests_per_second,
                 h.max_p50_ms,
                 h.max_p99_ms,
                 h.fixed_rate,
+                h.fixed_achieved_rate,
                 h.fixed_p50_ms,
                 h.fixed_p99_ms,
                 h.fixed_errors
             );
         }
         println!(
-            "HTTP: GET /getRecommendations (25 items) on loopback; max by wrk ({} connections), fixed rate = half of it, open loop",
+            "HTTP: GET /getRecommendations (25 items) on loopback; max by wrk ({} connections), fixed rate = half of it, open loop from `bench load` in its own process",
             args.connections
         );
     }

@@ -3,6 +3,7 @@
 //! `train` do one step each.
 
 mod bench;
+mod bench_load;
 mod bench_serve;
 mod progress;
 mod quickstart;
@@ -51,6 +52,9 @@ enum BenchCommand {
     /// getRecommendations latency per catalogue size: the naive engine path against the
     /// serving path, and what context, filters, promotions and fresh events cost.
     Serve(bench_serve::ServeArgs),
+    /// GET requests at a fixed rate (open loop), each timed from when it was due:
+    /// the load generator `bench serve` runs in a process of its own.
+    Load(bench_load::LoadArgs),
 }
 
 #[derive(Args)]
@@ -227,6 +231,7 @@ fn main() -> Result<()> {
             Command::Evaluate(args) => evaluate(args),
             Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
             Command::Bench(BenchCommand::Serve(args)) => bench_serve::serve(args).await,
+            Command::Bench(BenchCommand::Load(args)) => bench_load::run(args),
         }
     })
 }

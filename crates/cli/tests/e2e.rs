@@ -542,7 +542,9 @@ fn the_serving_benchmark_runs_and_prints_its_table() {
     let wrk_installed = std::process::Command::new("wrk").arg("--version").output().is_ok();
     if wrk_installed {
         assert!(table.contains("max req/s"), "{table}");
+        // The fixed rate comes from `bench load`, run as a process of its own.
         assert_eq!(report["http"][0]["fixed_errors"], 0, "{report}");
+        assert!(report["http"][0]["fixed_achieved_rate"].as_f64().unwrap() > 0.0, "{report}");
     } else {
         assert!(table.contains("wrk is not installed"), "{table}");
     }

@@ -1,0 +1,293 @@
+//! `travelrec bench load`: an open-loop load generator. It sends GET requests
+//! at a fixed rate and times each from when it was due, not from when it was
+//! sent, so a stalled server shows in the latencies instead of slowing the
+//! client down (coordinated omission).
+//!
+//! `bench serve` runs it as a separate process, so that the client shares
+//! neither the server's runtime nor its allocator; anyone can point it at a
+//! running server too. Each connection is a thread with a blocking socket
+//! that takes every `connections`-th request of the schedule: it sleeps on
+//! the kernel's timer until the request is due (precise to tens of
+//! microseconds, where tokio's timer is precise to a millisecond, which would
+//! add up to a millisecond to every latency), writes it and reads the answer.
+//! A request costs the client a few system calls and no allocation, so at
+//! ten thousand requests a second it leaves the server most of the machine.
+
+use anyhow::{Context as _, Result, bail};
+use hdrhistogram::Histogram;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// The server, e.g. http://127.0.0.1:8080 (plain HTTP/1.1).
+    #[arg(long)]
+    base: String,
+    /// A file of request paths, one per line (e.g. `/getRecommendations?campaignArn=…&userId=…`), sent in turn.
+    #[arg(long)]
+    paths: PathBuf,
+    /// Requests per second.
+    #[arg(long)]
+    rate: f64,
+    /// How long to send for.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Open connections, each taking every n-th request; a request waits for its connection's previous answer.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Print the result as one line of JSON instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one fixed-rate run measured.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoadReport {
+    pub rate: f64,
+    pub requests: u64,
+    /// Requests that failed or did not get a 2xx.
+    pub errors: u64,
+    /// Latency from each request's due time to the end of its response body.
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Requests over the time from the first due time to the last answer.
+    pub achieved_rate: f64,
+}
+
+pub fn run(args: LoadArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.paths).with_context(|| format!("reading {}", args.paths.display()))?;
+    let paths: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let report = open_loop(&args.base, &paths, args.rate, args.seconds, args.connections)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} requests at {:.0}/s ({:.0}/s achieved), {} errors; latency from due time p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            report.requests, report.rate, report.achieved_rate, report.errors, report.p50_ms, report.p90_ms, report.p99_ms, report.max_ms
+        );
+    }
+    Ok(())
+}
+
+/// Runs `bench load` in a child process of this binary and reads its report.
+pub async fn in_own_process(base: &str, paths: &[String], rate: f64, seconds: u64) -> Result<LoadReport> {
+    let list = tempfile::Builder::new().suffix(".txt").tempfile()?;
+    std::fs::write(list.path(), paths.join("\n"))?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["bench", "load", "--base", base, "--rate", &rate.to_string(), "--seconds", &seconds.to_string(), "--json", "--paths"]);
+    command.arg(list.path());
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    if !output.status.success() {
+        bail!("the load generator failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("the load generator printed no report: {stdout}"))
+}
+
+/// GET `base + path` for each path in turn, `rate` per second for `seconds`,
+/// over `connections` connections.
+fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64, connections: usize) -> Result<LoadReport> {
+    if paths.is_empty() || rate.is_nan() || rate <= 0.0 || connections == 0 {
+        bail!("a load needs a path, a rate above 0 and a connection (got {} paths, rate {rate}, {connections} connections)", paths.len());
+    }
+    let host = base.strip_prefix("http://").with_context(|| format!("{base}: the load generator speaks plain http:// only"))?;
+    let host = host.trim_end_matches('/');
+    let address =
+        host.to_socket_addrs().with_context(|| format!("resolving {host}"))?.next().with_context(|| format!("{host} has no address"))?;
+    let requests: Vec<Vec<u8>> = paths.iter().map(|p| format!("GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()).collect();
+    let total = (rate * seconds as f64).round() as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now() + Duration::from_millis(20);
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..connections.min(total.max(1)))
+            .map(|first| {
+                let requests = &requests;
+                scope.spawn(move || {
+                    let mut connection = Connection::new(address);
+                    // Connected before the first request is due (a failure is retried then, and counted).
+                    let _ = connection.stream();
+                    let mut latencies = histogram();
+                    let (mut errors, mut last) = (0u64, start);
+                    for i in (first..total).step_by(connections) {
+                        let due = start + interval.mul_f64(i as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        errors += u64::from(!connection.get(&requests[i % requests.len()]));
+                        last = Instant::now();
+                        latencies.record(last.duration_since(due).as_nanos().clamp(1_000, MAX_NANOS) as u64).expect("clamped into range");
+                    }
+                    (latencies, errors, last)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
+    });
+    let mut latencies = histogram();
+    let (mut errors, mut last) = (0, start);
+    for result in results {
+        let (h, e, l) = result.map_err(|_| anyhow::anyhow!("a connection thread panicked"))?;
+        latencies.add(&h)?;
+        errors += e;
+        last = last.max(l);
+    }
+    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e6;
+    Ok(LoadReport {
+        rate,
+        requests: latencies.len(),
+        errors,
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        max_ms: latencies.max() as f64 / 1e6,
+        achieved_rate: latencies.len() as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
+    })
+}
+
+/// Latencies up to ten minutes.
+const MAX_NANOS: u128 = 600_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, MAX_NANOS as u64, 3).expect("valid bounds")
+}
+
+/// One keep-alive HTTP/1.1 connection, opened again after an error.
+struct Connection {
+    address: std::net::SocketAddr,
+    stream: Option<TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    fn new(address: std::net::SocketAddr) -> Self {
+        Self { address, stream: None, buffer: Vec::with_capacity(64 * 1024) }
+    }
+
+    /// Sends `request` and reads the whole answer: whether it was a 2xx.
+    fn get(&mut self, request: &[u8]) -> bool {
+        let ok = self.exchange(request).unwrap_or(false);
+        if !ok {
+            // The answer may not have been read to its end: start afresh.
+            self.stream = None;
+        }
+        ok
+    }
+
+    /// The open connection, opened now if there is none.
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.address)?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        Ok(self.stream.as_mut().expect("opened above"))
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> std::io::Result<bool> {
+        self.stream()?;
+        let Connection { stream: Some(stream), buffer, .. } = self else { unreachable!("opened above") };
+        stream.write_all(request)?;
+        buffer.clear();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head) = response.parse(buffer).map_err(std::io::Error::other)? else { continue };
+            let length = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                .ok_or_else(|| std::io::Error::other("an answer without Content-Length"))?;
+            let success = response.code.is_some_and(|c| (200..300).contains(&c));
+            // The rest of the body.
+            let mut missing = (head + length).saturating_sub(buffer.len());
+            while missing > 0 {
+                let read = stream.read(&mut chunk[..missing.min(16 * 1024)])?;
+                if read == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                missing -= read;
+            }
+            return Ok(success);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A keep-alive HTTP/1.1 server, a thread per connection: `/slow`
+    /// answers after 30 ms, `/missing` with a 404, anything else at once.
+    fn server() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(read) = socket.read(&mut chunk) {
+                        if read == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..read]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+                            buffer.drain(..end + 4);
+                            let status = if head.starts_with("GET /missing") { "404 Not Found" } else { "200 OK" };
+                            if head.starts_with("GET /slow") {
+                                std::thread::sleep(Duration::from_millis(30));
+                            }
+                            let response = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                            if socket.write_all(response.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        base
+    }
+
+    #[test]
+    fn counts_every_request_and_shows_a_stall_in_the_latencies() {
+        let base = server();
+        let paths: Vec<String> = ["/a", "/b", "/missing", "/slow", "/c"].map(String::from).to_vec();
+        let report = open_loop(&base, &paths, 200.0, 1, 8).unwrap();
+        assert_eq!(report.requests, 200);
+        assert_eq!(report.errors, 40, "{report:?}");
+        // A fifth of the requests waited 30 ms for their answer.
+        assert!(report.p90_ms >= 30.0 && report.max_ms >= 30.0, "{report:?}");
+    }
+
+    #[test]
+    fn refuses_a_load_without_paths_rate_or_connections() {
+        let path = ["/".to_string()];
+        assert!(open_loop("http://127.0.0.1:9", &[], 10.0, 1, 1).is_err());
+        assert!(open_loop("http://127.0.0.1:9", &path, 0.0, 1, 1).is_err());
+        assert!(open_loop("http://127.0.0.1:9", &path, 10.0, 1, 0).is_err());
+        assert!(open_loop("https://127.0.0.1:9", &path, 10.0, 1, 1).is_err());
+    }
+
+    #[test]
+    fn a_refused_connection_counts_as_errors() {
+        // Nothing listens on a port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let report = open_loop(&format!("http://127.0.0.1:{port}"), &["/".to_string()], 100.0, 1, 4).unwrap();
+        assert_eq!((report.requests, report.errors), (100, 100));
+    }
+}
