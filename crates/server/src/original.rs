@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use travelrec_service::{DataRecord, RecommendationRequest};
@@ -28,13 +28,34 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 /// The AWS SDK's response metadata, which the original passed through.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    attempts: u32,
+    http_status_code: u16,
+    request_id: String,
+    total_retry_delay: u32,
+}
+
+impl Metadata {
+    pub fn new(status: StatusCode) -> Self {
+        Self { attempts: 1, http_status_code: status.as_u16(), request_id: uuid::Uuid::new_v4().to_string(), total_retry_delay: 0 }
+    }
+}
+
 pub fn metadata(status: StatusCode) -> Value {
-    json!({
-        "httpStatusCode": status.as_u16(),
-        "requestId": uuid::Uuid::new_v4().to_string(),
-        "attempts": 1,
-        "totalRetryDelay": 0
-    })
+    serde_json::to_value(Metadata::new(status)).expect("metadata serialises")
+}
+
+/// The original's getRecommendations answer (keys in its sorted maps' order).
+#[derive(Serialize)]
+struct RecommendationsResponse<'a> {
+    #[serde(rename = "$metadata")]
+    metadata: Metadata,
+    #[serde(rename = "itemList")]
+    item_list: Vec<crate::native::ListedItem<'a>>,
+    #[serde(rename = "recommendationId")]
+    recommendation_id: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -174,14 +195,15 @@ pub(crate) fn parse_recommendation_query(raw: Option<&str>) -> ApiResult<Recomme
     Ok(RecommendationRequest { campaign_arn, user_id, item_id, num_results, context, filter_arn, filter_values, promotions: Vec::new() })
 }
 
-async fn get_recommendations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+async fn get_recommendations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
     let request = parse_recommendation_query(raw.as_deref())?;
     let recommendations = state.service.get_recommendations(&request).await?;
-    Ok(Json(json!({
-        "$metadata": metadata(StatusCode::OK),
-        "itemList": crate::native::item_list(&recommendations),
-        "recommendationId": recommendations.recommendation_id
-    })))
+    let response = RecommendationsResponse {
+        metadata: Metadata::new(StatusCode::OK),
+        item_list: crate::native::item_list(&recommendations),
+        recommendation_id: &recommendations.recommendation_id,
+    };
+    Ok(Json(response).into_response())
 }
 
 #[derive(Deserialize)]
