@@ -95,11 +95,13 @@ fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64, connections:
     if paths.is_empty() || rate.is_nan() || rate <= 0.0 || connections == 0 {
         bail!("a load needs a path, a rate above 0 and a connection (got {} paths, rate {rate}, {connections} connections)", paths.len());
     }
-    let host = base.strip_prefix("http://").with_context(|| format!("{base}: the load generator speaks plain http:// only"))?;
-    let host = host.trim_end_matches('/');
+    let rest = base.strip_prefix("http://").with_context(|| format!("{base}: the load generator speaks plain http:// only"))?;
+    // A base may carry a path prefix (a server behind a proxy): it goes before every path.
+    let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(host, prefix)| (host, prefix.trim_end_matches('/')));
     let address =
         host.to_socket_addrs().with_context(|| format!("resolving {host}"))?.next().with_context(|| format!("{host} has no address"))?;
-    let requests: Vec<Vec<u8>> = paths.iter().map(|p| format!("GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()).collect();
+    let prefix = if prefix.is_empty() { String::new() } else { format!("/{prefix}") };
+    let requests: Vec<Vec<u8>> = paths.iter().map(|p| format!("GET {prefix}{p} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()).collect();
     let total = (rate * seconds as f64).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now() + Duration::from_millis(20);
@@ -231,11 +233,15 @@ mod tests {
 
     /// A keep-alive HTTP/1.1 server, a thread per connection: `/slow`
     /// answers after 30 ms, `/missing` with a 404, anything else at once.
-    fn server() -> String {
+    /// Also returns the request lines it has received.
+    fn server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
         std::thread::spawn(move || {
             for mut socket in listener.incoming().flatten() {
+                let log = log.clone();
                 std::thread::spawn(move || {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 1024];
@@ -247,8 +253,9 @@ mod tests {
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             let head = String::from_utf8_lossy(&buffer[..end]).to_string();
                             buffer.drain(..end + 4);
-                            let status = if head.starts_with("GET /missing") { "404 Not Found" } else { "200 OK" };
-                            if head.starts_with("GET /slow") {
+                            log.lock().unwrap().push(head.lines().next().unwrap_or_default().to_string());
+                            let status = if head.contains("/missing ") { "404 Not Found" } else { "200 OK" };
+                            if head.contains("/slow ") {
                                 std::thread::sleep(Duration::from_millis(30));
                             }
                             let response = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
@@ -260,18 +267,28 @@ mod tests {
                 });
             }
         });
-        base
+        (base, received)
     }
 
     #[test]
     fn counts_every_request_and_shows_a_stall_in_the_latencies() {
-        let base = server();
+        let (base, _) = server();
         let paths: Vec<String> = ["/a", "/b", "/missing", "/slow", "/c"].map(String::from).to_vec();
         let report = open_loop(&base, &paths, 200.0, 1, 8).unwrap();
         assert_eq!(report.requests, 200);
         assert_eq!(report.errors, 40, "{report:?}");
         // A fifth of the requests waited 30 ms for their answer.
         assert!(report.p90_ms >= 30.0 && report.max_ms >= 30.0, "{report:?}");
+    }
+
+    #[test]
+    fn a_base_with_a_path_prefix_prefixes_every_request() {
+        let (base, received) = server();
+        let report = open_loop(&format!("{base}/api/"), &["/missing".to_string(), "/a?x=1".to_string()], 100.0, 1, 2).unwrap();
+        assert_eq!((report.requests, report.errors), (100, 50));
+        let received = received.lock().unwrap();
+        assert_eq!(received.len(), 100);
+        assert!(received.iter().all(|line| line == "GET /api/missing HTTP/1.1" || line == "GET /api/a?x=1 HTTP/1.1"), "{received:?}");
     }
 
     #[test]
