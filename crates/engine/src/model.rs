@@ -846,9 +846,8 @@ impl Model {
                 if let Some(place) = place {
                     // Walking distance: half-life-like decay over 0.5 km, nothing beyond 5 km.
                     let located = &self.derived().by_latitude;
-                    let squared_km = located.squared_km_from(place);
-                    for at in located.band(place.0, 5.0) {
-                        let squared = squared_km(at);
+                    let band = located.band(place.0, 5.0);
+                    for (at, squared) in band.clone().zip(located.squared_km_over(place, band)) {
                         if squared < 25.0 {
                             let value = &mut out[located.items[at] as usize];
                             *value = value.max(exp_nonpositive(-squared.sqrt() / 0.5));
@@ -906,7 +905,6 @@ impl Model {
         if located.items.is_empty() {
             return;
         }
-        let squared_km = located.squared_km_from(here);
         // "Near" is relative to how dense attractions are around here: the
         // distance to the K-th nearest (K ≈ √located, 3 to 30). Found in a
         // band of latitudes widened until K of its items lie within its
@@ -918,7 +916,7 @@ impl Model {
             let band = located.band(here.0, half_width_km);
             let everything = band.len() == located.items.len();
             squared.clear();
-            squared.extend(band.map(&squared_km));
+            squared.extend(located.squared_km_over(here, band));
             let kth = kth_smallest(&squared, k);
             if everything || kth <= half_width_km * half_width_km {
                 break kth;
@@ -927,10 +925,18 @@ impl Model {
         };
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
-        for at in located.band(here.0, reach_km) {
-            let squared = squared_km(at);
-            if squared <= reach_km * reach_km {
-                out[located.items[at] as usize] = exp_nonpositive(-squared.sqrt() * inverse);
+        // Every item of the band in one branch-free pass, which vectorises
+        // (-1 marks those beyond reach), then written to the items.
+        let band = located.band(here.0, reach_km);
+        let reach_squared = reach_km * reach_km;
+        squared.clear();
+        squared.extend(located.squared_km_over(here, band.clone()).map(|squared| {
+            let value = exp_nonpositive(-squared.sqrt() * inverse);
+            if squared <= reach_squared { value } else { -1.0 }
+        }));
+        for (&item, &value) in located.items[band].iter().zip(&squared) {
+            if value >= 0.0 {
+                out[item as usize] = value;
             }
         }
     }
@@ -974,18 +980,19 @@ impl ByLatitude {
         start..end.max(start)
     }
 
-    /// Squared distance in km² from `(latitude, longitude)` (degrees) to the
-    /// item at a position. Equirectangular around the place: exact enough for
-    /// nearness (under 1 % off within a few hundred km), a multiply-add per
-    /// item instead of a haversine's trigonometry, and never less than the
-    /// latitude difference (so a band holds every item within its half-width).
-    fn squared_km_from(&self, (latitude, longitude): (f64, f64)) -> impl Fn(usize) -> f32 + '_ {
+    /// Squared distances in km² from `(latitude, longitude)` (degrees) to the
+    /// items at the positions `range`, in order. Equirectangular around the
+    /// place: exact enough for nearness (under 1 % off within a few hundred
+    /// km), a multiply-add per item instead of a haversine's trigonometry,
+    /// and never less than the latitude difference (so a band holds every
+    /// item within its half-width). Read from two slices, so loops over it vectorise.
+    fn squared_km_over(&self, (latitude, longitude): (f64, f64), range: std::ops::Range<usize>) -> impl Iterator<Item = f32> + '_ {
         let (here_lat, here_lon) = (latitude.to_radians() as f32, longitude.to_radians() as f32);
         let cos_here = here_lat.cos();
-        move |at| {
-            let (dx, dy) = ((self.longitudes[at] - here_lon) * cos_here, self.latitudes[at] - here_lat);
+        self.latitudes[range.clone()].iter().zip(&self.longitudes[range]).map(move |(&lat, &lon)| {
+            let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
             EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
-        }
+        })
     }
 }
 
