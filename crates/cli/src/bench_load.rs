@@ -15,7 +15,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use hdrhistogram::Histogram;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ pub struct LoadReport {
     pub requests: u64,
     /// Requests that failed or did not get a 2xx.
     pub errors: u64,
-    /// Latency from each request's due time to the end of its response body.
+    /// Latency of the 2xx answers, from each request's due time to the end of its body.
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -92,27 +92,43 @@ pub async fn in_own_process(base: &str, paths: &[String], rate: f64, seconds: u6
 /// GET `base + path` for each path in turn, `rate` per second for `seconds`,
 /// over `connections` connections.
 fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64, connections: usize) -> Result<LoadReport> {
-    if paths.is_empty() || rate.is_nan() || rate <= 0.0 || connections == 0 {
-        bail!("a load needs a path, a rate above 0 and a connection (got {} paths, rate {rate}, {connections} connections)", paths.len());
+    if paths.is_empty() || !rate.is_finite() || rate <= 0.0 || connections == 0 {
+        bail!(
+            "a load needs a path, a finite rate above 0 and a connection (got {} paths, rate {rate}, {connections} connections)",
+            paths.len()
+        );
+    }
+    if let Some(path) = paths.iter().find(|p| !p.starts_with('/')) {
+        bail!("request paths start with `/` (e.g. `/getRecommendations?...`); got `{path}`");
+    }
+    let total = (rate * seconds as f64).round() as usize;
+    if total == 0 {
+        bail!("{rate} requests/s for {seconds} s is no request at all: raise the rate or the seconds");
     }
     let rest = base.strip_prefix("http://").with_context(|| format!("{base}: the load generator speaks plain http:// only"))?;
     // A base may carry a path prefix (a server behind a proxy): it goes before every path.
     let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(host, prefix)| (host, prefix.trim_end_matches('/')));
-    let address =
-        host.to_socket_addrs().with_context(|| format!("resolving {host}"))?.next().with_context(|| format!("{host} has no address"))?;
+    let with_port = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let address = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {with_port}"))?
+        .next()
+        .with_context(|| format!("{with_port} has no address"))?;
     let prefix = if prefix.is_empty() { String::new() } else { format!("/{prefix}") };
     let requests: Vec<Vec<u8>> = paths.iter().map(|p| format!("GET {prefix}{p} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()).collect();
-    let total = (rate * seconds as f64).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
+    // Every connection is open before the first request is due (one that
+    // fails is tried again at its first request, and counted if it fails then).
+    let mut opened: Vec<Connection> = (0..connections.min(total)).map(|_| Connection::new(address)).collect();
+    opened.iter_mut().for_each(|c| drop(c.stream()));
     let start = Instant::now() + Duration::from_millis(20);
     let results = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..connections.min(total.max(1)))
-            .map(|first| {
+        let workers: Vec<_> = opened
+            .into_iter()
+            .enumerate()
+            .map(|(first, mut connection)| {
                 let requests = &requests;
                 scope.spawn(move || {
-                    let mut connection = Connection::new(address);
-                    // Connected before the first request is due (a failure is retried then, and counted).
-                    let _ = connection.stream();
                     let mut latencies = histogram();
                     let (mut errors, mut last) = (0u64, start);
                     for i in (first..total).step_by(connections) {
@@ -120,9 +136,17 @@ fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64, connections:
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
-                        errors += u64::from(!connection.get(&requests[i % requests.len()]));
+                        let ok = connection.get(&requests[i % requests.len()]);
                         last = Instant::now();
-                        latencies.record(last.duration_since(due).as_nanos().clamp(1_000, MAX_NANOS) as u64).expect("clamped into range");
+                        // Only answered 2xx requests are timed: a refusal or an
+                        // error page is fast and would hide a struggling server.
+                        if ok {
+                            latencies
+                                .record(last.duration_since(due).as_nanos().clamp(1_000, MAX_NANOS) as u64)
+                                .expect("clamped into range");
+                        } else {
+                            errors += 1;
+                        }
                     }
                     (latencies, errors, last)
                 })
@@ -139,15 +163,16 @@ fn open_loop(base: &str, paths: &[String], rate: f64, seconds: u64, connections:
         last = last.max(l);
     }
     let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e6;
+    let requests = latencies.len() + errors;
     Ok(LoadReport {
         rate,
-        requests: latencies.len(),
+        requests,
         errors,
         p50_ms: ms(0.5),
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
         max_ms: latencies.max() as f64 / 1e6,
-        achieved_rate: latencies.len() as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
+        achieved_rate: requests as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
     })
 }
 
@@ -158,11 +183,23 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, MAX_NANOS as u64, 3).expect("valid bounds")
 }
 
+/// An answer that takes longer than this counts as an error.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One keep-alive HTTP/1.1 connection, opened again after an error.
 struct Connection {
     address: std::net::SocketAddr,
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
+}
+
+/// How an exchange ended.
+enum Answer {
+    /// Read to its end; whether it was a 2xx, and whether the connection stays open.
+    Complete { success: bool, keep_alive: bool },
+    /// A connection used before closed without a byte of answer (the server
+    /// closed it while idle): the request never reached it.
+    Stale,
 }
 
 impl Connection {
@@ -172,56 +209,76 @@ impl Connection {
 
     /// Sends `request` and reads the whole answer: whether it was a 2xx.
     fn get(&mut self, request: &[u8]) -> bool {
-        let ok = self.exchange(request).unwrap_or(false);
-        if !ok {
-            // The answer may not have been read to its end: start afresh.
+        let mut answer = self.exchange(request);
+        if matches!(answer, Ok(Answer::Stale)) {
             self.stream = None;
+            answer = self.exchange(request);
         }
-        ok
+        match answer {
+            Ok(Answer::Complete { success, keep_alive }) => {
+                if !keep_alive {
+                    self.stream = None;
+                }
+                success
+            }
+            // Part of an answer may be unread: start afresh.
+            Ok(Answer::Stale) | Err(_) => {
+                self.stream = None;
+                false
+            }
+        }
     }
 
     /// The open connection, opened now if there is none.
     fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect(self.address)?;
+            let stream = TcpStream::connect_timeout(&self.address, TIMEOUT)?;
             stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            stream.set_write_timeout(Some(TIMEOUT))?;
             self.stream = Some(stream);
         }
         Ok(self.stream.as_mut().expect("opened above"))
     }
 
-    fn exchange(&mut self, request: &[u8]) -> std::io::Result<bool> {
+    fn exchange(&mut self, request: &[u8]) -> std::io::Result<Answer> {
+        let reused = self.stream.is_some();
         self.stream()?;
         let Connection { stream: Some(stream), buffer, .. } = self else { unreachable!("opened above") };
-        stream.write_all(request)?;
         buffer.clear();
+        if stream.write_all(request).is_err() && reused {
+            return Ok(Answer::Stale);
+        }
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            let read = stream.read(&mut chunk)?;
-            if read == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
+            let read = match stream.read(&mut chunk) {
+                Ok(0) if reused && buffer.is_empty() => return Ok(Answer::Stale),
+                Err(e) if reused && buffer.is_empty() && matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                    return Ok(Answer::Stale);
+                }
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                result => result?,
+            };
             buffer.extend_from_slice(&chunk[..read]);
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut response = httparse::Response::new(&mut headers);
             let httparse::Status::Complete(head) = response.parse(buffer).map_err(std::io::Error::other)? else { continue };
-            let length = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+            let header = |name: &str| response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+            let length = header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
                 .ok_or_else(|| std::io::Error::other("an answer without Content-Length"))?;
+            let keep_alive = !header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
             let success = response.code.is_some_and(|c| (200..300).contains(&c));
             // The rest of the body.
             let mut missing = (head + length).saturating_sub(buffer.len());
             while missing > 0 {
                 let read = stream.read(&mut chunk[..missing.min(16 * 1024)])?;
                 if read == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    return Err(ErrorKind::UnexpectedEof.into());
                 }
                 missing -= read;
             }
-            return Ok(success);
+            return Ok(Answer::Complete { success, keep_alive });
         }
     }
 }
@@ -258,8 +315,13 @@ mod tests {
                             if head.contains("/slow ") {
                                 std::thread::sleep(Duration::from_millis(30));
                             }
-                            let response = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                            let close = if head.contains("/close ") { "Connection: close\r\n" } else { "" };
+                            let response = format!("HTTP/1.1 {status}\r\n{close}Content-Length: 2\r\n\r\nok");
                             if socket.write_all(response.as_bytes()).is_err() {
+                                return;
+                            }
+                            // `/close` says so; `/quiet-close` closes as an idle connection would.
+                            if head.contains("/close ") || head.contains("/quiet-close ") {
                                 return;
                             }
                         }
@@ -296,8 +358,20 @@ mod tests {
         let path = ["/".to_string()];
         assert!(open_loop("http://127.0.0.1:9", &[], 10.0, 1, 1).is_err());
         assert!(open_loop("http://127.0.0.1:9", &path, 0.0, 1, 1).is_err());
+        assert!(open_loop("http://127.0.0.1:9", &path, f64::INFINITY, 1, 1).is_err());
+        assert!(open_loop("http://127.0.0.1:9", &path, 0.1, 1, 1).is_err(), "no request in a second at 0.1/s");
         assert!(open_loop("http://127.0.0.1:9", &path, 10.0, 1, 0).is_err());
         assert!(open_loop("https://127.0.0.1:9", &path, 10.0, 1, 1).is_err());
+        assert!(open_loop("http://127.0.0.1:9", &["getRecommendations".to_string()], 10.0, 1, 1).is_err());
+    }
+
+    #[test]
+    fn a_connection_the_server_closes_is_opened_again_without_losing_a_request() {
+        let (base, received) = server();
+        let paths: Vec<String> = ["/close", "/a", "/quiet-close", "/b"].map(String::from).to_vec();
+        let report = open_loop(&base, &paths, 100.0, 1, 2).unwrap();
+        assert_eq!((report.requests, report.errors), (100, 0), "{report:?}");
+        assert_eq!(received.lock().unwrap().len(), 100, "each request reached the server once");
     }
 
     #[test]

@@ -929,12 +929,13 @@ impl Model {
         // (-1 marks those beyond reach), then written to the items.
         let band = located.band(here.0, reach_km);
         let reach_squared = reach_km * reach_km;
-        squared.clear();
-        squared.extend(located.squared_km_over(here, band.clone()).map(|squared| {
+        let mut nearness = squared;
+        nearness.clear();
+        nearness.extend(located.squared_km_over(here, band.clone()).map(|squared| {
             let value = exp_nonpositive(-squared.sqrt() * inverse);
             if squared <= reach_squared { value } else { -1.0 }
         }));
-        for (&item, &value) in located.items[band].iter().zip(&squared) {
+        for (&item, &value) in located.items[band].iter().zip(&nearness) {
             if value >= 0.0 {
                 out[item as usize] = value;
             }
