@@ -84,7 +84,12 @@ fn recommendations(server: &Server, campaign: &str, user: &str) -> Vec<(String, 
     let response = client().get(url).send().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
-    let body: Value = response.json().unwrap();
+    let text = response.text().unwrap();
+    // Keys in the order the original's sorted maps wrote them (clients that
+    // compare bodies as text see the same bytes).
+    assert!(text.starts_with(r#"{"$metadata":{"attempts":1,"httpStatusCode":200,"requestId":""#), "{text}");
+    assert!(text.contains(r#""totalRetryDelay":0},"itemList":[{"itemId":""#) && text.contains(r#"],"recommendationId":"RID-"#), "{text}");
+    let body = json_of(&text);
     assert_eq!(body["$metadata"]["httpStatusCode"], 200);
     assert!(body["recommendationId"].as_str().unwrap().starts_with("RID-"));
     body["itemList"].as_array().unwrap().iter().map(|i| (i["itemId"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap())).collect()
@@ -258,6 +263,7 @@ fn the_original_flow_over_http_survives_a_restart() {
     assert_eq!(status, 200, "{text}");
     let promoted = json_of(&text)["itemList"].as_array().unwrap().iter().filter(|i| i["promotionName"] == "elsewhere").count();
     assert_eq!(promoted, 2, "20 % of 10 slots: {text}");
+    assert!(text.contains(r#","promotionName":"elsewhere","score":"#), "keys of a promoted item in sorted order: {text}");
 
     let untouched = recommendations(&server, &campaign, "42");
     assert_eq!(untouched, recommendations(&server, &campaigns[1], "42"), "both campaigns serve the same model");
