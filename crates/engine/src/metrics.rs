@@ -39,14 +39,24 @@ pub struct MetricAccumulator {
     recommended: HashSet<u32>,
 }
 
+/// The log2 discount of a hit at `rank` (0 is the top).
+pub(crate) fn discount(rank: usize) -> f64 {
+    1.0 / ((rank + 2) as f64).log2()
+}
+
+/// `DCG@k` of a perfect list of `min(k, relevant)` hits.
+pub(crate) fn ideal_dcg(relevant: usize, k: usize) -> f64 {
+    (0..k.min(relevant)).map(discount).sum()
+}
+
 /// `DCG@k` of a ranked list against a relevant set, log2 discount.
 pub fn dcg(ranked: &[u32], relevant: &HashSet<u32>, k: usize) -> f64 {
-    ranked.iter().take(k).enumerate().filter(|(_, item)| relevant.contains(item)).map(|(rank, _)| 1.0 / ((rank + 2) as f64).log2()).sum()
+    ranked.iter().take(k).enumerate().filter(|(_, item)| relevant.contains(item)).map(|(rank, _)| discount(rank)).sum()
 }
 
 /// `NDCG@k`: DCG over the DCG of a perfect list of `min(k, |relevant|)` hits.
 pub fn ndcg(ranked: &[u32], relevant: &HashSet<u32>, k: usize) -> f64 {
-    let ideal: f64 = (0..k.min(relevant.len())).map(|rank| 1.0 / ((rank + 2) as f64).log2()).sum();
+    let ideal = ideal_dcg(relevant.len(), k);
     if ideal == 0.0 { 0.0 } else { dcg(ranked, relevant, k) / ideal }
 }
 

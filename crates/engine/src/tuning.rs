@@ -9,7 +9,7 @@
 //! that cheap, every validation user's candidate items (the union of each
 //! signal's top items) and their signal values are computed once.
 
-use crate::metrics::{MetricAccumulator, MetricSet};
+use crate::metrics::{MetricAccumulator, MetricSet, discount, ideal_dcg};
 use crate::model::{Blend, FEATURES, Feature, FeatureBuffers, Model};
 use crate::recipe::{CollaborativeKind, assemble, fit_components};
 use crate::split::{Holdout, split};
@@ -73,8 +73,7 @@ impl UserCase {
     /// at that position; `relevant` the candidates' positions of the held-out items.
     fn new(candidates: usize, value: impl Fn(usize, usize) -> f32, relevant: Vec<u32>, held_out: usize, moved_on: bool) -> Self {
         let features = (0..FEATURES).flat_map(|f| (0..candidates).map(move |c| (f, c))).map(|(f, c)| value(c, f)).collect();
-        let ideal_dcg = (0..DEPTH.min(held_out)).map(discount).sum();
-        UserCase { candidates, features, relevant, ideal_dcg, moved_on }
+        UserCase { candidates, features, relevant, ideal_dcg: ideal_dcg(held_out, DEPTH), moved_on }
     }
 
     /// NDCG@10 of the candidates ranked by `weights`, best first, ties to the
@@ -107,11 +106,6 @@ impl UserCase {
         }
         dcg / self.ideal_dcg
     }
-}
-
-/// The DCG discount of a hit at `rank` (0 is the top).
-fn discount(rank: usize) -> f64 {
-    1.0 / ((rank + 2) as f64).log2()
 }
 
 fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase> {
