@@ -3,7 +3,7 @@
 //! conjugate-gradient steps (Takács et al. 2011), as the `implicit` library
 //! does. Used for catalogues too large for EASE's items × items matrix.
 
-use crate::kernels::{dot, dot_bf16, to_bf16};
+use crate::kernels::{dot, dot_rows, dot_rows_bf16, to_bf16};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -152,10 +152,7 @@ impl AlsModel {
 
     /// `out[i] = x · y_i` for every item.
     pub fn score(&self, profile: &[(u32, f32)], out: &mut [f32]) {
-        let x = self.fold_in(profile);
-        for (o, y) in out.iter_mut().zip(self.item_factors.chunks_exact(self.factors)) {
-            *o = dot(&x, y);
-        }
+        dot_rows(&self.fold_in(profile), &self.item_factors, out);
     }
 
     /// As [`AlsModel::score`], with the item factors in bfloat16: half the
@@ -165,11 +162,8 @@ impl AlsModel {
     /// factors stay cached). Each score is off by at most 2⁻⁹ of
     /// `Σ |xᵢ yᵢ|`; `travelrec bench serve` measures the recall of the exact top 25.
     pub fn score_half_precision(&self, profile: &[(u32, f32)], out: &mut [f32]) {
-        let x = self.fold_in(profile);
         let factors = self.half_precision.get_or_init(|| self.item_factors.iter().map(|&v| to_bf16(v)).collect());
-        for (o, y) in out.iter_mut().zip(factors.chunks_exact(self.factors)) {
-            *o = dot_bf16(&x, y);
-        }
+        dot_rows_bf16(&self.fold_in(profile), factors, out);
     }
 
     pub fn item_vector(&self, item: u32) -> &[f32] {

@@ -5,6 +5,14 @@
 //! loops are most of its time. `f32::exp` is a library call per item and
 //! `f64` reductions run one lane at a time, so these versions work in `f32`
 //! lanes with branch-free arithmetic.
+//!
+//! The catalogue-wide passes are compiled twice: for the baseline x86-64
+//! (SSE2, four lanes an instruction) and for AVX2 (eight), picked at run
+//! time by CPU ([`multiversion`]). The lane structure is written out in the
+//! code and Rust never fuses a multiply and an add, so both versions give
+//! the same bits.
+
+use multiversion::multiversion;
 
 /// `eˣ` for `x ≤ 0`, within 2 ulp of `f32::exp` (0 below -87, where `eˣ`
 /// leaves the normal range). Branch-free, so loops over it vectorise:
@@ -38,7 +46,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
 
 /// `a · b` in eight `f32` lanes (a plain iterator sum is one lane: floating
 /// point addition is not reordered for the compiler's convenience).
-#[inline]
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -49,6 +57,30 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// `out[r] = x · row r` over the rows of `rows` (each `x.len()` long).
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+        *o = dot(x, row);
+    }
+}
+
+/// As [`dot_rows`], with the rows in bfloat16 ([`dot_bf16`]).
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn dot_rows_bf16(x: &[f32], rows: &[u16], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+        *o = dot_bf16(x, row);
+    }
+}
+
+/// Replaces `out`'s contents with `values`, in the version compiled for
+/// this CPU: for a `map` over slices whose closure vectorises.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn collect_into(values: impl Iterator<Item = f32>, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(values);
 }
 
 /// `x` as bfloat16 (the high half of its bits, rounded to nearest even):
@@ -65,7 +97,7 @@ pub fn to_bf16(x: f32) -> u16 {
 /// `a · b` where `b` is bfloat16 ([`to_bf16`]), in eight `f32` lanes.
 /// Widening a bfloat16 is a shift, so a catalogue-wide pass reads half the
 /// bytes of an `f32` one at nearly no extra arithmetic.
-#[inline]
+#[inline(always)]
 pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
     let widen = |h: u16| f32::from_bits((h as u32) << 16);
     let mut lanes = [0f32; 8];
@@ -81,13 +113,13 @@ pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
 
 /// The smallest of `values` that is not NaN (`+inf` when there is none), in
 /// eight lanes: a scan can then skip a whole block that holds nothing below a bound.
-#[inline]
+#[inline(always)]
 pub fn minimum(values: &[f32]) -> f32 {
     extreme(values, f32::INFINITY, |v, best| v < best)
 }
 
 /// The largest of `values` that is not NaN (`-inf` when there is none); see [`minimum`].
-#[inline]
+#[inline(always)]
 pub fn maximum(values: &[f32]) -> f32 {
     extreme(values, f32::NEG_INFINITY, |v, best| v > best)
 }
@@ -95,14 +127,9 @@ pub fn maximum(values: &[f32]) -> f32 {
 /// The value `better` than every other (NaN never is), from `start`, in eight lanes.
 #[inline(always)]
 fn extreme(values: &[f32], start: f32, better: impl Fn(f32, f32) -> bool) -> f32 {
-    let mut lanes = [start; 8];
-    let mut chunks = values.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = if better(v, *lane) { v } else { *lane };
-        }
-    }
-    chunks.remainder().iter().chain(&lanes).fold(start, |best, &v| if better(v, best) { v } else { best })
+    let pick = |best: f32, v: f32| if better(v, best) { v } else { best };
+    let lanes = fold_lanes(values, start, pick);
+    values.chunks_exact(8).remainder().iter().chain(&lanes).fold(start, |best, &v| pick(best, v))
 }
 
 /// Count, mean, standard deviation (population) and largest value of some
@@ -119,6 +146,7 @@ pub struct Summary {
 /// none (excluded items, `-inf`, do not count). One pass in eight `f32` lanes
 /// per block of 1,024, blocks added in `f64`; values are taken relative to the
 /// first finite one, so the spread does not drown in a large mean.
+#[multiversion(targets("x86_64+avx2+fma"))]
 pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
     let shift = *values.iter().find(|v| v.is_finite())?;
     // Most calls see no excluded item: lanes without a finiteness test per
@@ -136,25 +164,23 @@ pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
 
 /// Count, sum and sum of squares of `value − shift`, and the largest value,
 /// over `values`; with `SKIP_NON_FINITE`, infinities and NaN are left out
-/// (a test per value), without it they are taken in.
+/// (a test per value), without it they are taken in. Inlined, so it is
+/// compiled for the target of [`summarise_finite`]'s version.
+#[inline(always)]
 fn sums_from<const SKIP_NON_FINITE: bool>(values: &[f32], shift: f32) -> (usize, f64, f64, f32) {
     let (mut count, mut sum, mut squares) = (0usize, 0f64, 0f64);
     let mut max = f32::NEG_INFINITY;
     for block in values.chunks(1024) {
-        let (mut counts, mut sums, mut squared, mut maxima) = ([0u32; 8], [0f32; 8], [0f32; 8], [f32::NEG_INFINITY; 8]);
-        let mut chunks = block.chunks_exact(8);
-        for chunk in &mut chunks {
-            for lane in 0..8 {
-                let v = chunk[lane];
-                let taken = !SKIP_NON_FINITE || v.is_finite();
-                let d = if taken { v - shift } else { 0.0 };
-                counts[lane] += u32::from(taken);
-                sums[lane] += d;
-                squared[lane] += d * d;
-                maxima[lane] = if v > maxima[lane] { v } else { maxima[lane] };
-            }
-        }
-        for &v in chunks.remainder().iter().filter(|v| !SKIP_NON_FINITE || v.is_finite()) {
+        let taken = |v: f32| !SKIP_NON_FINITE || v.is_finite();
+        let d = |v: f32| if taken(v) { v - shift } else { 0.0 };
+        // A pass per accumulator: each is then one eight-wide instruction
+        // per chunk (in one loop, the compiler paired a lane's sum with its
+        // square instead). The block is in the L1 cache after the first.
+        let counts = fold_lanes(block, 0u32, |c, v| c + u32::from(taken(v)));
+        let sums = fold_lanes(block, 0f32, |s, v| s + d(v));
+        let squared = fold_lanes(block, 0f32, |s, v| s + d(v) * d(v));
+        let maxima = fold_lanes(block, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+        for &v in block.chunks_exact(8).remainder().iter().filter(|&&v| taken(v)) {
             count += 1;
             sum += (v - shift) as f64;
             squares += ((v - shift) * (v - shift)) as f64;
@@ -168,20 +194,28 @@ fn sums_from<const SKIP_NON_FINITE: bool>(values: &[f32], shift: f32) -> (usize,
     (count, sum, squares, max)
 }
 
+/// Each lane's fold over the values at its position in every full chunk of
+/// eight (the remainder is left to the caller).
+#[inline(always)]
+fn fold_lanes<T: Copy>(values: &[f32], init: T, step: impl Fn(T, f32) -> T) -> [T; 8] {
+    let mut lanes = [init; 8];
+    for chunk in values.chunks_exact(8) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = step(*lane, v);
+        }
+    }
+    lanes
+}
+
 /// `Σ f(v)` over `values`: eight `f32` lanes within blocks of 1,024, so
 /// rounding error stays that of a short sum, blocks added in `f64`.
+#[multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     values
         .chunks(1024)
         .map(|block| {
-            let mut lanes = [0f32; 8];
-            let mut chunks = block.chunks_exact(8);
-            for chunk in &mut chunks {
-                for (lane, &v) in lanes.iter_mut().zip(chunk) {
-                    *lane += f(v);
-                }
-            }
-            let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+            let lanes = fold_lanes(block, 0f32, |lane, v| lane + f(v));
+            let tail: f32 = block.chunks_exact(8).remainder().iter().map(|&v| f(v)).sum();
             lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
         })
         .sum()

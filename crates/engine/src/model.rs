@@ -3,12 +3,13 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
-use crate::kernels::{exp_nonpositive, minimum, summarise_finite};
+use crate::kernels::{collect_into, exp_nonpositive, minimum, summarise_finite};
 use crate::sparse::ItemLinks;
 use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
 use crate::tuning::TuningReport;
 use crate::{Hyperparameters, IdIndex, Recipe, TrainingData};
+use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
 /// One event in a user's history, as the model scores it.
@@ -915,8 +916,7 @@ impl Model {
         let kth_squared = loop {
             let band = located.band(here.0, half_width_km);
             let everything = band.len() == located.items.len();
-            squared.clear();
-            squared.extend(located.squared_km_over(here, band));
+            collect_into(located.squared_km_over(here, band), &mut squared);
             let kth = kth_smallest(&squared, k);
             if everything || kth <= half_width_km * half_width_km {
                 break kth;
@@ -930,11 +930,11 @@ impl Model {
         let band = located.band(here.0, reach_km);
         let reach_squared = reach_km * reach_km;
         let mut nearness = squared;
-        nearness.clear();
-        nearness.extend(located.squared_km_over(here, band.clone()).map(|squared| {
+        let values = located.squared_km_over(here, band.clone()).map(|squared| {
             let value = exp_nonpositive(-squared.sqrt() * inverse);
             if squared <= reach_squared { value } else { -1.0 }
-        }));
+        });
+        collect_into(values, &mut nearness);
         for (&item, &value) in located.items[band].iter().zip(&nearness) {
             if value >= 0.0 {
                 out[item as usize] = value;
@@ -1000,6 +1000,7 @@ impl ByLatitude {
 /// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so;
 /// `+inf` when there are fewer than `k`):
 /// the smallest `k` so far kept sorted, so most values cost one comparison.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn kth_smallest(values: &[f32], k: usize) -> f32 {
     let mut smallest: Vec<f32> = Vec::with_capacity(k + 1);
     let mut bound = f32::INFINITY;
@@ -1051,6 +1052,7 @@ impl FeatureBuffers {
 
 /// `out = Σ weight · source` over `(weight, source)` pairs, a block of items
 /// at a time so `out` stays in cache while every source is added.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn blend_sources(sources: &[(f32, &[f32])], out: &mut [f32]) {
     const BLOCK: usize = 512;
     for (b, block) in out.chunks_mut(BLOCK).enumerate() {
