@@ -25,7 +25,8 @@ pub struct EaseModel {
     weights: Vec<f32>,
     /// When pruned, the item each weight points to (same layout as
     /// `weights`, ascending within a row); empty when dense.
-    columns: Vec<u32>,
+    #[serde(with = "columns_as_u32")]
+    columns: Columns,
     /// Per item `count^-damping`: inputs are scaled by it, so that very
     /// popular items do not dominate the co-occurrences.
     column_scale: Vec<f32>,
@@ -38,14 +39,11 @@ impl EaseModel {
         for &(item, x) in profile {
             let x = x * self.column_scale[item as usize];
             let row = self.row_range(item);
-            if self.columns.is_empty() {
-                for (o, w) in out.iter_mut().zip(&self.weights[row]) {
-                    *o += x * w;
-                }
-            } else {
-                for (&c, w) in self.columns[row.clone()].iter().zip(&self.weights[row]) {
-                    out[c as usize] += x * w;
-                }
+            let weights = &self.weights[row.clone()];
+            match &self.columns {
+                Columns::Dense => out.iter_mut().zip(weights).for_each(|(o, w)| *o += x * w),
+                Columns::Narrow(columns) => scatter(columns[row].iter().map(|&c| c as usize), weights, x, out),
+                Columns::Wide(columns) => scatter(columns[row].iter().map(|&c| c as usize), weights, x, out),
             }
         }
     }
@@ -57,13 +55,12 @@ impl EaseModel {
     /// The weight from `from` to `to` (0 where pruned away).
     pub fn weight(&self, from: u32, to: u32) -> f32 {
         let row = self.row_range(from);
-        if self.columns.is_empty() {
-            return self.weights[row.start + to as usize];
-        }
-        match self.columns[row.clone()].binary_search(&to) {
-            Ok(k) => self.weights[row.start + k],
-            Err(_) => 0.0,
-        }
+        let found = match &self.columns {
+            Columns::Dense => return self.weights[row.start + to as usize],
+            Columns::Narrow(columns) => u16::try_from(to).map_or(Err(0), |to| columns[row.clone()].binary_search(&to)),
+            Columns::Wide(columns) => columns[row.clone()].binary_search(&to),
+        };
+        found.map_or(0.0, |k| self.weights[row.start + k])
     }
 
     /// Weights kept per item (the catalogue size when not pruned).
@@ -81,11 +78,17 @@ impl EaseModel {
         }
         let (weights, columns) = prune_rows(self.items, keep, |i, row| {
             for j in self.row_range(i as u32) {
-                let column = if self.columns.is_empty() { j - i * self.row_len } else { self.columns[j] as usize };
+                let column = self.columns.get(j).unwrap_or(j - i * self.row_len);
                 row[column] = self.weights[j];
             }
         });
-        EaseModel { items: self.items, row_len: keep, weights, columns, column_scale: self.column_scale.clone() }
+        EaseModel {
+            items: self.items,
+            row_len: keep,
+            weights,
+            columns: Columns::pruned(columns, self.items),
+            column_scale: self.column_scale.clone(),
+        }
     }
 }
 
@@ -144,10 +147,70 @@ pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, neig
     if neighbours == 0 || neighbours >= n {
         let mut weights = vec![0f32; n * n];
         weights.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| dense_row(i, row));
-        return EaseModel { items: n, row_len: n, weights, columns: Vec::new(), column_scale };
+        return EaseModel { items: n, row_len: n, weights, columns: Columns::Dense, column_scale };
     }
     let (weights, columns) = prune_rows(n, neighbours, |i, row| dense_row(i, row));
-    EaseModel { items: n, row_len: neighbours, weights, columns, column_scale }
+    EaseModel { items: n, row_len: neighbours, weights, columns: Columns::pruned(columns, n), column_scale }
+}
+
+/// `out[c] += x · w` over the `(c, w)` pairs of one pruned row.
+#[inline(always)]
+fn scatter(columns: impl Iterator<Item = usize>, weights: &[f32], x: f32, out: &mut [f32]) {
+    for (c, w) in columns.zip(weights) {
+        out[c] += x * w;
+    }
+}
+
+/// Where a pruned model's weights point. Scoring reads one row per history
+/// item from a model of `items × kept` weights (41 MB at 10,000 items and
+/// 512 weights, more than a 32 MB last-level cache), so columns take two
+/// bytes where the catalogue allows: a quarter fewer bytes per row.
+#[derive(Debug, Clone, PartialEq)]
+enum Columns {
+    /// Every row holds every item, in order.
+    Dense,
+    /// Catalogues of up to 65,536 items.
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Columns {
+    fn pruned(columns: Vec<u32>, items: usize) -> Columns {
+        if items <= 1 << 16 { Columns::Narrow(columns.into_iter().map(|c| c as u16).collect()) } else { Columns::Wide(columns) }
+    }
+
+    /// The item weight `j` points to (`None` when dense: its position in the row).
+    fn get(&self, j: usize) -> Option<usize> {
+        match self {
+            Columns::Dense => None,
+            Columns::Narrow(columns) => Some(columns[j] as usize),
+            Columns::Wide(columns) => Some(columns[j] as usize),
+        }
+    }
+}
+
+/// Stored as the `u32` sequence it always was (empty when dense), so models
+/// saved before columns narrowed still load.
+mod columns_as_u32 {
+    use super::Columns;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(columns: &Columns, serializer: S) -> Result<S::Ok, S::Error> {
+        match columns {
+            Columns::Dense => serializer.collect_seq(std::iter::empty::<u32>()),
+            Columns::Narrow(narrow) => serializer.collect_seq(narrow.iter().map(|&c| c as u32)),
+            Columns::Wide(wide) => serializer.collect_seq(wide),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Columns, D::Error> {
+        let wide = Vec::<u32>::deserialize(deserializer)?;
+        Ok(match wide.iter().max() {
+            None => Columns::Dense,
+            Some(&largest) if largest < 1 << 16 => Columns::Narrow(wide.into_iter().map(|c| c as u16).collect()),
+            Some(_) => Columns::Wide(wide),
+        })
+    }
 }
 
 /// Each of `n` rows (written by `fill_row` into a dense scratch row) reduced
@@ -177,6 +240,35 @@ fn prune_rows(n: usize, keep: usize, fill_row: impl Fn(usize, &mut [f32]) + Sync
 mod tests {
     use super::*;
     use crate::{TrainingData, TrainingDataBuilder};
+
+    #[test]
+    fn narrow_columns_are_stored_as_the_wide_ones_were() {
+        let model = |columns: Columns| EaseModel {
+            items: 4,
+            row_len: 2,
+            weights: vec![0.5, -0.25, 1.0, 2.0, 0.125, 0.75, -1.0, 3.0],
+            columns,
+            column_scale: vec![1.0, 0.5, 2.0, 1.0],
+        };
+        let wide = vec![1u32, 3, 0, 2, 1, 3, 0, 2];
+        let narrow = model(Columns::pruned(wide.clone(), 4));
+        assert_eq!(narrow.columns, Columns::Narrow(vec![1, 3, 0, 2, 1, 3, 0, 2]));
+        let bytes = postcard::to_allocvec(&narrow).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&model(Columns::Wide(wide))).unwrap(), "the bytes of a u32 column list");
+        let loaded: EaseModel = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(loaded.columns, narrow.columns);
+        // Both score alike, and read the same weights.
+        let (mut a, mut b) = (vec![0f32; 4], vec![0f32; 4]);
+        narrow.score(&[(1, 1.0), (2, 0.5)], &mut a);
+        model(Columns::Wide(vec![1, 3, 0, 2, 1, 3, 0, 2])).score(&[(1, 1.0), (2, 0.5)], &mut b);
+        assert_eq!(a, b);
+        // Item 1 (x 1 × scale 0.5) reaches items 0 and 2; item 2 (x 0.5 × scale 2) items 1 and 3.
+        assert_eq!(a, vec![0.5 * 1.0, 0.125, 0.5 * 2.0, 0.75]);
+        assert_eq!((narrow.weight(0, 3), narrow.weight(0, 2), narrow.weight(3, 70_000)), (-0.25, 0.0, 0.0));
+        let dense = model(Columns::Dense);
+        let loaded: EaseModel = postcard::from_bytes(&postcard::to_allocvec(&dense).unwrap()).unwrap();
+        assert_eq!(loaded.columns, Columns::Dense);
+    }
 
     fn fit(data: &TrainingData, weight: f32, lambda: f32) -> EaseModel {
         let (order, offsets) = data.by_user();
