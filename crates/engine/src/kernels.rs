@@ -83,6 +83,19 @@ pub fn collect_into(values: impl Iterator<Item = f32>, out: &mut Vec<f32>) {
     out.extend(values);
 }
 
+/// `out[i] = table[index[i]]` (an index past the end reads the last entry):
+/// with the bound written as a minimum rather than a check that may panic,
+/// AVX2 does eight lookups an instruction.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn gather(table: &[f32], index: &[u32], out: &mut [f32]) {
+    let Some(last) = table.len().checked_sub(1) else {
+        return out.fill(0.0);
+    };
+    for (o, &i) in out.iter_mut().zip(index) {
+        *o = table[(i as usize).min(last)];
+    }
+}
+
 /// `x` as bfloat16 (the high half of its bits, rounded to nearest even):
 /// eight bits of precision, `f32`'s range, half the memory.
 #[inline]
@@ -278,6 +291,18 @@ mod tests {
         let magnitude: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
         // Each product is off by at most 2⁻⁹ of itself.
         assert!((dot_bf16(&a, &half) - exact).abs() <= magnitude / 512.0 + 1e-4, "{} vs {exact}", dot_bf16(&a, &half));
+    }
+
+    #[test]
+    fn gather_looks_up_and_clamps_past_the_end() {
+        let mut out = vec![9f32; 11];
+        let index: Vec<u32> = (0..11).map(|i| (i * 5) % 13).collect();
+        gather(&[0.5, 1.5, 2.5, 3.5], &index, &mut out);
+        let expected: Vec<f32> = index.iter().map(|&i| [0.5, 1.5, 2.5, 3.5][(i as usize).min(3)]).collect();
+        assert_eq!(out, expected);
+        assert_eq!(&out[..3], &[0.5, 3.5, 3.5]);
+        gather(&[], &index, &mut out);
+        assert!(out.iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
-use crate::kernels::{collect_into, exp_nonpositive, minimum, summarise_finite};
+use crate::kernels::{collect_into, exp_nonpositive, gather, minimum, summarise_finite};
 use crate::sparse::ItemLinks;
 use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
@@ -313,6 +313,9 @@ pub(crate) struct Derived {
     /// Cold items by city number, and those without a city, for exploration.
     cold_by_city: Vec<Vec<u32>>,
     cold_without_city: Vec<u32>,
+    /// Per item, the squared nearness scale around it, found the first time
+    /// a query counts nearness from there.
+    nearness_scale_at: Vec<std::sync::OnceLock<f32>>,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
     /// hour, then read in place like popularity (no per-query pass).
@@ -334,6 +337,8 @@ pub struct Profile {
     pub last: Vec<(u32, f32)>,
     /// Where the user last was, from the newest located item.
     pub location: Option<(f64, f64)>,
+    /// That item.
+    pub location_item: Option<u32>,
     /// Every item in the history.
     pub seen: Vec<u32>,
 }
@@ -520,6 +525,7 @@ impl Model {
                 traits,
                 cold_by_city,
                 cold_without_city,
+                nearness_scale_at: (0..self.items.len()).map(|_| std::sync::OnceLock::new()).collect(),
                 ..Derived::default()
             }
         })
@@ -745,10 +751,11 @@ impl Model {
         let mut last: Vec<(u32, f32)> = Vec::with_capacity(LAST_ITEMS);
         let mut session_open = true;
         let mut previous_time = newest;
-        let mut location = None;
+        let (mut location, mut location_item) = (None, None);
         for (_, e) in &by_time {
             if location.is_none() {
                 location = self.item_meta.get(e.item as usize).and_then(|m| m.location);
+                location_item = location.map(|_| e.item);
             }
             session_open &= previous_time - e.timestamp <= gap;
             previous_time = e.timestamp;
@@ -759,7 +766,7 @@ impl Model {
                 break;
             }
         }
-        Profile { weighted, last, location, seen }
+        Profile { weighted, last, location, location_item, seen }
     }
 
     /// Every signal for every item, before blending. Signals whose weight in
@@ -806,13 +813,15 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let here = if self.moved_on(profile, context) {
-            context.location
+        let (here, here_item) = if self.moved_on(profile, context) {
+            (context.location, None)
+        } else if profile.location.is_some() {
+            (profile.location, profile.location_item)
         } else {
-            profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
+            (context.location.filter(|_| self.hyperparameters.use_location), None)
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness(here, &mut f.values[Feature::Proximity as usize]);
+            self.nearness(here, here_item, &mut f.values[Feature::Proximity as usize]);
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
@@ -828,7 +837,7 @@ impl Model {
                 let (before, from_nearby) = f.values.split_at_mut(Feature::Nearby as usize);
                 from_nearby[0].copy_from_slice(&before[Feature::Proximity as usize]);
             } else {
-                self.nearness(now, &mut f.values[Feature::Nearby as usize]);
+                self.nearness(now, None, &mut f.values[Feature::Nearby as usize]);
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
@@ -883,9 +892,7 @@ impl Model {
         }
         share.iter_mut().for_each(|s| *s /= total);
         // Most items have one category: a lookup each, in one pass.
-        for (value, &only) in out.iter_mut().zip(&traits.only_category) {
-            *value = share[only as usize];
-        }
+        gather(&share, &traits.only_category, out);
         for &item in &traits.several_categories {
             let several = traits.categories_of(item as usize);
             out[item as usize] = several.iter().map(|&c| share[c as usize]).sum::<f32>() / several.len() as f32;
@@ -901,27 +908,18 @@ impl Model {
     /// Only the items in a band of latitudes around `here` are looked at (a
     /// binary search over the items in latitude order): the items of here's
     /// city, not the whole catalogue.
-    fn nearness(&self, here: (f64, f64), out: &mut [f32]) {
-        let located = &self.derived().by_latitude;
+    ///
+    /// `at_item` says `here` is that item's location: its scale is then
+    /// found once and kept (most queries count from the user's last item).
+    fn nearness(&self, here: (f64, f64), at_item: Option<u32>, out: &mut [f32]) {
+        let derived = self.derived();
+        let located = &derived.by_latitude;
         if located.items.is_empty() {
             return;
         }
-        // "Near" is relative to how dense attractions are around here: the
-        // distance to the K-th nearest (K ≈ √located, 3 to 30). Found in a
-        // band of latitudes widened until K of its items lie within its
-        // half-width: no item outside the band is nearer than that.
-        let k = ((located.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(located.items.len());
-        let mut half_width_km = self.hyperparameters.proximity_km.max(0.1);
-        let mut squared = Vec::new();
-        let kth_squared = loop {
-            let band = located.band(here.0, half_width_km);
-            let everything = band.len() == located.items.len();
-            collect_into(located.squared_km_over(here, band), &mut squared);
-            let kth = kth_smallest(&squared, k);
-            if everything || kth <= half_width_km * half_width_km {
-                break kth;
-            }
-            half_width_km *= 4.0;
+        let kth_squared = match at_item.and_then(|item| derived.nearness_scale_at.get(item as usize)) {
+            Some(kept) => *kept.get_or_init(|| self.kth_nearest_squared_km(here)),
+            None => self.kth_nearest_squared_km(here),
         };
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
@@ -929,7 +927,7 @@ impl Model {
         // (-1 marks those beyond reach), then written to the items.
         let band = located.band(here.0, reach_km);
         let reach_squared = reach_km * reach_km;
-        let mut nearness = squared;
+        let mut nearness = Vec::new();
         let values = located.squared_km_over(here, band.clone()).map(|squared| {
             let value = exp_nonpositive(-squared.sqrt() * inverse);
             if squared <= reach_squared { value } else { -1.0 }
@@ -939,6 +937,28 @@ impl Model {
             if value >= 0.0 {
                 out[item as usize] = value;
             }
+        }
+    }
+
+    /// The squared distance in km² from `here` to the K-th nearest located
+    /// item: "near" is relative to how dense attractions are around here
+    /// (K ≈ √located, 3 to 30). Found in a band of latitudes widened until K
+    /// of its items lie within its half-width: no item outside the band is
+    /// nearer than that.
+    fn kth_nearest_squared_km(&self, here: (f64, f64)) -> f32 {
+        let located = &self.derived().by_latitude;
+        let k = ((located.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(located.items.len());
+        let mut half_width_km = self.hyperparameters.proximity_km.max(0.1);
+        let mut squared = Vec::new();
+        loop {
+            let band = located.band(here.0, half_width_km);
+            let everything = band.len() == located.items.len();
+            collect_into(located.squared_km_over(here, band), &mut squared);
+            let kth = kth_smallest(&squared, k);
+            if everything || kth <= half_width_km * half_width_km {
+                return kth;
+            }
+            half_width_km *= 4.0;
         }
     }
 }
@@ -1447,7 +1467,7 @@ mod tests {
         let n = model.items.len();
         for here in [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)] {
             let mut banded = vec![0f32; n];
-            model.nearness(here, &mut banded);
+            model.nearness(here, None, &mut banded);
             // Every located item, the straightforward way.
             let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
             let squared: Vec<f32> = model
@@ -1469,6 +1489,18 @@ mod tests {
                 assert!((b - expected).abs() <= 1e-6 * expected.max(1e-30) + 1e-12, "here {here:?}, item {item}: {b} vs {expected}");
             }
             assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
+        }
+        // From an item's own place, the kept scale gives what the search gives,
+        // the first time (found and kept) and after (read).
+        for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
+            let here = model.item_meta[item as usize].location.unwrap();
+            let mut searched = vec![0f32; n];
+            model.nearness(here, None, &mut searched);
+            for _ in 0..2 {
+                let mut kept = vec![0f32; n];
+                model.nearness(here, Some(item), &mut kept);
+                assert_eq!(kept, searched, "item {item}");
+            }
         }
     }
 
