@@ -36,7 +36,10 @@ impl EaseModel {
     /// `out = Σ x_i · B[i, :]` over the profile's `(item, x_i)` pairs.
     pub fn score(&self, profile: &[(u32, f32)], out: &mut [f32]) {
         out.fill(0.0);
-        for &(item, x) in profile {
+        for (at, &(item, x)) in profile.iter().enumerate() {
+            if let Some(&(next, _)) = profile.get(at + 1) {
+                self.prefetch_row(next);
+            }
             let x = x * self.column_scale[item as usize];
             let row = self.row_range(item);
             let weights = &self.weights[row.clone()];
@@ -45,6 +48,18 @@ impl EaseModel {
                 Columns::Narrow(columns) => scatter(columns[row].iter().map(|&c| c as usize), weights, x, out),
                 Columns::Wide(columns) => scatter(columns[row].iter().map(|&c| c as usize), weights, x, out),
             }
+        }
+    }
+
+    /// Asks the CPU to start loading `item`'s row while the current one is
+    /// added: rows are spread over a model larger than the last-level cache.
+    fn prefetch_row(&self, item: u32) {
+        let row = self.row_range(item);
+        prefetch(&self.weights[row.clone()]);
+        match &self.columns {
+            Columns::Dense => {}
+            Columns::Narrow(columns) => prefetch(&columns[row]),
+            Columns::Wide(columns) => prefetch(&columns[row]),
         }
     }
 
@@ -151,6 +166,17 @@ pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, neig
     }
     let (weights, columns) = prune_rows(n, neighbours, |i, row| dense_row(i, row));
     EaseModel { items: n, row_len: neighbours, weights, columns: Columns::pruned(columns, n), column_scale }
+}
+
+/// Asks the CPU to bring every 64-byte line of `values` into the cache.
+#[inline(always)]
+fn prefetch<T>(values: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    for value in values.iter().step_by((64 / std::mem::size_of::<T>()).max(1)) {
+        // SAFETY: a prefetch is a hint: it reads nothing the program sees
+        // and cannot fault; SSE is part of every x86-64 CPU.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast()) };
+    }
 }
 
 /// `out[c] += x · w` over the `(c, w)` pairs of one pruned row.
