@@ -316,6 +316,8 @@ pub(crate) struct Derived {
     /// Per item, the squared nearness scale around it, found the first time
     /// a query counts nearness from there.
     nearness_scale_at: Vec<std::sync::OnceLock<f32>>,
+    /// The same around places requests give (LOCATION, or a CITY's centre).
+    nearness_scale_near: PlaceScales,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
     /// hour, then read in place like popularity (no per-query pass).
@@ -919,7 +921,7 @@ impl Model {
         }
         let kth_squared = match at_item.and_then(|item| derived.nearness_scale_at.get(item as usize)) {
             Some(kept) => *kept.get_or_init(|| self.kth_nearest_squared_km(here)),
-            None => self.kth_nearest_squared_km(here),
+            None => derived.nearness_scale_near.get_or_insert_with(here, || self.kth_nearest_squared_km(here)),
         };
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
@@ -960,6 +962,38 @@ impl Model {
             }
             half_width_km *= 4.0;
         }
+    }
+}
+
+/// Nearness scales around places, by their exact coordinates: a CITY's
+/// centre, or a place an app sends again. Bounded: emptied when full (a
+/// scale is cheap to find again). A model's copy starts empty.
+#[derive(Debug, Default)]
+struct PlaceScales(std::sync::Mutex<std::collections::HashMap<(u64, u64), f32>>);
+
+impl PlaceScales {
+    const CAPACITY: usize = 4096;
+
+    fn get_or_insert_with(&self, (latitude, longitude): (f64, f64), find: impl FnOnce() -> f32) -> f32 {
+        let key = (latitude.to_bits(), longitude.to_bits());
+        let scales = || self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&scale) = scales().get(&key) {
+            return scale;
+        }
+        // Found without the lock held: other queries go on meanwhile.
+        let scale = find();
+        let mut scales = scales();
+        if scales.len() >= Self::CAPACITY {
+            scales.clear();
+        }
+        scales.insert(key, scale);
+        scale
+    }
+}
+
+impl Clone for PlaceScales {
+    fn clone(&self) -> Self {
+        Self::default()
     }
 }
 
@@ -1490,18 +1524,42 @@ mod tests {
             }
             assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
         }
-        // From an item's own place, the kept scale gives what the search gives,
-        // the first time (found and kept) and after (read).
+        // Scales kept by item and by place are what the search finds, the
+        // first time (found and kept) and after (read).
         for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
             let here = model.item_meta[item as usize].location.unwrap();
-            let mut searched = vec![0f32; n];
-            model.nearness(here, None, &mut searched);
+            let mut first = vec![0f32; n];
+            model.nearness(here, None, &mut first);
             for _ in 0..2 {
-                let mut kept = vec![0f32; n];
-                model.nearness(here, Some(item), &mut kept);
-                assert_eq!(kept, searched, "item {item}");
+                for at_item in [Some(item), None] {
+                    let mut again = vec![0f32; n];
+                    model.nearness(here, at_item, &mut again);
+                    assert_eq!(again, first, "item {item}, {at_item:?}");
+                }
             }
+            let searched = model.kth_nearest_squared_km(here);
+            assert_eq!(model.derived().nearness_scale_at[item as usize].get(), Some(&searched));
+            assert_eq!(model.derived().nearness_scale_near.get_or_insert_with(here, || f32::NAN), searched);
         }
+    }
+
+    #[test]
+    fn place_scales_are_found_once_per_place_and_bounded() {
+        let scales = PlaceScales::default();
+        let calls = std::cell::Cell::new(0);
+        let find = |value: f32| {
+            calls.set(calls.get() + 1);
+            value
+        };
+        assert_eq!(scales.get_or_insert_with((38.7, -9.1), || find(4.0)), 4.0);
+        assert_eq!(scales.get_or_insert_with((38.7, -9.1), || find(9.0)), 4.0, "kept");
+        assert_eq!(scales.get_or_insert_with((38.7, -9.100001), || find(9.0)), 9.0, "another place");
+        assert_eq!(calls.get(), 2);
+        for i in 0..PlaceScales::CAPACITY + 10 {
+            scales.get_or_insert_with((i as f64, 0.0), || 1.0);
+        }
+        assert!(scales.0.lock().unwrap().len() <= PlaceScales::CAPACITY);
+        assert_eq!(scales.clone().0.lock().unwrap().len(), 0, "a copy starts empty");
     }
 
     #[test]
