@@ -156,11 +156,11 @@ impl AlsModel {
     }
 
     /// As [`AlsModel::score`], with the item factors in bfloat16: half the
-    /// memory read per call, which pays when the factors do not fit in the
-    /// last-level cache (2.5× faster over 100,000 × 64 factors with a cold
-    /// cache; no faster inside `bench serve` on a 32 MB L3, where the f32
-    /// factors stay cached). Each score is off by at most 2⁻⁹ of
-    /// `Σ |xᵢ yᵢ|`; `travelrec bench serve` measures the recall of the exact top 25.
+    /// memory read per call (0.68–0.70× the query time at 100,000 × 64
+    /// factors in `bench serve`). The bfloat16 copy is made on the first call
+    /// and kept beside the f32 factors, which folding in needs (half as much
+    /// memory again). Each score is off by at most 2⁻⁹ of `Σ |xᵢ yᵢ|`;
+    /// `travelrec bench serve` measures the recall of the exact top 25.
     pub fn score_half_precision(&self, profile: &[(u32, f32)], out: &mut [f32]) {
         let factors = self.half_precision.get_or_init(|| self.item_factors.iter().map(|&v| to_bf16(v)).collect());
         dot_rows_bf16(&self.fold_in(profile), factors, out);

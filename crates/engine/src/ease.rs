@@ -24,7 +24,8 @@ pub struct EaseModel {
     /// `items × row_len` weights, row-major.
     weights: Vec<f32>,
     /// When pruned, the item each weight points to (same layout as
-    /// `weights`, ascending within a row); empty when dense.
+    /// `weights`, ascending within a row); stored as a `u32` list, empty
+    /// when dense.
     #[serde(with = "columns_as_u32")]
     columns: Columns,
     /// Per item `count^-damping`: inputs are scaled by it, so that very
@@ -55,11 +56,18 @@ impl EaseModel {
     /// added: rows are spread over a model larger than the last-level cache.
     fn prefetch_row(&self, item: u32) {
         let row = self.row_range(item);
-        prefetch(&self.weights[row.clone()]);
+        // A dense row is read in order, which the CPU's own prefetcher
+        // follows; prefetching all of it would push the scores out of L1.
         match &self.columns {
             Columns::Dense => {}
-            Columns::Narrow(columns) => prefetch(&columns[row]),
-            Columns::Wide(columns) => prefetch(&columns[row]),
+            Columns::Narrow(columns) => {
+                prefetch(&self.weights[row.clone()]);
+                prefetch(&columns[row]);
+            }
+            Columns::Wide(columns) => {
+                prefetch(&self.weights[row.clone()]);
+                prefetch(&columns[row]);
+            }
         }
     }
 
@@ -101,7 +109,7 @@ impl EaseModel {
             items: self.items,
             row_len: keep,
             weights,
-            columns: Columns::pruned(columns, self.items),
+            columns: Columns::from_wide(columns),
             column_scale: self.column_scale.clone(),
         }
     }
@@ -165,14 +173,18 @@ pub fn train(rows: &[Vec<(u32, f32)>], n: usize, lambda: f32, damping: f32, neig
         return EaseModel { items: n, row_len: n, weights, columns: Columns::Dense, column_scale };
     }
     let (weights, columns) = prune_rows(n, neighbours, |i, row| dense_row(i, row));
-    EaseModel { items: n, row_len: neighbours, weights, columns: Columns::pruned(columns, n), column_scale }
+    EaseModel { items: n, row_len: neighbours, weights, columns: Columns::from_wide(columns), column_scale }
 }
 
-/// Asks the CPU to bring every 64-byte line of `values` into the cache.
+/// Asks the CPU to bring the 64-byte lines of `values` into the cache (one
+/// hint per 64 bytes from its start, and one for its last value: the slice
+/// need not start on a line).
 #[inline(always)]
 fn prefetch<T>(values: &[T]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
     #[cfg(target_arch = "x86_64")]
-    for value in values.iter().step_by((64 / std::mem::size_of::<T>()).max(1)) {
+    for value in values.iter().step_by((64 / std::mem::size_of::<T>()).max(1)).chain(values.last()) {
         // SAFETY: a prefetch is a hint: it reads nothing the program sees
         // and cannot fault; SSE is part of every x86-64 CPU.
         unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast()) };
@@ -195,14 +207,19 @@ fn scatter(columns: impl Iterator<Item = usize>, weights: &[f32], x: f32, out: &
 enum Columns {
     /// Every row holds every item, in order.
     Dense,
-    /// Catalogues of up to 65,536 items.
+    /// Every column below 65,536 (so every catalogue up to that size).
     Narrow(Vec<u16>),
     Wide(Vec<u32>),
 }
 
 impl Columns {
-    fn pruned(columns: Vec<u32>, items: usize) -> Columns {
-        if items <= 1 << 16 { Columns::Narrow(columns.into_iter().map(|c| c as u16).collect()) } else { Columns::Wide(columns) }
+    /// From the `u32` list: two bytes each when every column fits (empty: dense).
+    fn from_wide(wide: Vec<u32>) -> Columns {
+        match wide.iter().max() {
+            None => Columns::Dense,
+            Some(&largest) if largest <= u16::MAX as u32 => Columns::Narrow(wide.into_iter().map(|c| c as u16).collect()),
+            Some(_) => Columns::Wide(wide),
+        }
     }
 
     /// The item weight `j` points to (`None` when dense: its position in the row).
@@ -230,12 +247,7 @@ mod columns_as_u32 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Columns, D::Error> {
-        let wide = Vec::<u32>::deserialize(deserializer)?;
-        Ok(match wide.iter().max() {
-            None => Columns::Dense,
-            Some(&largest) if largest < 1 << 16 => Columns::Narrow(wide.into_iter().map(|c| c as u16).collect()),
-            Some(_) => Columns::Wide(wide),
-        })
+        Vec::<u32>::deserialize(deserializer).map(Columns::from_wide)
     }
 }
 
@@ -277,7 +289,7 @@ mod tests {
             column_scale: vec![1.0, 0.5, 2.0, 1.0],
         };
         let wide = vec![1u32, 3, 0, 2, 1, 3, 0, 2];
-        let narrow = model(Columns::pruned(wide.clone(), 4));
+        let narrow = model(Columns::from_wide(wide.clone()));
         assert_eq!(narrow.columns, Columns::Narrow(vec![1, 3, 0, 2, 1, 3, 0, 2]));
         let bytes = postcard::to_allocvec(&narrow).unwrap();
         assert_eq!(bytes, postcard::to_allocvec(&model(Columns::Wide(wide))).unwrap(), "the bytes of a u32 column list");

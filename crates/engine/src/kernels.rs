@@ -60,7 +60,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out[r] = x · row r` over the rows of `rows` (each `x.len()` long).
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32]) {
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
         *o = dot(x, row);
@@ -68,7 +68,7 @@ pub fn dot_rows(x: &[f32], rows: &[f32], out: &mut [f32]) {
 }
 
 /// As [`dot_rows`], with the rows in bfloat16 ([`dot_bf16`]).
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn dot_rows_bf16(x: &[f32], rows: &[u16], out: &mut [f32]) {
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
         *o = dot_bf16(x, row);
@@ -77,7 +77,7 @@ pub fn dot_rows_bf16(x: &[f32], rows: &[u16], out: &mut [f32]) {
 
 /// Replaces `out`'s contents with `values`, in the version compiled for
 /// this CPU: for a `map` over slices whose closure vectorises.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn collect_into(values: impl Iterator<Item = f32>, out: &mut Vec<f32>) {
     out.clear();
     out.extend(values);
@@ -86,7 +86,7 @@ pub fn collect_into(values: impl Iterator<Item = f32>, out: &mut Vec<f32>) {
 /// `out[i] = table[index[i]]` (an index past the end reads the last entry):
 /// with the bound written as a minimum rather than a check that may panic,
 /// AVX2 does eight lookups an instruction.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn gather(table: &[f32], index: &[u32], out: &mut [f32]) {
     let Some(last) = table.len().checked_sub(1) else {
         return out.fill(0.0);
@@ -156,10 +156,11 @@ pub struct Summary {
 }
 
 /// The [`Summary`] of the finite entries of `values`; `None` when there are
-/// none (excluded items, `-inf`, do not count). One pass in eight `f32` lanes
-/// per block of 1,024, blocks added in `f64`; values are taken relative to the
+/// none (excluded items, `-inf`, do not count). Eight `f32` lanes, a pass per
+/// sum over each block of 1,024 (the block stays in the L1 cache), blocks
+/// added in `f64`; values are taken relative to the
 /// first finite one, so the spread does not drown in a large mean.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn summarise_finite(values: &[f32]) -> Option<Summary> {
     let shift = *values.iter().find(|v| v.is_finite())?;
     // Most calls see no excluded item: lanes without a finiteness test per
@@ -222,7 +223,7 @@ fn fold_lanes<T: Copy>(values: &[f32], init: T, step: impl Fn(T, f32) -> T) -> [
 
 /// `Σ f(v)` over `values`: eight `f32` lanes within blocks of 1,024, so
 /// rounding error stays that of a short sum, blocks added in `f64`.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub(crate) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     values
         .chunks(1024)

@@ -313,8 +313,9 @@ pub(crate) struct Derived {
     /// Cold items by city number, and those without a city, for exploration.
     cold_by_city: Vec<Vec<u32>>,
     cold_without_city: Vec<u32>,
-    /// Per item, the squared nearness scale around it, found the first time
-    /// a query counts nearness from there.
+    /// Per item, the squared distance to the K-th nearest located item
+    /// around it (what the nearness scale derives from), found the first
+    /// time a query counts nearness from there.
     nearness_scale_at: Vec<std::sync::OnceLock<f32>>,
     /// The same around places requests give (LOCATION, or a CITY's centre).
     nearness_scale_near: PlaceScales,
@@ -919,6 +920,8 @@ impl Model {
         if located.items.is_empty() {
             return;
         }
+        // Only an item whose own place `here` is: a profile built by hand could say otherwise.
+        let at_item = at_item.filter(|&item| self.item_meta.get(item as usize).and_then(|m| m.location) == Some(here));
         let kth_squared = match at_item.and_then(|item| derived.nearness_scale_at.get(item as usize)) {
             Some(kept) => *kept.get_or_init(|| self.kth_nearest_squared_km(here)),
             None => derived.nearness_scale_near.get_or_insert_with(here, || self.kth_nearest_squared_km(here)),
@@ -965,24 +968,24 @@ impl Model {
     }
 }
 
-/// Nearness scales around places, by their exact coordinates: a CITY's
-/// centre, or a place an app sends again. Bounded: emptied when full (a
-/// scale is cheap to find again). A model's copy starts empty.
+/// The same K-th nearest distances around places, by their exact
+/// coordinates: a CITY's centre, or a place an app sends again. Bounded:
+/// emptied when full (a distance is cheap to find again). Read under a
+/// shared lock. A model's copy starts empty.
 #[derive(Debug, Default)]
-struct PlaceScales(std::sync::Mutex<std::collections::HashMap<(u64, u64), f32>>);
+struct PlaceScales(std::sync::RwLock<std::collections::HashMap<(u64, u64), f32>>);
 
 impl PlaceScales {
     const CAPACITY: usize = 4096;
 
     fn get_or_insert_with(&self, (latitude, longitude): (f64, f64), find: impl FnOnce() -> f32) -> f32 {
         let key = (latitude.to_bits(), longitude.to_bits());
-        let scales = || self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&scale) = scales().get(&key) {
+        if let Some(&scale) = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
             return scale;
         }
         // Found without the lock held: other queries go on meanwhile.
         let scale = find();
-        let mut scales = scales();
+        let mut scales = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if scales.len() >= Self::CAPACITY {
             scales.clear();
         }
@@ -1054,7 +1057,7 @@ impl ByLatitude {
 /// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so;
 /// `+inf` when there are fewer than `k`):
 /// the smallest `k` so far kept sorted, so most values cost one comparison.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 fn kth_smallest(values: &[f32], k: usize) -> f32 {
     let mut smallest: Vec<f32> = Vec::with_capacity(k + 1);
     let mut bound = f32::INFINITY;
@@ -1106,7 +1109,7 @@ impl FeatureBuffers {
 
 /// `out = Σ weight · source` over `(weight, source)` pairs, a block of items
 /// at a time so `out` stays in cache while every source is added.
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 fn blend_sources(sources: &[(f32, &[f32])], out: &mut [f32]) {
     const BLOCK: usize = 512;
     for (b, block) in out.chunks_mut(BLOCK).enumerate() {
@@ -1558,8 +1561,8 @@ mod tests {
         for i in 0..PlaceScales::CAPACITY + 10 {
             scales.get_or_insert_with((i as f64, 0.0), || 1.0);
         }
-        assert!(scales.0.lock().unwrap().len() <= PlaceScales::CAPACITY);
-        assert_eq!(scales.clone().0.lock().unwrap().len(), 0, "a copy starts empty");
+        assert!(scales.0.read().unwrap().len() <= PlaceScales::CAPACITY);
+        assert_eq!(scales.clone().0.read().unwrap().len(), 0, "a copy starts empty");
     }
 
     #[test]

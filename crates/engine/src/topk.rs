@@ -14,7 +14,7 @@ const BLOCK: usize = 32;
 /// A vectorised pass for each block's best score, then the scores of the
 /// blocks that can hold a top-k score are gathered and the best `k` of them
 /// selected (linear time; a heap of k pays a logarithm per push and pop).
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx2"))]
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     if k == 0 {
         return Vec::new();
