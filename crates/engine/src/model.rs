@@ -313,12 +313,10 @@ pub(crate) struct Derived {
     /// Cold items by city number, and those without a city, for exploration.
     cold_by_city: Vec<Vec<u32>>,
     cold_without_city: Vec<u32>,
-    /// Per item, the squared distance to the K-th nearest located item
-    /// around it (what the nearness scale derives from), found the first
-    /// time a query counts nearness from there.
-    nearness_scale_at: Vec<std::sync::OnceLock<f32>>,
-    /// The same around places requests give (LOCATION, or a CITY's centre).
-    nearness_scale_near: PlaceScales,
+    /// Around each place nearness has counted from (a user's last item, a
+    /// request's LOCATION or a CITY's centre), the squared distance to the
+    /// K-th nearest located item, what the nearness scale derives from.
+    nearness_scales: PlaceScales,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
     /// hour, then read in place like popularity (no per-query pass).
@@ -340,8 +338,6 @@ pub struct Profile {
     pub last: Vec<(u32, f32)>,
     /// Where the user last was, from the newest located item.
     pub location: Option<(f64, f64)>,
-    /// That item.
-    pub location_item: Option<u32>,
     /// Every item in the history.
     pub seen: Vec<u32>,
 }
@@ -521,14 +517,16 @@ impl Model {
                     None => cold_without_city.push(item),
                 }
             }
+            let by_latitude = ByLatitude::new(&self.item_meta);
             Derived {
                 popularity: popularity_feature(&self.components.popularity),
                 event_type_weights: self.hyperparameters.weights_for(&self.event_types),
-                by_latitude: ByLatitude::new(&self.item_meta),
+                // Room for every item's place, and as many from requests.
+                nearness_scales: PlaceScales::new(by_latitude.items.len() + PlaceScales::REQUEST_PLACES),
+                by_latitude,
                 traits,
                 cold_by_city,
                 cold_without_city,
-                nearness_scale_at: (0..self.items.len()).map(|_| std::sync::OnceLock::new()).collect(),
                 ..Derived::default()
             }
         })
@@ -754,11 +752,10 @@ impl Model {
         let mut last: Vec<(u32, f32)> = Vec::with_capacity(LAST_ITEMS);
         let mut session_open = true;
         let mut previous_time = newest;
-        let (mut location, mut location_item) = (None, None);
+        let mut location = None;
         for (_, e) in &by_time {
             if location.is_none() {
                 location = self.item_meta.get(e.item as usize).and_then(|m| m.location);
-                location_item = location.map(|_| e.item);
             }
             session_open &= previous_time - e.timestamp <= gap;
             previous_time = e.timestamp;
@@ -769,7 +766,7 @@ impl Model {
                 break;
             }
         }
-        Profile { weighted, last, location, location_item, seen }
+        Profile { weighted, last, location, seen }
     }
 
     /// Every signal for every item, before blending. Signals whose weight in
@@ -816,15 +813,13 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let (here, here_item) = if self.moved_on(profile, context) {
-            (context.location, None)
-        } else if profile.location.is_some() {
-            (profile.location, profile.location_item)
+        let here = if self.moved_on(profile, context) {
+            context.location
         } else {
-            (context.location.filter(|_| self.hyperparameters.use_location), None)
+            profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness(here, here_item, &mut f.values[Feature::Proximity as usize]);
+            self.nearness(here, &mut f.values[Feature::Proximity as usize]);
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
@@ -840,7 +835,7 @@ impl Model {
                 let (before, from_nearby) = f.values.split_at_mut(Feature::Nearby as usize);
                 from_nearby[0].copy_from_slice(&before[Feature::Proximity as usize]);
             } else {
-                self.nearness(now, None, &mut f.values[Feature::Nearby as usize]);
+                self.nearness(now, &mut f.values[Feature::Nearby as usize]);
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
@@ -912,20 +907,15 @@ impl Model {
     /// binary search over the items in latitude order): the items of here's
     /// city, not the whole catalogue.
     ///
-    /// `at_item` says `here` is that item's location: its scale is then
-    /// found once and kept (most queries count from the user's last item).
-    fn nearness(&self, here: (f64, f64), at_item: Option<u32>, out: &mut [f32]) {
+    /// The scale is found once per place and kept: most queries count from
+    /// the user's last item or a CITY's centre.
+    fn nearness(&self, here: (f64, f64), out: &mut [f32]) {
         let derived = self.derived();
         let located = &derived.by_latitude;
         if located.items.is_empty() {
             return;
         }
-        // Only an item whose own place `here` is: a profile built by hand could say otherwise.
-        let at_item = at_item.filter(|&item| self.item_meta.get(item as usize).and_then(|m| m.location) == Some(here));
-        let kth_squared = match at_item.and_then(|item| derived.nearness_scale_at.get(item as usize)) {
-            Some(kept) => *kept.get_or_init(|| self.kth_nearest_squared_km(here)),
-            None => derived.nearness_scale_near.get_or_insert_with(here, || self.kth_nearest_squared_km(here)),
-        };
+        let kth_squared = derived.nearness_scales.get_or_insert_with(here, || self.kth_nearest_squared_km(here));
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
         // Every item of the band in one branch-free pass, which vectorises
@@ -968,25 +958,39 @@ impl Model {
     }
 }
 
-/// The same K-th nearest distances around places, by their exact
-/// coordinates: a CITY's centre, or a place an app sends again. Bounded:
-/// emptied when full (a distance is cheap to find again). Read under a
-/// shared lock. A model's copy starts empty.
-#[derive(Debug, Default)]
-struct PlaceScales(std::sync::RwLock<std::collections::HashMap<(u64, u64), f32>>);
+/// Values kept per place, by its exact coordinates (the K-th nearest
+/// distances of [`Derived::nearness_scales`]). Bounded: emptied when full (a
+/// value is cheap to find again). Read under a shared lock. A model's copy
+/// starts empty.
+#[derive(Debug)]
+struct PlaceScales {
+    capacity: usize,
+    scales: std::sync::RwLock<std::collections::HashMap<(u64, u64), f32>>,
+}
+
+impl Default for PlaceScales {
+    fn default() -> Self {
+        Self::new(Self::REQUEST_PLACES)
+    }
+}
 
 impl PlaceScales {
-    const CAPACITY: usize = 4096;
+    /// Places from requests kept beside the items' own.
+    const REQUEST_PLACES: usize = 4096;
+
+    fn new(capacity: usize) -> Self {
+        Self { capacity, scales: Default::default() }
+    }
 
     fn get_or_insert_with(&self, (latitude, longitude): (f64, f64), find: impl FnOnce() -> f32) -> f32 {
         let key = (latitude.to_bits(), longitude.to_bits());
-        if let Some(&scale) = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+        if let Some(&scale) = self.scales.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
             return scale;
         }
         // Found without the lock held: other queries go on meanwhile.
         let scale = find();
-        let mut scales = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if scales.len() >= Self::CAPACITY {
+        let mut scales = self.scales.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if scales.len() >= self.capacity {
             scales.clear();
         }
         scales.insert(key, scale);
@@ -996,7 +1000,7 @@ impl PlaceScales {
 
 impl Clone for PlaceScales {
     fn clone(&self) -> Self {
-        Self::default()
+        Self::new(self.capacity)
     }
 }
 
@@ -1504,7 +1508,7 @@ mod tests {
         let n = model.items.len();
         for here in [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)] {
             let mut banded = vec![0f32; n];
-            model.nearness(here, None, &mut banded);
+            model.nearness(here, &mut banded);
             // Every located item, the straightforward way.
             let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
             let squared: Vec<f32> = model
@@ -1527,22 +1531,19 @@ mod tests {
             }
             assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
         }
-        // Scales kept by item and by place are what the search finds, the
-        // first time (found and kept) and after (read).
+        // A scale kept by place is what the search finds, the first time
+        // (found and kept) and after (read).
         for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
             let here = model.item_meta[item as usize].location.unwrap();
             let mut first = vec![0f32; n];
-            model.nearness(here, None, &mut first);
+            model.nearness(here, &mut first);
             for _ in 0..2 {
-                for at_item in [Some(item), None] {
-                    let mut again = vec![0f32; n];
-                    model.nearness(here, at_item, &mut again);
-                    assert_eq!(again, first, "item {item}, {at_item:?}");
-                }
+                let mut again = vec![0f32; n];
+                model.nearness(here, &mut again);
+                assert_eq!(again, first, "item {item}");
             }
             let searched = model.kth_nearest_squared_km(here);
-            assert_eq!(model.derived().nearness_scale_at[item as usize].get(), Some(&searched));
-            assert_eq!(model.derived().nearness_scale_near.get_or_insert_with(here, || f32::NAN), searched);
+            assert_eq!(model.derived().nearness_scales.get_or_insert_with(here, || f32::NAN), searched);
         }
     }
 
@@ -1558,11 +1559,12 @@ mod tests {
         assert_eq!(scales.get_or_insert_with((38.7, -9.1), || find(9.0)), 4.0, "kept");
         assert_eq!(scales.get_or_insert_with((38.7, -9.100001), || find(9.0)), 9.0, "another place");
         assert_eq!(calls.get(), 2);
-        for i in 0..PlaceScales::CAPACITY + 10 {
+        for i in 0..PlaceScales::REQUEST_PLACES + 10 {
             scales.get_or_insert_with((i as f64, 0.0), || 1.0);
         }
-        assert!(scales.0.read().unwrap().len() <= PlaceScales::CAPACITY);
-        assert_eq!(scales.clone().0.read().unwrap().len(), 0, "a copy starts empty");
+        assert!(scales.scales.read().unwrap().len() <= PlaceScales::REQUEST_PLACES);
+        let copy = scales.clone();
+        assert_eq!((copy.scales.read().unwrap().len(), copy.capacity), (0, PlaceScales::REQUEST_PLACES), "a copy starts empty");
     }
 
     #[test]
