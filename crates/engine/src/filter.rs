@@ -124,7 +124,7 @@ pub trait FilterContext {
     fn item_field(&self, item: u32, field: &str) -> Option<&str>;
     fn item_id(&self, item: u32) -> &str;
     /// Event types the current user has on `item` (empty when none).
-    fn user_event_types(&self, item: u32) -> &[String];
+    fn user_event_types(&self, item: u32) -> EventTypes<'_>;
 
     /// The items the user has events on, sorted and distinct, when the
     /// caller has them at hand: a filter that can only reject such items
@@ -136,6 +136,40 @@ pub trait FilterContext {
     fn user_field(&self, field: &str) -> Option<&str>;
     /// A field of the request's current item; `None` when the request has no current item.
     fn current_item_field(&self, field: &str) -> Option<&str>;
+}
+
+/// The event types a user has on one item: those of a list of type names
+/// whose bit is set in a mask, so a caller keeps one small number per item
+/// instead of a list of strings.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTypes<'a> {
+    names: &'a [String],
+    mask: u64,
+}
+
+impl<'a> EventTypes<'a> {
+    /// Bit `i` of `mask` stands for `names[i]`. A set bit without a name is
+    /// an event of a type not in the list: it counts as an event, of no
+    /// type an expression can name.
+    pub fn from_mask(names: &'a [String], mask: u64) -> Self {
+        Self { names, mask }
+    }
+
+    /// Each of `names` (at most 64).
+    pub fn all(names: &'a [String]) -> Self {
+        debug_assert!(names.len() <= 64, "a mask holds 64 event types");
+        Self { names, mask: u64::MAX.checked_shr(64 - names.len() as u32).unwrap_or(0) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mask == 0
+    }
+
+    /// The named types.
+    pub fn names(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let mask = self.mask;
+        self.names.iter().take(64).enumerate().filter(move |(bit, _)| mask & (1 << bit) != 0).map(|(_, name)| name.as_str())
+    }
 }
 
 /// A parsed filter expression.
@@ -611,7 +645,7 @@ impl Check {
             Check::Any(checks) => checks.iter().any(|c| c.holds(item, context, current)),
             Check::Events { types, any } => {
                 let events = context.user_event_types(item);
-                if *any { !events.is_empty() } else { events.iter().any(|e| types.iter().any(|t| t.eq_ignore_ascii_case(e))) }
+                if *any { !events.is_empty() } else { events.names().any(|e| types.iter().any(|t| t.eq_ignore_ascii_case(e))) }
             }
             Check::Value { subject, test } => {
                 let value = match subject {
@@ -1478,8 +1512,8 @@ mod tests {
         fn item_id(&self, item: u32) -> &str {
             self.ids[item as usize]
         }
-        fn user_event_types(&self, item: u32) -> &[String] {
-            &self.events[item as usize]
+        fn user_event_types(&self, item: u32) -> EventTypes<'_> {
+            EventTypes::all(&self.events[item as usize])
         }
         fn user_field(&self, field: &str) -> Option<&str> {
             self.user.get(field).copied()
@@ -1948,7 +1982,7 @@ mod tests {
         fn item_id(&self, item: u32) -> &str {
             self.inner.item_id(item)
         }
-        fn user_event_types(&self, item: u32) -> &[String] {
+        fn user_event_types(&self, item: u32) -> EventTypes<'_> {
             self.events.set(self.events.get() + 1);
             self.inner.user_event_types(item)
         }
@@ -1993,6 +2027,18 @@ mod tests {
 
     /// Prints the per-item cost of `apply` over 100k items (run with `--ignored --nocapture`).
     #[test]
+    fn event_types_name_the_set_bits_and_count_nameless_ones_as_events() {
+        let names: Vec<String> = ["view", "click", "book"].iter().map(|s| s.to_string()).collect();
+        let types = EventTypes::from_mask(&names, 0b101);
+        assert_eq!(types.names().collect::<Vec<_>>(), ["view", "book"]);
+        let nameless = EventTypes::from_mask(&names, 1 << 63);
+        assert!(!nameless.is_empty() && nameless.names().next().is_none());
+        assert!(EventTypes::from_mask(&names, 0).is_empty());
+        assert_eq!(EventTypes::all(&names).names().count(), 3);
+        assert!(EventTypes::all(&[]).is_empty());
+    }
+
+    #[test]
     #[ignore]
     fn per_item_cost() {
         struct Big {
@@ -2012,8 +2058,8 @@ mod tests {
             fn item_id(&self, item: u32) -> &str {
                 &self.ids[item as usize]
             }
-            fn user_event_types(&self, item: u32) -> &[String] {
-                &self.events[item as usize]
+            fn user_event_types(&self, item: u32) -> EventTypes<'_> {
+                EventTypes::all(&self.events[item as usize])
             }
             fn user_field(&self, _: &str) -> Option<&str> {
                 Some("30")
@@ -2062,7 +2108,7 @@ mod tests {
         fn item_id(&self, item: u32) -> &str {
             self.inner.item_id(item)
         }
-        fn user_event_types(&self, item: u32) -> &[String] {
+        fn user_event_types(&self, item: u32) -> EventTypes<'_> {
             self.inner.user_event_types(item)
         }
         fn user_field(&self, field: &str) -> Option<&str> {

@@ -7,7 +7,7 @@ use crate::error::{Result, ServiceError};
 use crate::serving::Deployment;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
-use travelrec_engine::filter::{BoundFilter, Filter as Expression, FilterContext, FilterError, ItemMask};
+use travelrec_engine::filter::{BoundFilter, EventTypes, Filter as Expression, FilterContext, FilterError, ItemMask};
 use travelrec_engine::{HistoryEvent, Model};
 use travelrec_store::{DatasetGroup, Filter, Lifecycle, ResourceKind, Status, validate_name};
 
@@ -168,57 +168,39 @@ impl ItemMasks {
 }
 
 /// The event types a user has per item, built per request in one pass over
-/// their history: items sorted for binary search, each pointing at one of the
-/// few distinct type combinations (no string copied per event).
+/// their history: items sorted for binary search, each with a mask of the
+/// model's event types (bit = type index; types past the 63rd, and types the
+/// model has not seen, share the last bit).
 pub(crate) struct UserEvents {
     /// The user's items, sorted.
     item_ids: Vec<u32>,
-    /// Per item in `item_ids`, its index into `combinations`.
-    combination_of: Vec<u16>,
-    combinations: Vec<Vec<String>>,
+    /// Per item in `item_ids`, its event types.
+    masks: Vec<u64>,
 }
 
 impl UserEvents {
-    pub fn new<'e>(model: &Model, events: impl Iterator<Item = &'e HistoryEvent>) -> Self {
-        // Event types as bits (the first 64 types; more are vanishingly rare).
-        let mut masks: Vec<(u32, u64)> = events.map(|e| (e.item, 1u64 << (e.event_type as u32).min(63))).collect();
-        masks.sort_unstable_by_key(|&(item, _)| item);
-        masks.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 |= later.1;
+    pub fn new<'e>(events: impl Iterator<Item = &'e HistoryEvent>) -> Self {
+        // Item and type bit in one number: a sort of plain integers.
+        let mut keys: Vec<u64> = events.map(|e| (u64::from(e.item) << 6) | u64::from(e.event_type.min(63))).collect();
+        keys.sort_unstable();
+        let mut item_ids: Vec<u32> = Vec::with_capacity(keys.len());
+        let mut masks: Vec<u64> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (item, bit) = ((key >> 6) as u32, 1u64 << (key & 63));
+            match (item_ids.last(), masks.last_mut()) {
+                (Some(&last), Some(mask)) if last == item => *mask |= bit,
+                _ => {
+                    item_ids.push(item);
+                    masks.push(bit);
+                }
             }
-            same
-        });
-        let mut distinct: Vec<u64> = Vec::new();
-        let mut combinations = Vec::new();
-        let (item_ids, combination_of) = masks
-            .into_iter()
-            .map(|(item, mask)| {
-                let index = match distinct.iter().position(|&m| m == mask) {
-                    Some(index) => index,
-                    None => {
-                        distinct.push(mask);
-                        combinations.push(
-                            (0..64u32)
-                                .filter(|bit| mask & (1 << bit) != 0)
-                                .filter_map(|bit| model.event_types.get(bit as usize).cloned())
-                                .collect(),
-                        );
-                        distinct.len() - 1
-                    }
-                };
-                (item, index as u16)
-            })
-            .unzip();
-        Self { item_ids, combination_of, combinations }
+        }
+        Self { item_ids, masks }
     }
 
-    fn types(&self, item: u32) -> &[String] {
-        match self.item_ids.binary_search(&item) {
-            Ok(at) => &self.combinations[self.combination_of[at] as usize],
-            Err(_) => &[],
-        }
+    /// The event types on `item`, as bits of the model's type indices.
+    fn mask(&self, item: u32) -> u64 {
+        self.item_ids.binary_search(&item).map_or(0, |at| self.masks[at])
     }
 }
 
@@ -266,7 +248,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 impl<'a> RequestFilterContext<'a> {
     /// What a filter on the items' own fields sees: no user, no current item.
     pub fn items_only(model: &'a Model, item_fields: &'a [Fields]) -> Self {
-        Self { model, item_fields, user_events: UserEvents::new(model, std::iter::empty()), user_fields: None, current_item: None }
+        Self { model, item_fields, user_events: UserEvents::new(std::iter::empty()), user_fields: None, current_item: None }
     }
 }
 
@@ -282,8 +264,8 @@ impl FilterContext for RequestFilterContext<'_> {
         self.model.item_id(item)
     }
 
-    fn user_event_types(&self, item: u32) -> &[String] {
-        self.user_events.types(item)
+    fn user_event_types(&self, item: u32) -> EventTypes<'_> {
+        EventTypes::from_mask(&self.model.event_types, self.user_events.mask(item))
     }
 
     fn user_items(&self) -> Option<&[u32]> {
@@ -296,5 +278,26 @@ impl FilterContext for RequestFilterContext<'_> {
 
     fn current_item_field(&self, name: &str) -> Option<&str> {
         self.current_item.and_then(|item| self.item_field(item, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(item: u32, event_type: u16) -> HistoryEvent {
+        HistoryEvent { item, event_type, timestamp: 0, value: f32::NAN }
+    }
+
+    #[test]
+    fn user_events_merge_each_items_types() {
+        let events = [event(5, 1), event(2, 0), event(5, 0), event(9, HistoryEvent::UNKNOWN_TYPE), event(5, 1), event(2, 70)];
+        let user = UserEvents::new(events.iter());
+        assert_eq!(user.item_ids, [2, 5, 9]);
+        assert_eq!(user.mask(2), 1 | 1 << 63, "types past the 63rd share the last bit");
+        assert_eq!(user.mask(5), 0b11);
+        assert_eq!(user.mask(9), 1 << 63, "a type the model has not seen is still an event");
+        assert_eq!(user.mask(7), 0, "no events on an item the user never touched");
+        assert!(UserEvents::new(std::iter::empty()).item_ids.is_empty());
     }
 }

@@ -456,7 +456,7 @@ impl Service {
         current_item: Option<u32>,
     ) -> Result<RequestFilterContext<'a>> {
         let model = &deployment.model;
-        let user_events = UserEvents::new(model, model.histories.get(user_id).iter().chain(recent));
+        let user_events = UserEvents::new(model.histories.get(user_id).iter().chain(recent));
         let user_fields =
             if user_id.is_empty() { None } else { self.catalogue(&deployment.dataset_group_arn).await?.users.get(user_id).cloned() };
         Ok(RequestFilterContext { model, item_fields: &deployment.item_fields, user_events, user_fields, current_item })
