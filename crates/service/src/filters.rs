@@ -168,20 +168,39 @@ impl ItemMasks {
 }
 
 /// The event types a user has per item, built per request in one pass over
-/// their history: items sorted for binary search, each with a mask of the
-/// model's event types (bit = type index; types past the 63rd, and types the
-/// model has not seen, share the last bit).
+/// their history: items sorted for binary search, each with a mask of event
+/// types (bit = index into the type names; types past the 63rd share the last
+/// bit).
 pub(crate) struct UserEvents {
     /// The user's items, sorted.
     item_ids: Vec<u32>,
     /// Per item in `item_ids`, its event types.
     masks: Vec<u64>,
+    /// The type names by bit when the user has tracked events of types the
+    /// model has not seen (the model's types, then those); `None`: the model's.
+    names: Option<Vec<String>>,
 }
 
 impl UserEvents {
-    pub fn new<'e>(events: impl Iterator<Item = &'e HistoryEvent>) -> Self {
+    /// From events of the model's types, and `unseen`: items with a type the
+    /// model has not seen (tracked since training), by name, so a filter on
+    /// that type still finds them. Events marked `UNKNOWN_TYPE` are taken
+    /// from `unseen` only when it is given.
+    pub fn new<'e>(model_types: &[String], events: impl Iterator<Item = &'e HistoryEvent>, unseen: &[(u32, &str)]) -> Self {
+        let mut names: Option<Vec<String>> = None;
         // Item and type bit in one number: a sort of plain integers.
-        let mut keys: Vec<u64> = events.map(|e| (u64::from(e.item) << 6) | u64::from(e.event_type.min(63))).collect();
+        let mut keys: Vec<u64> = events
+            .filter(|e| unseen.is_empty() || e.event_type != HistoryEvent::UNKNOWN_TYPE)
+            .map(|e| (u64::from(e.item) << 6) | u64::from(e.event_type.min(63)))
+            .collect();
+        for &(item, name) in unseen {
+            let names = names.get_or_insert_with(|| model_types.to_vec());
+            let bit = names.iter().position(|n| n == name).unwrap_or_else(|| {
+                names.push(name.to_string());
+                names.len() - 1
+            });
+            keys.push((u64::from(item) << 6) | bit.min(63) as u64);
+        }
         keys.sort_unstable();
         let mut item_ids: Vec<u32> = Vec::with_capacity(keys.len());
         let mut masks: Vec<u64> = Vec::with_capacity(keys.len());
@@ -195,12 +214,14 @@ impl UserEvents {
                 }
             }
         }
-        Self { item_ids, masks }
+        Self { item_ids, masks, names }
     }
 
-    /// The event types on `item`, as bits of the model's type indices.
-    fn mask(&self, item: u32) -> u64 {
-        self.item_ids.binary_search(&item).map_or(0, |at| self.masks[at])
+    /// The event types on `item`; `model_types` names them unless the user
+    /// has types the model has not seen.
+    fn types<'a>(&'a self, model_types: &'a [String], item: u32) -> EventTypes<'a> {
+        let mask = self.item_ids.binary_search(&item).map_or(0, |at| self.masks[at]);
+        EventTypes::from_mask(self.names.as_deref().unwrap_or(model_types), mask)
     }
 }
 
@@ -248,7 +269,13 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 impl<'a> RequestFilterContext<'a> {
     /// What a filter on the items' own fields sees: no user, no current item.
     pub fn items_only(model: &'a Model, item_fields: &'a [Fields]) -> Self {
-        Self { model, item_fields, user_events: UserEvents::new(std::iter::empty()), user_fields: None, current_item: None }
+        Self {
+            model,
+            item_fields,
+            user_events: UserEvents::new(&model.event_types, std::iter::empty(), &[]),
+            user_fields: None,
+            current_item: None,
+        }
     }
 }
 
@@ -265,7 +292,7 @@ impl FilterContext for RequestFilterContext<'_> {
     }
 
     fn user_event_types(&self, item: u32) -> EventTypes<'_> {
-        EventTypes::from_mask(&self.model.event_types, self.user_events.mask(item))
+        self.user_events.types(&self.model.event_types, item)
     }
 
     fn user_items(&self) -> Option<&[u32]> {
@@ -289,15 +316,31 @@ mod tests {
         HistoryEvent { item, event_type, timestamp: 0, value: f32::NAN }
     }
 
+    fn names(user: &UserEvents, model_types: &[String], item: u32) -> Vec<String> {
+        user.types(model_types, item).names().map(str::to_string).collect()
+    }
+
     #[test]
     fn user_events_merge_each_items_types() {
+        let model_types: Vec<String> = ["view", "click"].iter().map(|s| s.to_string()).collect();
         let events = [event(5, 1), event(2, 0), event(5, 0), event(9, HistoryEvent::UNKNOWN_TYPE), event(5, 1), event(2, 70)];
-        let user = UserEvents::new(events.iter());
+        let user = UserEvents::new(&model_types, events.iter(), &[]);
         assert_eq!(user.item_ids, [2, 5, 9]);
-        assert_eq!(user.mask(2), 1 | 1 << 63, "types past the 63rd share the last bit");
-        assert_eq!(user.mask(5), 0b11);
-        assert_eq!(user.mask(9), 1 << 63, "a type the model has not seen is still an event");
-        assert_eq!(user.mask(7), 0, "no events on an item the user never touched");
-        assert!(UserEvents::new(std::iter::empty()).item_ids.is_empty());
+        assert_eq!(user.masks, [1 | 1 << 63, 0b11, 1 << 63], "types past the 63rd share the last bit");
+        assert_eq!(names(&user, &model_types, 5), ["view", "click"]);
+        assert!(!user.types(&model_types, 9).is_empty(), "a type without a name is still an event");
+        assert!(user.types(&model_types, 7).is_empty(), "no events on an item the user never touched");
+    }
+
+    #[test]
+    fn tracked_types_the_model_has_not_seen_keep_their_names() {
+        let model_types: Vec<String> = ["view", "click"].iter().map(|s| s.to_string()).collect();
+        let events = [event(5, 1), event(3, HistoryEvent::UNKNOWN_TYPE), event(5, HistoryEvent::UNKNOWN_TYPE)];
+        let user = UserEvents::new(&model_types, events.iter(), &[(3, "book"), (5, "wishlist"), (5, "book")]);
+        assert_eq!(user.item_ids, [3, 5]);
+        assert_eq!(names(&user, &model_types, 3), ["book"]);
+        assert_eq!(names(&user, &model_types, 5), ["click", "book", "wishlist"]);
+        let plain = UserEvents::new(&model_types, events[..1].iter(), &[]);
+        assert!(plain.names.is_none(), "the model's names are borrowed when every type is known");
     }
 }

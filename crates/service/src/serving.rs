@@ -456,7 +456,23 @@ impl Service {
         current_item: Option<u32>,
     ) -> Result<RequestFilterContext<'a>> {
         let model = &deployment.model;
-        let user_events = UserEvents::new(model.histories.get(user_id).iter().chain(recent));
+        // Tracked events of a type the model has not seen are scored without
+        // their type; a filter on that type (a first "book" after training)
+        // still needs its name.
+        let unseen: Vec<(u32, Arc<str>)> = if recent.iter().any(|e| e.event_type == HistoryEvent::UNKNOWN_TYPE) {
+            self.inner
+                .realtime
+                .group(&deployment.dataset_group_arn)
+                .recent(user_id, &deployment.events_through)
+                .into_iter()
+                .filter(|e| model.event_type_index(&e.event_type) == HistoryEvent::UNKNOWN_TYPE)
+                .filter_map(|e| Some((model.item_index(&e.item_id)?, e.event_type)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let unseen: Vec<(u32, &str)> = unseen.iter().map(|(item, name)| (*item, &**name)).collect();
+        let user_events = UserEvents::new(&model.event_types, model.histories.get(user_id).iter().chain(recent), &unseen);
         let user_fields =
             if user_id.is_empty() { None } else { self.catalogue(&deployment.dataset_group_arn).await?.users.get(user_id).cloned() };
         Ok(RequestFilterContext { model, item_fields: &deployment.item_fields, user_events, user_fields, current_item })

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use travelrec_service::{ErrorKind, PromotionRequest, RankingRequest, RecommendationRequest, Service, ServiceConfig};
+use travelrec_service::{ErrorKind, NewEvent, PromotionRequest, RankingRequest, RecommendationRequest, Service, ServiceConfig};
 use travelrec_store::{Campaign, DatasetImportJob, EmbeddedStore, Filter, ImportMode, SolutionVersion, Status, Store};
 
 async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -243,6 +243,25 @@ async fn filters_promotions_and_malformed_context() {
     let filtered = s.get_recommendations(&request).await.unwrap();
     assert_eq!(filtered.items.len(), 25);
     assert!(filtered.items.iter().all(|i| !their_bookings.contains(&i.item_id)), "{:?} vs {their_bookings:?}", filtered.items);
+
+    // A type first tracked after training (the model has never seen a
+    // "wishlist") is still filtered on by its name.
+    let tracker = s.create_event_tracker("app", &f.group).await.unwrap();
+    let wished = filtered.items[0].item_id.clone();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let wish = NewEvent { item_id: wished.clone(), event_type: "wishlist".into(), timestamp: now, ..NewEvent::default() };
+    s.track_events(&tracker.tracking_id, user, None, vec![wish]).await.unwrap();
+    let not_wished =
+        s.create_filter("not-wished", &f.group, "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (\"wishlist\")").await.unwrap();
+    let mut request = f.request(user, 25, &[]);
+    request.filter_arn = Some(not_wished.filter_arn.clone());
+    until("the wishlisted attraction to be filtered out", async || {
+        let top = s.get_recommendations(&request).await.unwrap();
+        (!top.items.iter().any(|i| i.item_id == wished)).then_some(())
+    })
+    .await;
+    let unfiltered = s.get_recommendations(&f.request(user, 25, &[])).await.unwrap();
+    assert!(unfiltered.items.iter().any(|i| i.item_id == wished), "without the filter it is still recommended");
 
     // Promotions: exactly their share of the slots, each marked.
     let museums = s.create_filter("partners", &f.group, "INCLUDE ItemID WHERE Items.GENRE IN (\"Zoo\", \"Garden\")").await.unwrap();
