@@ -2025,7 +2025,6 @@ mod tests {
         assert_eq!(kept, ["orsay"]);
     }
 
-    /// Prints the per-item cost of `apply` over 100k items (run with `--ignored --nocapture`).
     #[test]
     fn event_types_name_the_set_bits_and_count_nameless_ones_as_events() {
         let names: Vec<String> = ["view", "click", "book"].iter().map(|s| s.to_string()).collect();
@@ -2038,6 +2037,7 @@ mod tests {
         assert!(EventTypes::all(&[]).is_empty());
     }
 
+    /// Prints the per-item cost of `apply` over 100k items (run with `--ignored --nocapture`).
     #[test]
     #[ignore]
     fn per_item_cost() {
