@@ -157,12 +157,6 @@ impl Feature {
         FEATURE_NAMES[self as usize]
     }
 
-    /// Signals that do not depend on the user (the same vector for every
-    /// query in a given month and hour): serving reads them where they live.
-    fn model_wide(self) -> bool {
-        matches!(self, Feature::Popularity | Feature::Trending | Feature::Season | Feature::TimeOfDay)
-    }
-
     /// Signals that depend on the request's context.
     pub fn contextual(self) -> bool {
         matches!(self, Feature::Nearby | Feature::Season | Feature::TimeOfDay | Feature::LocalEvent)
@@ -492,13 +486,14 @@ impl Model {
                 .filter_map(|feature| {
                     let weight = blend.get(feature);
                     Some(match feature {
-                        Feature::Collaborative => (weight * collaborative_scale, features.values[feature as usize].as_slice()),
+                        Feature::Collaborative => (weight * collaborative_scale, features.written(feature)?),
                         Feature::Popularity => (weight, derived.popularity.as_slice()),
                         Feature::Trending => (weight, self.components.trending.as_slice()),
                         // Without a moment in the context these signals are 0.
                         Feature::Season => (weight, self.season(crate::context::month_of(context.time?))),
                         Feature::TimeOfDay => (weight, self.time_of_day(context.hour?)),
-                        _ => (weight, features.values[feature as usize].as_slice()),
+                        // Signals nothing wrote are zero for this query.
+                        _ => (weight, features.written(feature)?),
                     })
                 })
                 .collect();
@@ -775,17 +770,22 @@ impl Model {
         self.fill_features(profile, context, blend, f, true);
     }
 
-    /// As [`Model::features`]; unless `complete`, the model-wide signals
-    /// ([`Feature::model_wide`]) are not copied and the collaborative signal is
-    /// left unscaled: its standardising factor is returned instead (the
-    /// blend applies it), saving passes over the catalogue per query.
+    /// As [`Model::features`]; unless `complete`, the signals that do not
+    /// depend on the user (popularity, trending, season, time of day: the
+    /// same vector for every query in a given month and hour) are not copied
+    /// (the query's blend reads them where they live), signals that are zero
+    /// for this query are neither zeroed nor blended, and the collaborative
+    /// signal is left unscaled: its standardising factor is returned instead
+    /// (the blend applies it), saving passes over the catalogue per query.
     fn fill_features(&self, profile: &Profile, context: &Context, blend: &Blend, f: &mut FeatureBuffers, complete: bool) -> f32 {
         let on = |feature: Feature| blend.get(feature) != 0.0;
-        f.clear(|feature| on(feature) && (complete || !feature.model_wide()));
+        // A complete set is read whole (training reads every signal); a
+        // query blends only the signals written below, zeroed as they are.
+        f.start(|feature| complete && on(feature));
         let mut collaborative_scale = 1.0;
         let c = &self.components;
         if on(Feature::Collaborative) && !profile.weighted.is_empty() {
-            let out = &mut f.values[Feature::Collaborative as usize];
+            let out = f.signal(Feature::Collaborative);
             match &c.collaborative {
                 Collaborative::None => {}
                 Collaborative::Ease(ease) => ease.score(&profile.weighted, out),
@@ -800,16 +800,16 @@ impl Model {
             }
         }
         if on(Feature::Taste) {
-            self.taste(profile, &mut f.values[Feature::Taste as usize]);
+            self.taste(profile, f.signal(Feature::Taste));
         }
-        if let (true, Some(transitions)) = (on(Feature::Sequence), &c.transitions) {
-            transitions.accumulate(&profile.last, &mut f.values[Feature::Sequence as usize]);
+        if let (true, Some(transitions)) = (on(Feature::Sequence) && !profile.last.is_empty(), &c.transitions) {
+            transitions.accumulate(&profile.last, f.signal(Feature::Sequence));
         }
         if complete && on(Feature::Popularity) {
-            f.values[Feature::Popularity as usize].copy_from_slice(&self.derived().popularity);
+            f.signal(Feature::Popularity).copy_from_slice(&self.derived().popularity);
         }
         if complete && on(Feature::Trending) {
-            f.values[Feature::Trending as usize].copy_from_slice(&c.trending);
+            f.signal(Feature::Trending).copy_from_slice(&c.trending);
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
@@ -819,33 +819,35 @@ impl Model {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness(here, &mut f.values[Feature::Proximity as usize]);
+            self.nearness(here, f.signal(Feature::Proximity));
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
             if strongest > 0.0 {
+                let out = f.signal(Feature::Repeat);
                 for &(item, weight) in &profile.weighted {
-                    f.values[Feature::Repeat as usize][item as usize] = weight / strongest;
+                    out[item as usize] = weight / strongest;
                 }
             }
         }
         if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
             if on(Feature::Proximity) && here == Some(now) {
                 // The user has moved on: proximity already counts from here.
+                f.signal(Feature::Nearby);
                 let (before, from_nearby) = f.values.split_at_mut(Feature::Nearby as usize);
                 from_nearby[0].copy_from_slice(&before[Feature::Proximity as usize]);
             } else {
-                self.nearness(now, &mut f.values[Feature::Nearby as usize]);
+                self.nearness(now, f.signal(Feature::Nearby));
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
-            f.values[Feature::Season as usize].copy_from_slice(self.season(crate::context::month_of(time)));
+            f.signal(Feature::Season).copy_from_slice(self.season(crate::context::month_of(time)));
         }
         if let (true, true, Some(hour)) = (complete, on(Feature::TimeOfDay), context.hour) {
-            f.values[Feature::TimeOfDay as usize].copy_from_slice(self.time_of_day(hour));
+            f.signal(Feature::TimeOfDay).copy_from_slice(self.time_of_day(hour));
         }
         if on(Feature::LocalEvent) && !context.events.is_empty() {
-            let out = &mut f.values[Feature::LocalEvent as usize];
+            let out = f.signal(Feature::LocalEvent);
             for event in &context.events {
                 if let Some(host) = event.item.filter(|&i| (i as usize) < out.len()) {
                     out[host as usize] = 1.0;
@@ -1088,25 +1090,48 @@ fn kth_smallest(values: &[f32], k: usize) -> f32 {
 /// Per-signal score vectors over the catalogue, reused across queries.
 pub struct FeatureBuffers {
     pub values: [Vec<f32>; FEATURES],
+    /// Which signals hold this query's values; the others are stale (a
+    /// query skips the signals that are zero for it, e.g. Nearby without a
+    /// location, instead of zeroing and blending them).
+    written: [bool; FEATURES],
 }
 
 impl FeatureBuffers {
     pub fn new(items: usize) -> Self {
-        Self { values: std::array::from_fn(|_| vec![0f32; items]) }
+        Self { values: std::array::from_fn(|_| vec![0f32; items]), written: [false; FEATURES] }
     }
 
-    /// Zeroes the signals `used` says are computed (the others are neither written nor read).
-    fn clear(&mut self, used: impl Fn(Feature) -> bool) {
-        for (values, feature) in self.values.iter_mut().zip(Feature::ALL) {
-            if used(feature) {
+    /// Starts a query: the signals `zeroed` says are zeroed now (and count
+    /// as written); every other one is stale until [`FeatureBuffers::signal`].
+    fn start(&mut self, zeroed: impl Fn(Feature) -> bool) {
+        for ((values, written), feature) in self.values.iter_mut().zip(&mut self.written).zip(Feature::ALL) {
+            *written = zeroed(feature);
+            if *written {
                 values.fill(0.0);
             }
         }
     }
 
+    /// The signal's buffer, zeroed the first time it is asked for in a query.
+    fn signal(&mut self, feature: Feature) -> &mut [f32] {
+        let values = &mut self.values[feature as usize];
+        if !std::mem::replace(&mut self.written[feature as usize], true) {
+            values.fill(0.0);
+        }
+        values
+    }
+
+    /// The signal's values in this query, `None` when nothing wrote them (all zero).
+    fn written(&self, feature: Feature) -> Option<&[f32]> {
+        self.written[feature as usize].then(|| self.values[feature as usize].as_slice())
+    }
+
     pub fn blend(&self, blend: &Blend, out: &mut [f32]) {
-        let sources: Vec<(f32, &[f32])> =
-            self.values.iter().zip(&blend.weights).filter(|(_, w)| **w != 0.0).map(|(v, &w)| (w, v.as_slice())).collect();
+        let sources: Vec<(f32, &[f32])> = Feature::ALL
+            .into_iter()
+            .filter(|&feature| blend.get(feature) != 0.0)
+            .filter_map(|feature| Some((blend.get(feature), self.written(feature)?)))
+            .collect();
         blend_sources(&sources, out);
     }
 }
@@ -1427,6 +1452,41 @@ mod tests {
                 assert!((s - l).abs() <= 1e-5 * (1.0 + l.abs()), "user {user}: {s} vs {l}");
             }
         }
+    }
+
+    /// Serving blends only the signals a query wrote; buffers are reused
+    /// across queries, so what one query wrote must not reach the next.
+    #[test]
+    fn a_query_is_not_touched_by_the_signals_of_the_one_before() {
+        let mut builder = TrainingDataBuilder::new();
+        for i in 0..40 {
+            let location = (i % 4 != 3).then(|| (38.7 + 0.01 * i as f64, -9.2 + 0.01 * (i % 7) as f64));
+            builder.add_item_with_meta(&format!("i{i}"), ItemMeta { location, ..ItemMeta::default() });
+        }
+        for u in 0..30 {
+            for k in 0..5 {
+                builder.add_interaction(&format!("u{u}"), &format!("i{}", (u * 3 + k * 7) % 40), 1_000 + k as i64, "view", None);
+            }
+        }
+        let mut model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        // Every signal on, context ones included.
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.5, -0.4, 0.6, 0.1, 0.1, 0.8, 0.4] };
+        let plain = |user: &str| {
+            let history = model.histories.get(user);
+            model.query(&Query { history, k: 10, ..Query::default() })
+        };
+        let before: Vec<_> = ["u1", "u2", "nobody"].map(plain).into_iter().collect();
+        // A query that writes Nearby and LocalEvent (and everything else).
+        let context = Context {
+            location: Some((38.9, -9.1)),
+            time: Some(1_000),
+            hour: Some(12),
+            events: vec![crate::ActiveEvent { item: Some(5), location: None }],
+        };
+        let busy = model.query(&Query { history: model.histories.get("u3"), k: 10, context, ..Query::default() });
+        assert!(!busy.is_empty());
+        let after: Vec<_> = ["u1", "u2", "nobody"].map(plain).into_iter().collect();
+        assert_eq!(before, after);
     }
 
     /// A promotion ranked from its mask's allowed items picks what the same
