@@ -833,9 +833,7 @@ impl Model {
         if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
             if on(Feature::Proximity) && here == Some(now) {
                 // The user has moved on: proximity already counts from here.
-                f.signal(Feature::Nearby);
-                let (before, from_nearby) = f.values.split_at_mut(Feature::Nearby as usize);
-                from_nearby[0].copy_from_slice(&before[Feature::Proximity as usize]);
+                f.copy_signal(Feature::Proximity, Feature::Nearby);
             } else {
                 self.nearness(now, f.signal(Feature::Nearby));
             }
@@ -1119,6 +1117,17 @@ impl FeatureBuffers {
             values.fill(0.0);
         }
         values
+    }
+
+    /// `to` becomes a copy of `from` (written earlier in this query, or
+    /// zeroed), with no zeroing first.
+    fn copy_signal(&mut self, from: Feature, to: Feature) {
+        debug_assert!(self.written[from as usize], "{from:?} is not written in this query");
+        let (from, to) = (from as usize, to as usize);
+        assert!(from < to, "a signal is copied to a later one");
+        let (before, after) = self.values.split_at_mut(to);
+        after[0].copy_from_slice(&before[from]);
+        self.written[to] = true;
     }
 
     /// The signal's values in this query, `None` when nothing wrote them (all zero).
