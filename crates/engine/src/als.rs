@@ -156,8 +156,8 @@ impl AlsModel {
     }
 
     /// As [`AlsModel::score`], with the item factors in bfloat16: half the
-    /// memory read per call (0.68–0.70× the query time at 100,000 × 64
-    /// factors in `bench serve`). The bfloat16 copy is made on the first call
+    /// memory read per call (0.68–0.88× the query time at 100,000 × 64
+    /// factors in `bench serve`, by machine and run). The bfloat16 copy is made on the first call
     /// and kept beside the f32 factors, which folding in needs (half as much
     /// memory again). Each score is off by at most 2⁻⁹ of `Σ |xᵢ yᵢ|`;
     /// `travelrec bench serve` measures the recall of the exact top 25.

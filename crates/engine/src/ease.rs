@@ -59,16 +59,11 @@ impl EaseModel {
         // A dense row is read in order, which the CPU's own prefetcher
         // follows; prefetching all of it would push the scores out of L1.
         match &self.columns {
-            Columns::Dense => {}
-            Columns::Narrow(columns) => {
-                prefetch(&self.weights[row.clone()]);
-                prefetch(&columns[row]);
-            }
-            Columns::Wide(columns) => {
-                prefetch(&self.weights[row.clone()]);
-                prefetch(&columns[row]);
-            }
+            Columns::Dense => return,
+            Columns::Narrow(columns) => prefetch(&columns[row.clone()]),
+            Columns::Wide(columns) => prefetch(&columns[row.clone()]),
         }
+        prefetch(&self.weights[row]);
     }
 
     fn row_range(&self, item: u32) -> std::ops::Range<usize> {

@@ -122,8 +122,8 @@ pub struct Hyperparameters {
     /// Score ALS item factors stored as bfloat16 at query time: half the
     /// memory read per query, each score off by at most 2⁻⁹ of `Σ |xᵢ yᵢ|`
     /// (see `AlsModel::score_half_precision`). On by default: at
-    /// 100,000 items (25.6 MB of f32 factors) a query took 0.70× the time
-    /// with the top 25 unchanged (`bench serve` measures both).
+    /// 100,000 items (25.6 MB of f32 factors) a query took 0.68–0.88× the
+    /// time with the top 25 unchanged (`bench serve` measures both).
     pub als_half_precision: bool,
     /// At query time, an event this many days older than the user's newest
     /// event counts half as much.

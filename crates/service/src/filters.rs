@@ -186,20 +186,20 @@ impl UserEvents {
     /// model has not seen (tracked since training), by name, so a filter on
     /// that type still finds them. Events marked `UNKNOWN_TYPE` are taken
     /// from `unseen` only when it is given.
-    pub fn new<'e>(model_types: &[String], events: impl Iterator<Item = &'e HistoryEvent>, unseen: &[(u32, &str)]) -> Self {
+    pub fn new<'e>(model_types: &[String], events: impl Iterator<Item = &'e HistoryEvent>, unseen: &[(u32, Arc<str>)]) -> Self {
         let mut names: Option<Vec<String>> = None;
         // Item and type bit in one number: a sort of plain integers.
         let mut keys: Vec<u64> = events
             .filter(|e| unseen.is_empty() || e.event_type != HistoryEvent::UNKNOWN_TYPE)
             .map(|e| (u64::from(e.item) << 6) | u64::from(e.event_type.min(63)))
             .collect();
-        for &(item, name) in unseen {
+        for (item, name) in unseen {
             let names = names.get_or_insert_with(|| model_types.to_vec());
-            let bit = names.iter().position(|n| n == name).unwrap_or_else(|| {
+            let bit = names.iter().position(|n| **n == **name).unwrap_or_else(|| {
                 names.push(name.to_string());
                 names.len() - 1
             });
-            keys.push((u64::from(item) << 6) | bit.min(63) as u64);
+            keys.push((u64::from(*item) << 6) | bit.min(63) as u64);
         }
         keys.sort_unstable();
         let mut item_ids: Vec<u32> = Vec::with_capacity(keys.len());
@@ -336,7 +336,7 @@ mod tests {
     fn tracked_types_the_model_has_not_seen_keep_their_names() {
         let model_types: Vec<String> = ["view", "click"].iter().map(|s| s.to_string()).collect();
         let events = [event(5, 1), event(3, HistoryEvent::UNKNOWN_TYPE), event(5, HistoryEvent::UNKNOWN_TYPE)];
-        let user = UserEvents::new(&model_types, events.iter(), &[(3, "book"), (5, "wishlist"), (5, "book")]);
+        let user = UserEvents::new(&model_types, events.iter(), &[(3, "book".into()), (5, "wishlist".into()), (5, "book".into())]);
         assert_eq!(user.item_ids, [3, 5]);
         assert_eq!(names(&user, &model_types, 3), ["book"]);
         assert_eq!(names(&user, &model_types, 5), ["click", "book", "wishlist"]);

@@ -471,7 +471,6 @@ impl Service {
         } else {
             Vec::new()
         };
-        let unseen: Vec<(u32, &str)> = unseen.iter().map(|(item, name)| (*item, &**name)).collect();
         let user_events = UserEvents::new(&model.event_types, model.histories.get(user_id).iter().chain(recent), &unseen);
         let user_fields =
             if user_id.is_empty() { None } else { self.catalogue(&deployment.dataset_group_arn).await?.users.get(user_id).cloned() };
