@@ -33,6 +33,12 @@ impl HistoryEvent {
     }
 }
 
+impl From<&crate::TrainingEvent> for HistoryEvent {
+    fn from(e: &crate::TrainingEvent) -> Self {
+        Self { item: e.item, event_type: e.event_type, timestamp: e.timestamp, value: e.value.unwrap_or(f32::NAN) }
+    }
+}
+
 /// Every user's newest events at training time, in time order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Histories {
@@ -49,13 +55,7 @@ impl Histories {
             let (start, end) = (offsets[u], offsets[u + 1]);
             let start = start.max(end.saturating_sub(max_history));
             for &i in &order[start..end] {
-                let e = &data.events[i as usize];
-                histories.events.push(HistoryEvent {
-                    item: e.item,
-                    event_type: e.event_type,
-                    timestamp: e.timestamp,
-                    value: e.value.unwrap_or(f32::NAN),
-                });
+                histories.events.push(HistoryEvent::from(&data.events[i as usize]));
             }
             histories.offsets.push(histories.events.len() as u32);
         }
@@ -123,8 +123,9 @@ pub enum Feature {
     TimeOfDay,
     /// The item hosts, or is near, a local event running at the request's moment.
     LocalEvent,
-    /// How much of the user's profile lies in the item's categories (GENRE):
-    /// a taste that carries over to places the user has never been.
+    /// How much of the user's profile lies in the item's categories (GENRE),
+    /// on a log scale (`taste_smoothing`): a taste that carries over to
+    /// places the user has never been.
     Taste,
 }
 
@@ -869,7 +870,8 @@ impl Model {
 
     /// `out[i]` = the share of the profile's weight in item i's categories
     /// (averaged over them; an item of several categories splits its weight
-    /// among them on the user's side too). 0 for items without categories.
+    /// among them on the user's side too), on the log scale of
+    /// `taste_smoothing`. 0 for items without categories.
     fn taste(&self, profile: &Profile, out: &mut [f32]) {
         let traits = &self.derived().traits;
         if traits.categories.is_empty() {
@@ -889,6 +891,11 @@ impl Model {
             return;
         }
         share.iter_mut().for_each(|s| *s /= total);
+        let smoothing = self.hyperparameters.taste_smoothing;
+        if smoothing > 0.0 {
+            let unit = (1.0 / smoothing).ln_1p();
+            share.iter_mut().for_each(|s| *s = (*s / smoothing).ln_1p() / unit);
+        }
         // Most items have one category: a lookup each, in one pass.
         gather(&share, &traits.only_category, out);
         for &item in &traits.several_categories {
@@ -1535,20 +1542,28 @@ mod tests {
                 b.add_interaction(&format!("u{u}"), item, 0, "view", None);
             }
         }
-        let model = train(&b.build(), crate::Recipe::UserPersonalization, &crate::Hyperparameters::default(), &crate::no_progress).unwrap();
-        let index = |id: &str| model.item_index(id).unwrap();
-        // Equal weights on two museums, a beach and an uncategorised item.
-        let history: Vec<HistoryEvent> =
-            ["museum-1", "museum-2", "beach-1", "unknown"].iter().map(|id| HistoryEvent::new(index(id), 0, 0)).collect();
-        let profile = model.profile(&history, &[]);
-        let mut buffers = FeatureBuffers::new(model.items.len());
-        model.features(&profile, &Context::default(), &Blend::zero().with(Feature::Taste, 1.0), &mut buffers);
-        let taste = |id: &str| buffers.values[Feature::Taste as usize][index(id) as usize];
-        assert!((taste("museum-1") - 2.0 / 3.0).abs() < 1e-6, "{}", taste("museum-1"));
-        assert!((taste("beach-1") - 1.0 / 3.0).abs() < 1e-6);
-        assert!((taste("museum-beach") - 0.5).abs() < 1e-6);
-        assert_eq!(taste("park"), 0.0);
-        assert_eq!(taste("unknown"), 0.0);
+        let data = b.build();
+        // The share itself (smoothing 0), and its smoothed logarithm.
+        for smoothing in [0.0f32, 0.01, 0.5] {
+            let scale = |share: f32| if smoothing == 0.0 { share } else { (1.0 + share / smoothing).ln() / (1.0 + 1.0 / smoothing).ln() };
+            let hp = crate::Hyperparameters { taste_smoothing: smoothing, ..crate::Hyperparameters::default() };
+            let model = train(&data, crate::Recipe::UserPersonalization, &hp, &crate::no_progress).unwrap();
+            let index = |id: &str| model.item_index(id).unwrap();
+            // Equal weights on two museums, a beach and an uncategorised item.
+            let history: Vec<HistoryEvent> =
+                ["museum-1", "museum-2", "beach-1", "unknown"].iter().map(|id| HistoryEvent::new(index(id), 0, 0)).collect();
+            let profile = model.profile(&history, &[]);
+            let mut buffers = FeatureBuffers::new(model.items.len());
+            model.features(&profile, &Context::default(), &Blend::zero().with(Feature::Taste, 1.0), &mut buffers);
+            let taste = |id: &str| buffers.values[Feature::Taste as usize][index(id) as usize];
+            let close =
+                |id: &str, expected: f32| assert!((taste(id) - expected).abs() < 1e-6, "{id} at {smoothing}: {} != {expected}", taste(id));
+            close("museum-1", scale(2.0 / 3.0));
+            close("beach-1", scale(1.0 / 3.0));
+            close("museum-beach", (scale(2.0 / 3.0) + scale(1.0 / 3.0)) / 2.0);
+            assert_eq!(taste("park"), 0.0);
+            assert_eq!(taste("unknown"), 0.0);
+        }
     }
 
     /// Nearness looks only at a band of latitudes; it must give what a scan

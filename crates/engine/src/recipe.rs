@@ -151,6 +151,15 @@ pub struct Hyperparameters {
     /// Share of the slots given to items without interactions that resemble
     /// the user's items (0 never explores).
     pub exploration_weight: f32,
+    /// The taste signal is `ln(1 + share / s) / ln(1 + 1 / s)` of the share
+    /// `share` of the user's history in an item's categories: the logarithm
+    /// of the share smoothed by `s`, scaled to 0..1, so that taste multiplies
+    /// with the other signals under the softmax rather than adds to them (0
+    /// keeps the share itself). The default was chosen by validation NDCG@10
+    /// over the generated data, three Flickr cities and the theme park.
+    /// Models saved before this setting existed read it as 0, as trained.
+    #[serde(default)]
+    pub taste_smoothing: f32,
     /// Context signals, each learned on validation and switchable off: nearness
     /// to where the user is, the month, the hour of day, local events.
     pub use_location: bool,
@@ -189,6 +198,7 @@ impl Default for Hyperparameters {
             validation_users: 2_000,
             seed: 42,
             exploration_weight: 0.3,
+            taste_smoothing: 0.01,
             use_location: true,
             use_season: true,
             use_time_of_day: true,
@@ -223,6 +233,7 @@ impl Hyperparameters {
         "validation_users",
         "seed",
         "exploration_weight",
+        "taste_smoothing",
         "use_location",
         "use_season",
         "use_time_of_day",
@@ -304,6 +315,7 @@ impl Hyperparameters {
                 "hpo_budget" => hp.hpo_budget = count()?,
                 "validation_users" => hp.validation_users = count()?,
                 "exploration_weight" => hp.exploration_weight = fraction()?,
+                "taste_smoothing" => hp.taste_smoothing = fraction()?,
                 "seed" => hp.seed = value.trim().parse().map_err(|_| invalid("expected a whole number"))?,
                 _ => return Err(RecipeError::UnknownHyperparameter(key.clone())),
             }
@@ -528,9 +540,9 @@ pub fn train_fixed(
     Ok(model)
 }
 
-/// [`train_with`] validating on each user's newest interaction.
+/// [`train_with`] validating on each user's newest interaction, or their last trip where it began somewhere new ([`Holdout::LastItemOrArrival`]).
 pub fn train(data: &TrainingData, recipe: Recipe, hyperparameters: &Hyperparameters, progress: Progress) -> Result<Model, RecipeError> {
-    train_with(data, recipe, hyperparameters, Holdout::LastItem, progress)
+    train_with(data, recipe, hyperparameters, Holdout::LastItemOrArrival, progress)
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ pub enum Holdout {
     /// the trip's first moment — where a traveller is when they arrive
     /// somewhere new, which their history alone does not say.
     NextTrip,
+    /// Each user's newest interaction, as [`Holdout::LastItem`], except
+    /// for users whose last trip (as [`Holdout::NextTrip`] finds it) began
+    /// away from their history: more than [`MOVED_ON_KM`](crate::model::MOVED_ON_KM)
+    /// from the last located item before it. For them, that whole trip. A
+    /// served model is asked both "what next, here" and "what, now that I
+    /// have arrived somewhere new"; validating on both kinds of request gives
+    /// the arrivals a blend of their own where newest interactions alone
+    /// would hold too few of them.
+    LastItemOrArrival,
 }
 
 /// A pause this long between two interactions starts a new trip.
@@ -49,6 +58,10 @@ pub struct Split {
     /// The context of each test entry: the moment and place of its first
     /// held-out interaction, and the local events then (none for random holdouts).
     pub contexts: Vec<crate::Context>,
+    /// Held-out events each test entry is asked after, as a served model
+    /// folds in events tracked since training (empty but for the newest
+    /// interaction of an arrival, [`Holdout::LastItemOrArrival`]).
+    pub recent: Vec<Vec<crate::HistoryEvent>>,
     pub holdout: Holdout,
 }
 
@@ -86,6 +99,7 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     let mut is_test = vec![false; data.events.len()];
     let mut test = Vec::new();
     let mut contexts = Vec::new();
+    let mut recent = Vec::new();
     for (u, &is_chosen) in chosen.iter().enumerate() {
         let events = user_events(u);
         if !is_chosen || events.len() < 2 {
@@ -110,10 +124,8 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         if held.is_empty() {
             continue;
         }
-        let items: HashSet<u32> = held.iter().map(|&i| data.events[i as usize].item).collect();
         held.iter().for_each(|&i| is_test[i as usize] = true);
-        let first = &data.events[held[0] as usize];
-        contexts.push(match holdout {
+        let context_at = |first: &TrainingEvent| match holdout {
             Holdout::RandomFraction { .. } => crate::Context::default(),
             _ => crate::Context {
                 location: first.location.map(|(a, b)| (a as f64, b as f64)),
@@ -121,8 +133,21 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
                 hour: Some(crate::context::hour_of(first.timestamp)),
                 events: crate::context::active_events(&data.local_events, first.timestamp),
             },
-        });
+        };
+        let items: HashSet<u32> = held.iter().map(|&i| data.events[i as usize].item).collect();
+        contexts.push(context_at(&data.events[held[0] as usize]));
         test.push((u as u32, items));
+        recent.push(Vec::new());
+        if let (Holdout::LastItemOrArrival, [trip @ .., newest]) = (holdout, held.as_slice())
+            && !trip.is_empty()
+        {
+            // An arrival: its newest interaction is asked too, after the
+            // rest of the trip (held out of the model, so folded in).
+            let newest = &data.events[*newest as usize];
+            contexts.push(context_at(newest));
+            test.push((u as u32, HashSet::from([newest.item])));
+            recent.push(trip.iter().map(|&i| crate::HistoryEvent::from(&data.events[i as usize])).collect());
+        }
     }
     let events: Vec<TrainingEvent> = data.events.iter().zip(&is_test).filter(|(_, t)| !**t).map(|(e, _)| *e).collect();
     let train = TrainingData {
@@ -133,7 +158,7 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
         item_meta: data.item_meta.clone(),
         local_events: data.local_events.clone(),
     };
-    Split { train, test, contexts, holdout }
+    Split { train, test, contexts, recent, holdout }
 }
 
 /// The events a holdout in time takes from one user's events (in time
@@ -144,20 +169,38 @@ fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i
     }
     Some(match holdout {
         Holdout::LastItem => vec![*events.last().expect("two events")],
-        Holdout::NextTrip => {
-            let time = |i: u32| data.events[i as usize].timestamp;
-            let starts_trip = |k: usize| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]);
-            match (1..events.len()).rev().find(|&k| starts_trip(k)) {
-                Some(start) => events[start..].to_vec(),
-                None => Vec::new(),
-            }
-        }
+        Holdout::NextTrip => match last_trip_start(data, events) {
+            Some(start) => events[start..].to_vec(),
+            None => Vec::new(),
+        },
+        Holdout::LastItemOrArrival => match last_trip_start(data, events).filter(|&start| arrives_away(data, events, start)) {
+            Some(start) => events[start..].to_vec(),
+            None => vec![*events.last().expect("two events")],
+        },
         Holdout::NewestFraction { .. } => {
             let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
             // Users need some past to be evaluated.
             if held.len() == events.len() { Vec::new() } else { held }
         }
         Holdout::RandomFraction { .. } => return None,
+    })
+}
+
+/// Where in a user's events (time order) their last trip begins: after a
+/// pause of more than [`TRIP_GAP_SECONDS`], on the spot.
+fn last_trip_start(data: &TrainingData, events: &[u32]) -> Option<usize> {
+    let time = |i: u32| data.events[i as usize].timestamp;
+    (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]))
+}
+
+/// Whether the event at `start` happened far from the last located item
+/// before it: the user has moved on, as [`Model::moved_on`](crate::Model::moved_on)
+/// judges a request placed there.
+fn arrives_away(data: &TrainingData, events: &[u32], start: usize) -> bool {
+    let Some((lat, lon)) = data.events[events[start] as usize].location else { return false };
+    let last_place = events[..start].iter().rev().find_map(|&i| data.item_meta.get(data.events[i as usize].item as usize)?.location);
+    last_place.is_some_and(|(item_lat, item_lon)| {
+        crate::model::distance_km(lat as f64, lon as f64, item_lat, item_lon) > crate::model::MOVED_ON_KM
     })
 }
 
@@ -264,6 +307,50 @@ mod tests {
         b.add_located_interaction("u", "i2", 7 * day + 3_600, "view", None, Some((10.0, 10.0)));
         let s = split(&b.build(), Holdout::NextTrip, None, 1);
         assert!(s.test.is_empty(), "{:?}", s.test);
+    }
+
+    #[test]
+    fn an_arrival_is_asked_at_its_start_and_for_its_newest_interaction() {
+        // "away" visits the city at (0, 0), then arrives in one at (10, 0);
+        // "home" takes both trips in the city at (0, 0).
+        let mut b = TrainingDataBuilder::new();
+        for (city, latitude) in [("a", 0.0), ("b", 10.0)] {
+            for i in 0..3 {
+                let meta = crate::ItemMeta { location: Some((latitude, 0.001 * i as f64)), ..Default::default() };
+                b.add_item_with_meta(&format!("{city}{i}"), meta);
+            }
+        }
+        let day = 86_400;
+        for (user, second) in [("away", "b"), ("home", "a")] {
+            let at = |city: &str| Some((if city == "b" { 10.0 } else { 0.0 }, 0.0));
+            b.add_located_interaction(user, "a0", 0, "view", None, at("a"));
+            b.add_located_interaction(user, "a1", 3_600, "view", None, at("a"));
+            for (step, item) in ["0", "1", "2"].into_iter().enumerate() {
+                let t = 7 * day + step as i64 * 3_600;
+                b.add_located_interaction(user, &format!("{second}{item}"), t, "click", None, at(second));
+            }
+        }
+        let d = b.build();
+        let s = split(&d, Holdout::LastItemOrArrival, None, 1);
+        let index = |id: &str| d.items.get(id).unwrap();
+        let (away, home) = (d.users.get("away").unwrap(), d.users.get("home").unwrap());
+        assert_eq!(
+            s.test,
+            vec![
+                (away, HashSet::from([index("b0"), index("b1"), index("b2")])),
+                (away, HashSet::from([index("b2")])),
+                (home, HashSet::from([index("a2")])),
+            ]
+        );
+        // The arrival from its first moment; its newest interaction after
+        // the rest of the trip, folded in as a served model would.
+        assert_eq!(s.contexts[0].time, Some(7 * day));
+        assert_eq!(s.contexts[1].time, Some(7 * day + 2 * 3_600));
+        assert!(s.recent[0].is_empty() && s.recent[2].is_empty());
+        assert_eq!(s.recent[1].iter().map(|e| e.item).collect::<Vec<_>>(), vec![index("b0"), index("b1")]);
+        // The trip is out of training; "home" loses only its newest event.
+        assert_eq!(s.train.events.iter().filter(|e| e.user == away).count(), 2);
+        assert_eq!(s.train.events.iter().filter(|e| e.user == home).count(), 4);
     }
 
     #[test]

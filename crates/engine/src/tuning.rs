@@ -115,10 +115,11 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
         .test
         .par_iter()
         .zip(validation.contexts.par_iter())
+        .zip(validation.recent.par_iter())
         .map_init(
             || FeatureBuffers::new(n),
-            |buffers, ((user, relevant), context)| {
-                let profile = model.profile(model.histories.get_index(*user), &[]);
+            |buffers, (((user, relevant), context), recent)| {
+                let profile = model.profile(model.histories.get_index(*user), recent);
                 model.features(&profile, context, &Blend::all(), buffers);
                 let seen: HashSet<u32> = if exclude_seen { profile.seen.iter().copied().collect() } else { HashSet::new() };
                 let mut candidates: Vec<u32> = if n <= 4 * CANDIDATES_PER_SIGNAL {
@@ -318,6 +319,9 @@ pub fn tune(
     holdout: Holdout,
     progress: Progress,
 ) -> Result<TuningOutcome, RecipeError> {
+    // Without locations an arrival cannot be told from any other request:
+    // it gets no blend of its own, so it is not validated apart.
+    let holdout = if holdout == Holdout::LastItemOrArrival && !hp.use_location { Holdout::LastItem } else { holdout };
     let validation = split(data, holdout, Some(hp.validation_users), hp.seed);
     let configurations = candidates(hp, data.items.len());
     let mut trials = Vec::new();
@@ -400,9 +404,11 @@ pub fn evaluate_model(model: &Model, split: &crate::split::Split) -> MetricSet {
         .test
         .par_iter()
         .zip(split.contexts.par_iter())
-        .map(|((user, relevant), context)| {
+        .zip(split.recent.par_iter())
+        .map(|(((user, relevant), context), recent)| {
             let query = crate::model::Query {
                 history: model.histories.get_index(*user),
+                recent,
                 k: 25,
                 exclude_seen,
                 context: context.clone(),
@@ -433,7 +439,7 @@ pub fn offline_metrics(
     progress: Progress,
 ) -> Result<MetricSet, RecipeError> {
     let test_split = split(data, holdout, Some(hp.validation_users.max(5_000)), hp.seed.wrapping_add(1));
-    let model = crate::recipe::train_with(&test_split.train, recipe, hp, Holdout::LastItem, progress)?;
+    let model = crate::recipe::train_with(&test_split.train, recipe, hp, Holdout::LastItemOrArrival, progress)?;
     Ok(evaluate_model(&model, &test_split))
 }
 
@@ -543,14 +549,9 @@ mod tests {
             tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::NextTrip, &crate::no_progress).unwrap();
         let moved_on = outcome.moved_on_blend.expect("every validation user arrives in the other city");
         assert_ne!(moved_on, outcome.blend);
-        let model = crate::recipe::train_with(
-            &data,
-            Recipe::UserPersonalization,
-            &Hyperparameters::default(),
-            Holdout::NextTrip,
-            &crate::no_progress,
-        )
-        .unwrap();
+        // A served model, validated on newest interactions, learns it too:
+        // the arrivals among its validation users are asked as such.
+        let model = crate::recipe::train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
         assert!(model.moved_on_blend.is_some());
         // A user whose whole history is in city 0, now standing in city 1.
         let history: Vec<crate::HistoryEvent> =

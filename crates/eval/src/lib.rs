@@ -64,12 +64,14 @@ impl Protocol {
     }
 
     /// The validation split carved from the training part: the same kind of
-    /// holdout, smaller, so that the validation model sees nearly as much data.
+    /// holdout, smaller, so that the validation model sees nearly as much
+    /// data. Newest interactions are validated as a served model is trained
+    /// (with the arrivals among them: [`Holdout::LastItemOrArrival`]).
     fn validation(self) -> Holdout {
         match self {
             Protocol::Stratified7525 => Holdout::RandomFraction { test_fraction: 0.1 },
             Protocol::NextTrip => Holdout::NextTrip,
-            _ => Holdout::LastItem,
+            _ => Holdout::LastItemOrArrival,
         }
     }
 }
