@@ -158,6 +158,14 @@ impl Feature {
         FEATURE_NAMES[self as usize]
     }
 
+    /// Signals that are zero but at a few items (the user's own, and what
+    /// follows their last ones): a query writes and blends them at those
+    /// items only, after the dense signals, instead of a pass over the
+    /// catalogue each.
+    pub fn sparse(self) -> bool {
+        matches!(self, Feature::Sequence | Feature::Repeat)
+    }
+
     /// Signals that depend on the request's context.
     pub fn contextual(self) -> bool {
         matches!(self, Feature::Nearby | Feature::Season | Feature::TimeOfDay | Feature::LocalEvent)
@@ -493,12 +501,20 @@ impl Model {
                         // Without a moment in the context these signals are 0.
                         Feature::Season => (weight, self.season(crate::context::month_of(context.time?))),
                         Feature::TimeOfDay => (weight, self.time_of_day(context.hour?)),
+                        // Added at their items below.
+                        _ if feature.sparse() => return None,
                         // Signals nothing wrote are zero for this query.
                         _ => (weight, features.written(feature)?),
                     })
                 })
                 .collect();
             blend_sources(&sources, out);
+            for feature in Feature::ALL.into_iter().filter(|f| f.sparse() && blend.get(*f) != 0.0) {
+                if let Some((values, items)) = features.sparse_written(feature) {
+                    let weight = blend.get(feature);
+                    items.iter().for_each(|&i| out[i as usize] += weight * values[i as usize]);
+                }
+            }
         })
     }
 
@@ -804,7 +820,12 @@ impl Model {
             self.taste(profile, f.signal(Feature::Taste));
         }
         if let (true, Some(transitions)) = (on(Feature::Sequence) && !profile.last.is_empty(), &c.transitions) {
-            transitions.accumulate(&profile.last, f.signal(Feature::Sequence));
+            if complete {
+                transitions.accumulate(&profile.last, f.signal(Feature::Sequence));
+            } else {
+                let (out, touched) = f.sparse_signal(Feature::Sequence);
+                transitions.accumulate_recording(&profile.last, out, touched);
+            }
         }
         if complete && on(Feature::Popularity) {
             f.signal(Feature::Popularity).copy_from_slice(&self.derived().popularity);
@@ -825,9 +846,18 @@ impl Model {
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
             if strongest > 0.0 {
-                let out = f.signal(Feature::Repeat);
-                for &(item, weight) in &profile.weighted {
-                    out[item as usize] = weight / strongest;
+                if complete {
+                    let out = f.signal(Feature::Repeat);
+                    for &(item, weight) in &profile.weighted {
+                        out[item as usize] = weight / strongest;
+                    }
+                } else {
+                    // The profile's items are distinct.
+                    let (out, touched) = f.sparse_signal(Feature::Repeat);
+                    for &(item, weight) in &profile.weighted {
+                        out[item as usize] = weight / strongest;
+                        touched.push(item);
+                    }
                 }
             }
         }
@@ -1099,20 +1129,31 @@ pub struct FeatureBuffers {
     /// query skips the signals that are zero for it, e.g. Nearby without a
     /// location, instead of zeroing and blending them).
     written: [bool; FEATURES],
+    /// Per sparse signal ([`Feature::sparse`]) of a query: the items it
+    /// wrote. Its buffer is zero elsewhere when `clean`, so the next query
+    /// zeroes those items only, and the blend adds it at those items only.
+    touched: [Vec<u32>; FEATURES],
+    clean: [bool; FEATURES],
 }
 
 impl FeatureBuffers {
     pub fn new(items: usize) -> Self {
-        Self { values: std::array::from_fn(|_| vec![0f32; items]), written: [false; FEATURES] }
+        Self {
+            values: std::array::from_fn(|_| vec![0f32; items]),
+            written: [false; FEATURES],
+            touched: Default::default(),
+            clean: [true; FEATURES],
+        }
     }
 
     /// Starts a query: the signals `zeroed` says are zeroed now (and count
     /// as written); every other one is stale until [`FeatureBuffers::signal`].
     fn start(&mut self, zeroed: impl Fn(Feature) -> bool) {
-        for ((values, written), feature) in self.values.iter_mut().zip(&mut self.written).zip(Feature::ALL) {
+        for (((values, written), clean), feature) in self.values.iter_mut().zip(&mut self.written).zip(&mut self.clean).zip(Feature::ALL) {
             *written = zeroed(feature);
             if *written {
                 values.fill(0.0);
+                *clean = false;
             }
         }
     }
@@ -1123,7 +1164,32 @@ impl FeatureBuffers {
         if !std::mem::replace(&mut self.written[feature as usize], true) {
             values.fill(0.0);
         }
+        // Written anywhere from here on.
+        self.clean[feature as usize] = false;
         values
+    }
+
+    /// A sparse signal's buffer, zero everywhere (only the items the last
+    /// query touched are zeroed, not the catalogue), and the list of items
+    /// this query writes, which the writer keeps (without duplicates).
+    fn sparse_signal(&mut self, feature: Feature) -> (&mut [f32], &mut Vec<u32>) {
+        let f = feature as usize;
+        let (values, touched) = (&mut self.values[f], &mut self.touched[f]);
+        if std::mem::replace(&mut self.clean[f], true) {
+            touched.iter().for_each(|&i| values[i as usize] = 0.0);
+        } else {
+            values.fill(0.0);
+        }
+        touched.clear();
+        self.written[f] = true;
+        (values, touched)
+    }
+
+    /// A sparse signal's values and the items that hold them, `None` when
+    /// this query did not write it sparsely.
+    fn sparse_written(&self, feature: Feature) -> Option<(&[f32], &[u32])> {
+        let f = feature as usize;
+        (self.written[f] && self.clean[f]).then(|| (self.values[f].as_slice(), self.touched[f].as_slice()))
     }
 
     /// `to` becomes a copy of `from` (written earlier in this query, or
@@ -1503,6 +1569,34 @@ mod tests {
         assert!(!busy.is_empty());
         let after: Vec<_> = ["u1", "u2", "nobody"].map(plain).into_iter().collect();
         assert_eq!(before, after);
+    }
+
+    /// A query blends the sparse signals (repeat, sequence) at their items
+    /// after the dense ones; training blends every signal over the
+    /// catalogue. Both give the same scores, query after query.
+    #[test]
+    fn a_query_blends_sparse_signals_as_training_does() {
+        let mut builder = TrainingDataBuilder::new();
+        for u in 0..40 {
+            for k in 0..6 {
+                builder.add_interaction(&format!("u{u}"), &format!("i{}", (u * 5 + k * 3) % 50), 1_000 + 60 * k as i64, "view", None);
+            }
+        }
+        let mut model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.0, -0.4, 0.0, 0.0, 0.0, 0.0, 0.4] };
+        let n = model.items.len();
+        let mut complete = FeatureBuffers::new(n);
+        let (mut expected, mut got) = (vec![0f32; n], vec![0f32; n]);
+        for user in (0..40).map(|u| format!("u{u}")) {
+            let profile = model.profile(model.histories.get(&user), &[]);
+            assert!(!profile.last.is_empty() && !profile.weighted.is_empty());
+            model.features(&profile, &Context::default(), &model.blend, &mut complete);
+            complete.blend(&model.blend, &mut expected);
+            model.score_profile(&profile, &Context::default(), &model.blend, &mut got);
+            for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+                assert!((e - g).abs() <= 1e-4 * e.abs().max(1.0), "{user}, item {i}: {g} against {e}");
+            }
+        }
     }
 
     /// A promotion ranked from its mask's allowed items picks what the same

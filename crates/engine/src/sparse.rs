@@ -29,6 +29,23 @@ impl ItemLinks {
         }
     }
 
+    /// As [`ItemLinks::accumulate`] into an `out` that is zero but at
+    /// `touched`, recording in `touched` every item written (once each).
+    pub fn accumulate_recording(&self, weighted_items: &[(u32, f32)], out: &mut [f32], touched: &mut Vec<u32>) {
+        for &(item, weight) in weighted_items {
+            for &(other, link) in self.row(item) {
+                let value = &mut out[other as usize];
+                if *value == 0.0 {
+                    touched.push(other);
+                }
+                *value += weight * link;
+            }
+        }
+        // A sum may come back to exactly zero and be recorded again.
+        touched.sort_unstable();
+        touched.dedup();
+    }
+
     fn from_counts(counts: Vec<HashMap<u32, f32>>, keep: usize, normalise: impl Fn(u32, u32, f32) -> f32 + Sync) -> Self {
         let rows = counts
             .into_par_iter()
