@@ -53,7 +53,8 @@ impl Holdout {
 #[derive(Debug, Clone)]
 pub struct Split {
     pub train: TrainingData,
-    /// (user, held-out items), one entry per evaluated user.
+    /// (user, held-out items), one entry per evaluated user (two for an
+    /// arrival under [`Holdout::LastItemOrArrival`]), in user order.
     pub test: Vec<(u32, HashSet<u32>)>,
     /// The context of each test entry: the moment and place of its first
     /// held-out interaction, and the local events then (none for random holdouts).

@@ -393,7 +393,13 @@ pub fn tune(
         hyperparameters,
         blend,
         moved_on_blend,
-        report: TuningReport { holdout, validation_users: validation.test.len(), trials, chosen, validation: metrics },
+        report: TuningReport {
+            holdout,
+            validation_users: validation.test.iter().map(|(user, _)| *user).collect::<HashSet<u32>>().len(),
+            trials,
+            chosen,
+            validation: metrics,
+        },
     })
 }
 
