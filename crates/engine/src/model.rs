@@ -325,6 +325,48 @@ pub(crate) struct Derived {
     /// hour, then read in place like popularity (no per-query pass).
     seasons: [std::sync::OnceLock<Vec<f32>>; 12],
     hours: [std::sync::OnceLock<Vec<f32>>; 24],
+    /// Per set of local events running at a request's moment, every item's
+    /// local-event signal: the same for every user on that day.
+    local_events: KeptSignals<Vec<(u32, u64, u64)>>,
+}
+
+/// Signals that do not depend on the user, kept by what they do depend on
+/// (e.g. the local events of a day) and read in place by the queries that
+/// share it. Bounded: emptied when full (a signal is cheap to make again).
+/// A model's copy starts empty.
+#[derive(Debug)]
+struct KeptSignals<K> {
+    signals: std::sync::RwLock<std::collections::HashMap<K, std::sync::Arc<[f32]>>>,
+}
+
+impl<K> Default for KeptSignals<K> {
+    fn default() -> Self {
+        Self { signals: Default::default() }
+    }
+}
+
+impl<K> Clone for KeptSignals<K> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl<K: std::hash::Hash + Eq> KeptSignals<K> {
+    const CAPACITY: usize = 16;
+
+    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> Vec<f32>) -> std::sync::Arc<[f32]> {
+        if let Some(signal) = self.signals.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+            return signal.clone();
+        }
+        // Made without the lock held: other queries go on meanwhile.
+        let signal: std::sync::Arc<[f32]> = make().into();
+        let mut signals = self.signals.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if signals.len() >= Self::CAPACITY {
+            signals.clear();
+        }
+        signals.insert(key, signal.clone());
+        signal
+    }
 }
 
 thread_local! {
@@ -489,6 +531,7 @@ impl Model {
             let collaborative_scale = self.fill_features(profile, context, blend, features, false);
             // Model-wide signals are read where they live, not copied per query.
             let derived = self.derived();
+            let local_events = if blend.get(Feature::LocalEvent) != 0.0 { self.local_events(context) } else { None };
             let sources: Vec<(f32, &[f32])> = Feature::ALL
                 .into_iter()
                 .filter(|&feature| blend.get(feature) != 0.0)
@@ -501,6 +544,7 @@ impl Model {
                         // Without a moment in the context these signals are 0.
                         Feature::Season => (weight, self.season(crate::context::month_of(context.time?))),
                         Feature::TimeOfDay => (weight, self.time_of_day(context.hour?)),
+                        Feature::LocalEvent => (weight, local_events.as_deref()?),
                         // Added at their items below.
                         _ if feature.sparse() => return None,
                         // Signals nothing wrote are zero for this query.
@@ -788,8 +832,9 @@ impl Model {
     }
 
     /// As [`Model::features`]; unless `complete`, the signals that do not
-    /// depend on the user (popularity, trending, season, time of day: the
-    /// same vector for every query in a given month and hour) are not copied
+    /// depend on the user (popularity, trending, season, time of day, local
+    /// events: the same vector for every query in a given month, hour and
+    /// day) are not copied
     /// (the query's blend reads them where they live), signals that are zero
     /// for this query are neither zeroed nor blended, and the collaborative
     /// signal is left unscaled: its standardising factor is returned instead
@@ -875,8 +920,30 @@ impl Model {
         if let (true, true, Some(hour)) = (complete, on(Feature::TimeOfDay), context.hour) {
             f.signal(Feature::TimeOfDay).copy_from_slice(self.time_of_day(hour));
         }
-        if on(Feature::LocalEvent) && !context.events.is_empty() {
-            let out = f.signal(Feature::LocalEvent);
+        if let (true, true, Some(events)) = (complete, on(Feature::LocalEvent), self.local_events(context)) {
+            f.signal(Feature::LocalEvent).copy_from_slice(&events);
+        }
+        collaborative_scale
+    }
+
+    /// Every item's local-event signal for the events running at the
+    /// request's moment (`None` without events): 1 for an event's host,
+    /// decaying over walking distance around its place. The same for every
+    /// user that day, so it is made once per set of events and kept.
+    fn local_events(&self, context: &Context) -> Option<std::sync::Arc<[f32]>> {
+        if context.events.is_empty() {
+            return None;
+        }
+        let key = context
+            .events
+            .iter()
+            .map(|e| {
+                let (lat, lon) = e.location.unwrap_or((f64::NAN, f64::NAN));
+                (e.item.unwrap_or(u32::MAX), lat.to_bits(), lon.to_bits())
+            })
+            .collect();
+        Some(self.derived().local_events.get_or_insert_with(key, || {
+            let mut out = vec![0f32; self.items.len()];
             for event in &context.events {
                 if let Some(host) = event.item.filter(|&i| (i as usize) < out.len()) {
                     out[host as usize] = 1.0;
@@ -894,8 +961,9 @@ impl Model {
                     }
                 }
             }
-        }
-        collaborative_scale
+
+            out
+        }))
     }
 
     /// `out[i]` = the share of the profile's weight in item i's categories
@@ -1572,10 +1640,11 @@ mod tests {
     }
 
     /// A query blends the sparse signals (repeat, sequence) at their items
-    /// after the dense ones; training blends every signal over the
-    /// catalogue. Both give the same scores, query after query.
+    /// after the dense ones, and reads a day's local events where they are
+    /// kept; training blends every signal over the catalogue. Both give the
+    /// same scores, query after query, whatever the context.
     #[test]
-    fn a_query_blends_sparse_signals_as_training_does() {
+    fn a_query_blends_sparse_and_kept_signals_as_training_does() {
         let mut builder = TrainingDataBuilder::new();
         for u in 0..40 {
             for k in 0..6 {
@@ -1583,16 +1652,32 @@ mod tests {
             }
         }
         let mut model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.0, -0.4, 0.0, 0.0, 0.0, 0.0, 0.4] };
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.0, -0.4, 0.0, 0.5, -0.3, 0.8, 0.4] };
         let n = model.items.len();
         let mut complete = FeatureBuffers::new(n);
         let (mut expected, mut got) = (vec![0f32; n], vec![0f32; n]);
-        for user in (0..40).map(|u| format!("u{u}")) {
+        for (u, user) in (0..40).map(|u| (u, format!("u{u}"))) {
             let profile = model.profile(model.histories.get(&user), &[]);
             assert!(!profile.last.is_empty() && !profile.weighted.is_empty());
-            model.features(&profile, &Context::default(), &model.blend, &mut complete);
+            // Every other user asks at a moment, on a day with its own events.
+            let context = match u % 2 {
+                0 => Context::default(),
+                _ => Context {
+                    time: Some(1_000 + u as i64 * 86_400 * 40),
+                    hour: Some(u as usize % 24),
+                    events: vec![crate::ActiveEvent { item: Some(u as u32 % 7), location: None }],
+                    ..Context::default()
+                },
+            };
+            model.features(&profile, &context, &model.blend, &mut complete);
+            // The day's events, not another day's kept signal (no item has a
+            // place here, so only the host is near its event).
+            let events = &complete.values[Feature::LocalEvent as usize];
+            let hosts: Vec<usize> = (0..n).filter(|&i| events[i] != 0.0).collect();
+            let host = context.events.first().and_then(|e| e.item).map(|i| i as usize);
+            assert_eq!(hosts, host.into_iter().collect::<Vec<_>>(), "{user}");
             complete.blend(&model.blend, &mut expected);
-            model.score_profile(&profile, &Context::default(), &model.blend, &mut got);
+            model.score_profile(&profile, &context, &model.blend, &mut got);
             for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
                 assert!((e - g).abs() <= 1e-4 * e.abs().max(1.0), "{user}, item {i}: {g} against {e}");
             }
