@@ -319,7 +319,7 @@ pub(crate) struct Derived {
     /// Around each place nearness has counted from (a user's last item, a
     /// request's LOCATION or a CITY's centre), the squared distance to the
     /// K-th nearest located item, what the nearness scale derives from.
-    nearness_scales: PlaceScales,
+    nearness_scales: Kept<(u64, u64), f32>,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
     /// hour, then read in place like popularity (no per-query pass).
@@ -327,47 +327,11 @@ pub(crate) struct Derived {
     hours: [std::sync::OnceLock<Vec<f32>>; 24],
     /// Per set of local events running at a request's moment, every item's
     /// local-event signal: the same for every user on that day.
-    local_events: KeptSignals<Vec<(u32, u64, u64)>>,
+    local_events: Kept<EventsKey, std::sync::Arc<[f32]>>,
 }
 
-/// Signals that do not depend on the user, kept by what they do depend on
-/// (e.g. the local events of a day) and read in place by the queries that
-/// share it. Bounded: emptied when full (a signal is cheap to make again).
-/// A model's copy starts empty.
-#[derive(Debug)]
-struct KeptSignals<K> {
-    signals: std::sync::RwLock<std::collections::HashMap<K, std::sync::Arc<[f32]>>>,
-}
-
-impl<K> Default for KeptSignals<K> {
-    fn default() -> Self {
-        Self { signals: Default::default() }
-    }
-}
-
-impl<K> Clone for KeptSignals<K> {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl<K: std::hash::Hash + Eq> KeptSignals<K> {
-    const CAPACITY: usize = 16;
-
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> Vec<f32>) -> std::sync::Arc<[f32]> {
-        if let Some(signal) = self.signals.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
-            return signal.clone();
-        }
-        // Made without the lock held: other queries go on meanwhile.
-        let signal: std::sync::Arc<[f32]> = make().into();
-        let mut signals = self.signals.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if signals.len() >= Self::CAPACITY {
-            signals.clear();
-        }
-        signals.insert(key, signal.clone());
-        signal
-    }
-}
+/// A set of running events as a key: each one's host (or `u32::MAX`) and place (as bits).
+type EventsKey = Vec<(u32, u64, u64)>;
 
 thread_local! {
     /// Feature buffers reused across the queries a thread serves.
@@ -578,7 +542,7 @@ impl Model {
                 popularity: popularity_feature(&self.components.popularity),
                 event_type_weights: self.hyperparameters.weights_for(&self.event_types),
                 // Room for every item's place, and as many from requests.
-                nearness_scales: PlaceScales::new(by_latitude.items.len() + PlaceScales::REQUEST_PLACES),
+                nearness_scales: Kept::new(by_latitude.items.len() + REQUEST_PLACES),
                 by_latitude,
                 traits,
                 cold_by_city,
@@ -961,8 +925,7 @@ impl Model {
                     }
                 }
             }
-
-            out
+            out.into()
         }))
     }
 
@@ -1020,7 +983,7 @@ impl Model {
         if located.items.is_empty() {
             return;
         }
-        let kth_squared = derived.nearness_scales.get_or_insert_with(here, || self.kth_nearest_squared_km(here));
+        let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(here), || self.kth_nearest_squared_km(here));
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
         // Every item of the band in one branch-free pass, which vectorises
@@ -1063,49 +1026,57 @@ impl Model {
     }
 }
 
-/// Values kept per place, by its exact coordinates (the K-th nearest
-/// distances of [`Derived::nearness_scales`]). Bounded: emptied when full (a
-/// value is cheap to find again). Read under a shared lock. A model's copy
-/// starts empty.
+/// Values found once and read by the queries that share their key, under a
+/// shared lock: the K-th nearest distances of [`Derived::nearness_scales`]
+/// per place, a day's local-event signal per set of running events. Bounded:
+/// emptied when full (a value is cheap to find again). A model's copy starts
+/// empty.
 #[derive(Debug)]
-struct PlaceScales {
+struct Kept<K, V> {
     capacity: usize,
-    scales: std::sync::RwLock<std::collections::HashMap<(u64, u64), f32>>,
+    values: std::sync::RwLock<std::collections::HashMap<K, V>>,
 }
 
-impl Default for PlaceScales {
-    fn default() -> Self {
-        Self::new(Self::REQUEST_PLACES)
-    }
+/// Places from requests kept beside the items' own.
+const REQUEST_PLACES: usize = 4096;
+
+/// A place's exact coordinates, as the key its values are kept by.
+fn place_key((latitude, longitude): (f64, f64)) -> (u64, u64) {
+    (latitude.to_bits(), longitude.to_bits())
 }
 
-impl PlaceScales {
-    /// Places from requests kept beside the items' own.
-    const REQUEST_PLACES: usize = 4096;
-
+impl<K, V> Kept<K, V> {
     fn new(capacity: usize) -> Self {
-        Self { capacity, scales: Default::default() }
-    }
-
-    fn get_or_insert_with(&self, (latitude, longitude): (f64, f64), find: impl FnOnce() -> f32) -> f32 {
-        let key = (latitude.to_bits(), longitude.to_bits());
-        if let Some(&scale) = self.scales.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
-            return scale;
-        }
-        // Found without the lock held: other queries go on meanwhile.
-        let scale = find();
-        let mut scales = self.scales.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if scales.len() >= self.capacity {
-            scales.clear();
-        }
-        scales.insert(key, scale);
-        scale
+        Self { capacity, values: Default::default() }
     }
 }
 
-impl Clone for PlaceScales {
+/// Room for a few keys: the days' sets of local events a model is asked about at once.
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Self::new(16)
+    }
+}
+
+impl<K, V> Clone for Kept<K, V> {
     fn clone(&self) -> Self {
         Self::new(self.capacity)
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
+    fn get_or_insert_with(&self, key: K, find: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+            return value.clone();
+        }
+        // Found without the lock held: other queries go on meanwhile.
+        let value = find();
+        let mut values = self.values.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if values.len() >= self.capacity {
+            values.clear();
+        }
+        values.insert(key, value.clone());
+        value
     }
 }
 
@@ -1806,28 +1777,28 @@ mod tests {
                 assert_eq!(again, first, "item {item}");
             }
             let searched = model.kth_nearest_squared_km(here);
-            assert_eq!(model.derived().nearness_scales.get_or_insert_with(here, || f32::NAN), searched);
+            assert_eq!(model.derived().nearness_scales.get_or_insert_with(place_key(here), || f32::NAN), searched);
         }
     }
 
     #[test]
     fn place_scales_are_found_once_per_place_and_bounded() {
-        let scales = PlaceScales::default();
+        let scales = Kept::new(REQUEST_PLACES);
         let calls = std::cell::Cell::new(0);
         let find = |value: f32| {
             calls.set(calls.get() + 1);
             value
         };
-        assert_eq!(scales.get_or_insert_with((38.7, -9.1), || find(4.0)), 4.0);
-        assert_eq!(scales.get_or_insert_with((38.7, -9.1), || find(9.0)), 4.0, "kept");
-        assert_eq!(scales.get_or_insert_with((38.7, -9.100001), || find(9.0)), 9.0, "another place");
+        assert_eq!(scales.get_or_insert_with(place_key((38.7, -9.1)), || find(4.0)), 4.0);
+        assert_eq!(scales.get_or_insert_with(place_key((38.7, -9.1)), || find(9.0)), 4.0, "kept");
+        assert_eq!(scales.get_or_insert_with(place_key((38.7, -9.100001)), || find(9.0)), 9.0, "another place");
         assert_eq!(calls.get(), 2);
-        for i in 0..PlaceScales::REQUEST_PLACES + 10 {
-            scales.get_or_insert_with((i as f64, 0.0), || 1.0);
+        for i in 0..REQUEST_PLACES + 10 {
+            scales.get_or_insert_with(place_key((i as f64, 0.0)), || 1.0);
         }
-        assert!(scales.scales.read().unwrap().len() <= PlaceScales::REQUEST_PLACES);
+        assert!(scales.values.read().unwrap().len() <= REQUEST_PLACES);
         let copy = scales.clone();
-        assert_eq!((copy.scales.read().unwrap().len(), copy.capacity), (0, PlaceScales::REQUEST_PLACES), "a copy starts empty");
+        assert_eq!((copy.values.read().unwrap().len(), copy.capacity), (0, REQUEST_PLACES), "a copy starts empty");
     }
 
     #[test]
