@@ -132,6 +132,8 @@ travelrec is ready.
   event tracker     {tracker_arn}
   trackingId        {t}
 
+Dashboard (behaviour, latency, click-through): {base}/dashboard
+
 The original API (also under {base}/prod/...):
 
   # recommendations for user 429

@@ -268,6 +268,55 @@ fn the_original_flow_over_http_survives_a_restart() {
     let untouched = recommendations(&server, &campaign, "42");
     assert_eq!(untouched, recommendations(&server, &campaigns[1], "42"), "both campaigns serve the same model");
 
+    // The dashboard: its page, and its data showing this campaign's calls and
+    // a click attributed to the list it came from, by the click's position.
+    let served: Value = client()
+        .get(server.url(&format!("/getRecommendations?campaignArn={campaign}&userId=traveller-2&numResults=10")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (list, third_item) = (served["recommendationId"].as_str().unwrap(), served["itemList"][2]["itemId"].as_str().unwrap());
+    let (status, text) = post(
+        &server,
+        "/events",
+        &format!(
+            r#"{{"trackingId": "{tracking_id}", "userId": "traveller-2", "eventList": [{{"eventType": "click", "itemId": "{third_item}", "sentAt": 1790000000, "recommendationId": "{list}"}}]}}"#
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    let refused = client().get(server.url(&format!("/getRecommendations?campaignArn={campaign}&userId=x&numResults=0"))).send().unwrap();
+    assert_eq!(refused.status(), 400);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (dashboard, panel) = loop {
+        let text = client().get(server.url("/v1/dashboard")).send().unwrap().text().unwrap();
+        let dashboard = json_of(&text);
+        let panel = dashboard["campaigns"].as_array().unwrap().iter().find(|c| c["campaignArn"] == campaign.as_str()).unwrap().clone();
+        if panel["activity"]["convertedRecommendations"] == 1 {
+            assert!(!text.contains("traveller-"), "no user id on the dashboard: {text}");
+            break (dashboard, panel);
+        }
+        assert!(Instant::now() < deadline, "the click is not attributed: {panel}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let activity = &panel["activity"];
+    // before, after, similar, ranking, in context, filtered, promoted, untouched, and the list clicked.
+    assert_eq!((activity["requests"].as_u64(), activity["failedRequests"].as_u64()), (Some(9), Some(1)), "{activity}");
+    assert_eq!(activity["attributedEvents"], serde_json::json!({"click": 1}));
+    assert_eq!(activity["attributedByRank"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect::<Vec<_>>()[..4], [0, 0, 1, 0]);
+    assert!((activity["clickThroughRate"].as_f64().unwrap() - 1.0 / 9.0).abs() < 1e-9, "{activity}");
+    let latency = &activity["latencyMicros"];
+    assert!(latency["p50"].as_u64().unwrap() > 0 && latency["p50"].as_u64() <= latency["max"].as_u64(), "{latency}");
+    assert!(panel["offlineMetrics"]["normalized_discounted_cumulative_gain_at_10"].as_f64().is_some(), "{panel}");
+    let group = &dashboard["datasetGroups"].as_array().unwrap().iter().find(|g| g["datasetGroupArn"] == GROUP).unwrap();
+    assert_eq!((group["events"].as_u64(), group["users"].as_u64(), group["attributedEvents"].as_u64()), (Some(4), Some(2), Some(1)));
+    assert_eq!(group["eventsByType"], serde_json::json!({"book": 3, "click": 1}));
+    assert_eq!(group["topItems"][0], serde_json::json!(["1", 3]));
+    let page = client().get(server.url("/")).send().unwrap();
+    assert_eq!((page.status().as_u16(), page.url().path()), (200, "/dashboard"), "/ leads to the dashboard");
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().unwrap().contains(r#"fetch("/v1/dashboard""#));
+
     // Clean up one campaign and the tracker.
     let response = client()
         .delete(server.url("/deleteResources"))

@@ -2,9 +2,11 @@
 //!
 //! - the original REST API at `/` and under the `/prod` stage prefix;
 //! - the native API under `/v1`;
+//! - the analytics dashboard at `/dashboard` (and `/`);
 //! - one JSON error shape (`{"message", "code", "type"}`), 4xx for bad input.
 
 mod body;
+mod dashboard;
 mod error;
 mod ingest;
 mod native;
@@ -32,6 +34,7 @@ pub fn router(service: Service) -> axum::Router {
         .nest("/prod", original)
         .merge(native::routes())
         .merge(ingest::routes())
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -239,6 +239,7 @@ impl Service {
                     for record in &records {
                         if let Ok(LogRecord::Events { dataset_group_arn, events, .. }) = LogRecord::decode(&record.payload) {
                             self.inner.analytics.record(&dataset_group_arn, record.appended_at_ms, &events);
+                            self.inner.feedback.attribute(record.appended_at_ms, &events);
                         }
                     }
                     next[partition as usize] = last + 1;

@@ -10,7 +10,9 @@ pub mod archive;
 mod catalogue;
 mod consumers;
 pub mod context;
+mod dashboard;
 mod error;
+mod feedback;
 mod filters;
 pub mod import;
 mod lifecycle;
@@ -21,7 +23,9 @@ mod tracking;
 mod training;
 
 pub use consumers::GroupAnalytics;
+pub use dashboard::{CampaignPanel, Dashboard, DatasetGroupPanel};
 pub use error::{ErrorKind, Result, ServiceError};
+pub use feedback::{CampaignActivity, LatencySummary};
 pub use lifecycle::DefaultResources;
 pub use realtime::RecentEvent;
 pub use serving::{PromotionRequest, RankingRequest, RecommendationRequest, Recommendations, RecommendedItem};
@@ -125,6 +129,8 @@ struct Inner {
     /// Parsed filters by ARN, with the dataset group each belongs to.
     filters: DashMap<String, Arc<filters::ParsedFilter>>,
     analytics: consumers::Analytics,
+    /// Campaigns' calls, latency and attributed events.
+    feedback: feedback::Feedback,
     archive_dir: Option<PathBuf>,
     archive_flush_interval: Duration,
     flush_requested: tokio::sync::Notify,
@@ -158,6 +164,7 @@ impl Service {
                 catalogues: DashMap::new(),
                 filters: DashMap::new(),
                 analytics: consumers::Analytics::default(),
+                feedback: feedback::Feedback::default(),
                 flush_requested: tokio::sync::Notify::new(),
                 flush_pending: AtomicBool::new(false),
                 flush_done: tokio::sync::Notify::new(),

@@ -303,6 +303,36 @@ impl Service {
     /// GetRecommendations: for a user (with the request's context, a filter
     /// and promotions), or items similar to an item.
     pub async fn get_recommendations(&self, request: &RecommendationRequest) -> Result<Recommendations> {
+        let started = std::time::Instant::now();
+        let result = self.compute_recommendations(request).await;
+        self.record_call(&request.campaign_arn, started, &result);
+        result
+    }
+
+    /// GetPersonalizedRanking: the caller's items ordered for the user in the
+    /// request's context; items the filter rejects are dropped, items the
+    /// model does not know keep their order at the end with score 0.
+    pub async fn get_personalized_ranking(&self, request: &RankingRequest) -> Result<Recommendations> {
+        let started = std::time::Instant::now();
+        let result = self.compute_ranking(request).await;
+        self.record_call(&request.campaign_arn, started, &result);
+        result
+    }
+
+    /// Counts a call in its campaign's activity (see [`crate::feedback`]);
+    /// failures only for deployed campaigns, so unknown ARNs cost nothing.
+    fn record_call(&self, campaign_arn: &str, started: std::time::Instant, result: &Result<Recommendations>) {
+        let feedback = &self.inner.feedback;
+        match result {
+            Ok(served) => {
+                feedback.served(campaign_arn, &served.recommendation_id, served.items.iter().map(|i| i.item_id.as_str()), started.elapsed())
+            }
+            Err(_) if self.inner.deployments.read().contains_key(campaign_arn) => feedback.failed(campaign_arn),
+            Err(_) => {}
+        }
+    }
+
+    async fn compute_recommendations(&self, request: &RecommendationRequest) -> Result<Recommendations> {
         check_num_results(request.num_results)?;
         if let Some(user) = &request.user_id {
             check_id("userId", user)?;
@@ -405,10 +435,7 @@ impl Service {
         })
     }
 
-    /// GetPersonalizedRanking: the caller's items ordered for the user in the
-    /// request's context; items the filter rejects are dropped, items the
-    /// model does not know keep their order at the end with score 0.
-    pub async fn get_personalized_ranking(&self, request: &RankingRequest) -> Result<Recommendations> {
+    async fn compute_ranking(&self, request: &RankingRequest) -> Result<Recommendations> {
         check_id("userId", &request.user_id)?;
         if request.input_list.is_empty() || request.input_list.len() > MAX_RESULTS {
             return Err(ServiceError::invalid(format!(
