@@ -128,7 +128,7 @@ impl LoopbackServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = service.clone();
         let handle = tokio::spawn(async move {
-            let _ = travelrec_server::serve(listener, served, async {
+            let _ = travelrec_server::serve(listener, served, Default::default(), async {
                 let _ = stopped.await;
             })
             .await;

@@ -131,7 +131,16 @@ struct ListenArgs {
     /// 0 picks a free port (the chosen one is printed).
     #[arg(long, env = "TRAVELREC_PORT", default_value_t = 8080)]
     port: u16,
+    /// Requires an API key on every route but the dashboard's page and health;
+    /// this key holds every scope and creates the others (POST /v1/api-keys).
+    /// Without it every route is open. Prefer the environment variable: a flag
+    /// shows in the process list.
+    #[arg(long, env = "TRAVELREC_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
 }
+
+/// Shortest master key accepted.
+const MIN_MASTER_KEY_CHARS: usize = 16;
 
 #[derive(Args)]
 struct QuickstartArgs {
@@ -261,6 +270,11 @@ async fn open_service(args: &StoreArgs) -> Result<Service> {
 }
 
 async fn bind(listen: &ListenArgs) -> Result<tokio::net::TcpListener> {
+    if let Some(key) = &listen.master_key
+        && key.chars().count() < MIN_MASTER_KEY_CHARS
+    {
+        bail!("the master key must be at least {MIN_MASTER_KEY_CHARS} characters (it has {})", key.chars().count());
+    }
     let address: SocketAddr =
         format!("{}:{}", listen.host, listen.port).parse().with_context(|| format!("`{}` is not an IP address", listen.host))?;
     tokio::net::TcpListener::bind(address).await.with_context(|| {
@@ -286,10 +300,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run_server(service: Service, listener: tokio::net::TcpListener) -> Result<()> {
+async fn run_server(service: Service, listener: tokio::net::TcpListener, listen: &ListenArgs) -> Result<()> {
     let address = listener.local_addr()?;
     println!("travelrec listening on http://{address}");
-    travelrec_server::serve(listener, service.clone(), shutdown_signal()).await?;
+    match &listen.master_key {
+        Some(_) => tracing::info!("API keys required (a master key is set)"),
+        None if !address.ip().is_loopback() => {
+            tracing::warn!("every route is open to the network on {address}: set TRAVELREC_MASTER_KEY to require API keys")
+        }
+        None => {}
+    }
+    let options = travelrec_server::ServerOptions { master_key: listen.master_key.clone() };
+    travelrec_server::serve(listener, service.clone(), options, shutdown_signal()).await?;
     // Let the log's consumers write out what they hold (the archive is flushed).
     service.shutdown().await;
     Ok(())
@@ -299,7 +321,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let service = open_service(&args.store).await?;
     service.ensure_default_resources().await?;
     let listener = bind(&args.listen).await?;
-    run_server(service, listener).await
+    run_server(service, listener, &args.listen).await
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {

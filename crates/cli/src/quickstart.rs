@@ -81,8 +81,14 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
         None => format!("http://{}:{}", args.listen.host, args.listen.port),
     };
     print_walkthrough(&base, &defaults.solution_arn, &defaults.dataset_group_arn, &campaign, &tracker);
+    if args.listen.master_key.is_some() {
+        println!(
+            "API keys are required (a master key is set): add -H \"Authorization: Bearer $TRAVELREC_MASTER_KEY\" to the calls above,\n\
+             or create narrower keys: curl -X POST {base}/v1/api-keys -H \"Authorization: Bearer $TRAVELREC_MASTER_KEY\" -d '{{\"name\": \"app\", \"scopes\": [\"recommend\", \"track\"]}}'\n"
+        );
+    }
     match listener {
-        Some(listener) => crate::run_server(service, listener).await,
+        Some(listener) => crate::run_server(service, listener, &args.listen).await,
         None => {
             service.shutdown().await;
             Ok(())

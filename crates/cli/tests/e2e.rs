@@ -22,9 +22,15 @@ impl Server {
 
     /// Starts the server with its logs (stderr) going to `logs`.
     fn start_logging(data_dir: &Path, logs: impl Into<Stdio>) -> Server {
+        Self::start_with(data_dir, logs, &[])
+    }
+
+    /// ... with environment variables `env`.
+    fn start_with(data_dir: &Path, logs: impl Into<Stdio>, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--port", "0", "--log", "warn", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(logs)
             .spawn()
@@ -504,6 +510,45 @@ fn bad_input_gets_a_4xx_json_error_never_a_500() {
         assert!(body["code"].is_string() && body["type"] == "invalid_request", "{case}: {text}");
     }
     server.stop();
+}
+
+#[test]
+fn a_master_key_from_the_environment_requires_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = "master-key-from-the-environment";
+    let server = Server::start_with(dir.path(), Stdio::inherit(), &[("TRAVELREC_MASTER_KEY", master)]);
+    let status = |key: Option<&str>| {
+        let request = client().get(server.url("/v1/campaigns"));
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        request.send().unwrap().status().as_u16()
+    };
+    assert_eq!((status(None), status(Some("wrong")), status(Some(master))), (401, 401, 200));
+    let (code, text) = {
+        let response = client()
+            .post(server.url("/v1/api-keys"))
+            .bearer_auth(master)
+            .body(r#"{"name": "app", "scopes": ["recommend", "track"]}"#)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(code, 201, "{text}");
+    let app = json_of(&text)["key"].as_str().unwrap().to_string();
+    assert_eq!(status(Some(&app)), 403, "an app key does not read resources");
+    server.stop();
+
+    // A short master key is refused before the server listens.
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--log", "warn", "--data-dir"])
+        .arg(dir.path())
+        .env("TRAVELREC_MASTER_KEY", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters (it has 5)"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

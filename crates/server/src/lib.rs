@@ -3,8 +3,10 @@
 //! - the original REST API at `/` and under the `/prod` stage prefix;
 //! - the native API under `/v1`;
 //! - the analytics dashboard at `/dashboard` (and `/`);
+//! - API keys with scopes, required once a master key is set (`auth`);
 //! - one JSON error shape (`{"message", "code", "type"}`), 4xx for bad input.
 
+mod auth;
 mod body;
 mod dashboard;
 mod error;
@@ -24,10 +26,21 @@ use travelrec_service::Service;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
+    /// SHA-256 of the master key; `None` leaves every route open.
+    master_key_sha256: Option<String>,
+}
+
+/// How the HTTP layer runs.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Requires API keys on every route but the dashboard's page and health
+    /// (see `auth`); this key holds every scope.
+    pub master_key: Option<String>,
 }
 
 /// The whole HTTP surface.
-pub fn router(service: Service) -> axum::Router {
+pub fn router(service: Service, options: ServerOptions) -> axum::Router {
+    let state = AppState { service, master_key_sha256: options.master_key.as_deref().map(travelrec_service::secret_sha256) };
     let original = original::routes();
     axum::Router::new()
         .merge(original.clone())
@@ -35,8 +48,10 @@ pub fn router(service: Service) -> axum::Router {
         .merge(native::routes())
         .merge(ingest::routes())
         .merge(dashboard::routes())
+        .merge(auth::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
         .layer(
             // Spans carry the route template, never the URI: query strings hold user ids.
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -44,7 +59,7 @@ pub fn router(service: Service) -> axum::Router {
                 tracing::debug_span!("request", method = %request.method(), route)
             }),
         )
-        .with_state(AppState { service })
+        .with_state(state)
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
@@ -67,7 +82,8 @@ async fn method_not_allowed(request: Request) -> impl IntoResponse {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Service,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(service, options)).with_graceful_shutdown(shutdown).await
 }

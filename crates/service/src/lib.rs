@@ -6,6 +6,7 @@
 //! Slow work (imports, training, deployment) runs as background jobs whose
 //! progress shows in the resource's status; requests never wait for it.
 
+mod api_keys;
 pub mod archive;
 mod catalogue;
 mod consumers;
@@ -22,6 +23,7 @@ mod serving;
 mod tracking;
 mod training;
 
+pub use api_keys::{Grant, secret_sha256};
 pub use consumers::GroupAnalytics;
 pub use dashboard::{CampaignPanel, Dashboard, DatasetGroupPanel};
 pub use error::{ErrorKind, Result, ServiceError};
@@ -128,6 +130,8 @@ struct Inner {
     /// Parsed filter expressions by filter ARN.
     /// Parsed filters by ARN, with the dataset group each belongs to.
     filters: DashMap<String, Arc<filters::ParsedFilter>>,
+    /// Grants of API keys by the SHA-256 of their secret.
+    api_keys: DashMap<String, Arc<api_keys::Grant>>,
     analytics: consumers::Analytics,
     /// Campaigns' calls, latency and attributed events.
     feedback: feedback::Feedback,
@@ -163,6 +167,7 @@ impl Service {
                 schemas: DashMap::new(),
                 catalogues: DashMap::new(),
                 filters: DashMap::new(),
+                api_keys: DashMap::new(),
                 analytics: consumers::Analytics::default(),
                 feedback: feedback::Feedback::default(),
                 flush_requested: tokio::sync::Notify::new(),

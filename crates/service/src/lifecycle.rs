@@ -463,6 +463,7 @@ impl Service {
                 travelrec_store::Resource::EventTracker(tracker) if tracker.lifecycle.status.is_deleting() => {
                     self.store_dyn().delete_resource(&tracker.event_tracker_arn).await?;
                 }
+                travelrec_store::Resource::ApiKey(key) => self.load_api_key(key),
                 travelrec_store::Resource::EventTracker(tracker) if tracker.lifecycle.status == Status::Active => {
                     self.inner
                         .trackers

@@ -306,6 +306,61 @@ pub struct Filter {
     pub lifecycle: Lifecycle,
 }
 
+/// What an API key may do; `admin` includes every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiScope {
+    /// getRecommendations and personalized ranking.
+    Recommend,
+    /// Events, items, users and local events (PutEvents, /data, ...).
+    Track,
+    /// Describing and listing resources, metrics, the dashboard.
+    Read,
+    /// Everything: creating and deleting resources, API keys, users' stored events.
+    Admin,
+}
+
+impl ApiScope {
+    pub const ALL: [ApiScope; 4] = [ApiScope::Recommend, ApiScope::Track, ApiScope::Read, ApiScope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::Recommend => "recommend",
+            ApiScope::Track => "track",
+            ApiScope::Read => "read",
+            ApiScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ApiScope> {
+        ApiScope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for ApiScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API key. Its secret is returned once, when the key is created; only
+/// the secret's SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub name: String,
+    pub api_key_arn: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub scopes: Vec<ApiScope>,
+    /// The secret's first characters, to tell keys apart.
+    pub prefix: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
+}
+
 /// Every stored resource, tagged with its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "resourceType")]
@@ -319,6 +374,7 @@ pub enum Resource {
     Campaign(Campaign),
     EventTracker(EventTracker),
     Filter(Filter),
+    ApiKey(ApiKey),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -332,6 +388,7 @@ pub enum ResourceKind {
     Campaign,
     EventTracker,
     Filter,
+    ApiKey,
 }
 
 impl ResourceKind {
@@ -347,6 +404,7 @@ impl ResourceKind {
             ResourceKind::Campaign => "campaign",
             ResourceKind::EventTracker => "event-tracker",
             ResourceKind::Filter => "filter",
+            ResourceKind::ApiKey => "api-key",
         }
     }
 
@@ -361,6 +419,7 @@ impl ResourceKind {
             ResourceKind::Campaign => "campaign",
             ResourceKind::EventTracker => "event tracker",
             ResourceKind::Filter => "filter",
+            ResourceKind::ApiKey => "API key",
         }
     }
 }
@@ -377,6 +436,7 @@ impl Resource {
             Resource::Campaign(r) => &r.campaign_arn,
             Resource::EventTracker(r) => &r.event_tracker_arn,
             Resource::Filter(r) => &r.filter_arn,
+            Resource::ApiKey(r) => &r.api_key_arn,
         }
     }
 
@@ -391,6 +451,7 @@ impl Resource {
             Resource::Campaign(_) => ResourceKind::Campaign,
             Resource::EventTracker(_) => ResourceKind::EventTracker,
             Resource::Filter(_) => ResourceKind::Filter,
+            Resource::ApiKey(_) => ResourceKind::ApiKey,
         }
     }
 }
@@ -420,7 +481,7 @@ macro_rules! resource_type {
     )*};
 }
 
-resource_type!(DatasetGroup, Schema, Dataset, DatasetImportJob, Solution, SolutionVersion, Campaign, EventTracker, Filter);
+resource_type!(DatasetGroup, Schema, Dataset, DatasetImportJob, Solution, SolutionVersion, Campaign, EventTracker, Filter, ApiKey);
 
 /// Builds ARN-shaped identifiers, e.g.
 /// `arn:aws:personalize:local:000000000000:campaign/my-campaign`.
