@@ -79,6 +79,19 @@ impl Histories {
         self.users.len()
     }
 
+    /// These histories without `user_id`'s, the other users renumbered in
+    /// order; `None` when the user has none.
+    pub fn without_user(&self, user_id: &str) -> Option<Histories> {
+        let gone = self.users.get(user_id)?;
+        let mut kept = Histories { users: IdIndex::new(), offsets: vec![0], events: Vec::with_capacity(self.events.len()) };
+        for user in (0..self.users.len() as u32).filter(|u| *u != gone) {
+            kept.users.intern(self.users.id(user));
+            kept.events.extend_from_slice(self.get_index(user));
+            kept.offsets.push(kept.events.len() as u32);
+        }
+        Some(kept)
+    }
+
     /// The id of the user with index `user`.
     pub fn user_id(&self, user: u32) -> &str {
         self.users.id(user)
@@ -358,6 +371,20 @@ const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
     pub const FORMAT_VERSION: u32 = 6;
+
+    /// Removes what the model holds of one user: their history (what a
+    /// query for them starts from). The item-to-item weights and counts keep
+    /// their share of aggregates until the next training. Returns whether
+    /// the model knew the user.
+    pub fn forget_user(&mut self, user_id: &str) -> bool {
+        match self.histories.without_user(user_id) {
+            Some(kept) => {
+                self.histories = kept;
+                true
+            }
+            None => false,
+        }
+    }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
@@ -1549,6 +1576,32 @@ mod tests {
 
     fn ids(model: &Model, items: &[ScoredItem]) -> Vec<String> {
         items.iter().map(|s| model.item_id(s.item).to_string()).collect()
+    }
+
+    #[test]
+    fn a_forgotten_user_is_served_as_a_stranger_and_the_others_as_before() {
+        let data = two_tastes();
+        let mut model = train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        let (users, events) = (model.histories.users(), model.histories.events.len());
+        let recommend = |model: &Model, user: &str| ids(model, &model.recommend(model.histories.get(user), &[], 5));
+        let stranger = recommend(&model, "nobody");
+        let (u0, u1) = (recommend(&model, "u0"), recommend(&model, "u1"));
+        assert_ne!(u0, stranger);
+        // (Values are NaN when an event has none: compare items and times.)
+        let visits = |model: &Model, user: &str| model.histories.get(user).iter().map(|e| (e.item, e.timestamp)).collect::<Vec<_>>();
+        let kept_u1 = visits(&model, "u1");
+
+        assert!(model.forget_user("u0"));
+        assert_eq!((model.histories.users(), model.histories.events.len()), (users - 1, events - 4));
+        assert!(model.histories.get("u0").is_empty());
+        assert_eq!(visits(&model, "u1"), kept_u1);
+        assert_eq!(recommend(&model, "u0"), stranger);
+        assert_eq!(recommend(&model, "u1"), u1);
+        // What the snapshot holds after a round trip.
+        let model = Model::from_bytes(&model.to_bytes()).unwrap();
+        assert!(model.histories.get("u0").is_empty() && model.histories.get("u2").len() == 4);
+        let mut model = model;
+        assert!(!model.forget_user("u0"), "already forgotten");
     }
 
     /// Blend weights are learned on [`Model::features`] with

@@ -7,7 +7,7 @@ use crate::body::LenientJson;
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/dataset-groups/{name}/analytics", get(analytics))
         .route("/v1/dataset-groups/{name}/events", get(stored_events))
         .route("/v1/dataset-groups/{name}/users/{user_id}/recent-events", get(recent_events))
+        .route("/v1/dataset-groups/{name}/users/{user_id}", delete(erase_user))
         .route("/v1/admin/flush", post(flush))
 }
 
@@ -239,6 +240,13 @@ async fn recent_events(State(state): State<AppState>, Path((name, user)): Path<(
         })
         .collect();
     Ok(Json(json!({ "events": events })))
+}
+
+/// Erases everything held of a user in the dataset group (see the service's `erasure`).
+async fn erase_user(State(state): State<AppState>, Path((name, user)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let arn = group_arn(&state, &name);
+    let erased = state.service.erase_user(&arn, &user).await?;
+    Ok(Json(json!({ "erased": erased })))
 }
 
 /// Closes every open archive file now (they close on their own every minute and at shutdown).

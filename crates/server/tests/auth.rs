@@ -84,6 +84,15 @@ async fn with_a_master_key_every_route_needs_a_key_with_its_scope() {
     let (_, _, created) = call(&app, "POST", "/v1/api-keys", Some(MASTER), Some(json!({"name": "ops", "scopes": ["admin"]}))).await;
     let ops = created["key"].as_str().unwrap().to_string();
     assert_eq!(call(&app, "POST", "/v1/dataset-groups", Some(&ops), Some(json!({"name": "g2"}))).await.0, StatusCode::CREATED);
+    // Erasing a user is an admin's call.
+    let erase = "/v1/dataset-groups/my-dsg-1/users/someone";
+    assert_eq!(call(&app, "DELETE", erase, Some(&reader), None).await.0, StatusCode::FORBIDDEN);
+    let (status, _, body) = call(&app, "DELETE", erase, Some(&ops), None).await;
+    assert_eq!(
+        (status, body["erased"]["rows"].as_u64(), body["erased"]["trackedEvents"].as_u64()),
+        (StatusCode::OK, Some(0), Some(0)),
+        "{body}"
+    );
 
     // Keys outlive a restart; a deleted key is refused at once.
     drop(app);

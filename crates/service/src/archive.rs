@@ -154,6 +154,43 @@ pub fn archive_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Rewrites one archive file without the events of `user_id` in `group`
+/// (aside, fsynced, renamed over it; removed when nothing is left); returns
+/// how many events went.
+pub fn remove_user(path: &Path, group: &str, user_id: &str) -> Result<usize, String> {
+    let mut kept = Vec::new();
+    let mut removed = 0;
+    read_file(path, |event| {
+        if event.dataset_group_arn == group && event.user_id == user_id {
+            removed += 1;
+        } else {
+            kept.push(event);
+        }
+    })?;
+    if removed == 0 {
+        return Ok(0);
+    }
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let folder = path.parent().expect("a file in a folder");
+    if kept.is_empty() {
+        std::fs::remove_file(path).map_err(failed)?;
+    } else {
+        let name = path.file_name().expect("a file").to_string_lossy();
+        let temporary = folder.join(format!(".{name}.erasing.tmp"));
+        let mut encoder =
+            zstd::stream::write::Encoder::new(BufWriter::new(std::fs::File::create(&temporary).map_err(failed)?), 3).map_err(failed)?;
+        for event in &kept {
+            serde_json::to_writer(&mut encoder, event).map_err(|e| format!("{}: {e}", path.display()))?;
+            encoder.write_all(b"\n").map_err(failed)?;
+        }
+        let file = encoder.finish().map_err(failed)?.into_inner().map_err(|e| failed(e.into_error()))?;
+        file.sync_all().map_err(failed)?;
+        std::fs::rename(&temporary, path).map_err(failed)?;
+    }
+    std::fs::File::open(folder).and_then(|f| f.sync_all()).map_err(failed)?;
+    Ok(removed)
+}
+
 /// Reads the events of one archive file, calling `each` per event; errors
 /// name the file and line.
 pub fn read_file(path: &Path, mut each: impl FnMut(ArchivedEvent)) -> Result<(), String> {

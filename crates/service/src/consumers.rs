@@ -36,6 +36,13 @@ impl Service {
     /// One pass of the store writer over every partition; returns how many
     /// records it wrote.
     pub(crate) async fn store_writer_pass(&self) -> Result<usize> {
+        // An erasure holds this while it catches up and erases, so no record
+        // read before it is written after it.
+        let _writing = self.inner.store_writer_lock.lock().await;
+        self.store_writer_pass_locked().await
+    }
+
+    pub(crate) async fn store_writer_pass_locked(&self) -> Result<usize> {
         let log = &self.inner.log;
         let mut written = 0;
         for partition in 0..log.partitions() {
@@ -322,6 +329,13 @@ impl Analytics {
         }
         while g.by_minute.first_key_value().is_some_and(|(m, _)| *m < minute - MINUTES_KEPT) {
             g.by_minute.pop_first();
+        }
+    }
+
+    /// Forgets that a user was seen (counts, which name nobody, stay).
+    pub(crate) fn forget_user(&self, group: &str, user_id: &str) {
+        if let Some(g) = self.groups.lock().get_mut(group) {
+            g.seen_users.remove(user_id);
         }
     }
 

@@ -12,6 +12,7 @@ mod catalogue;
 mod consumers;
 pub mod context;
 mod dashboard;
+mod erasure;
 mod error;
 mod feedback;
 mod filters;
@@ -26,6 +27,7 @@ mod training;
 pub use api_keys::{Grant, secret_sha256};
 pub use consumers::GroupAnalytics;
 pub use dashboard::{CampaignPanel, Dashboard, DatasetGroupPanel};
+pub use erasure::Erasure;
 pub use error::{ErrorKind, Result, ServiceError};
 pub use feedback::{CampaignActivity, LatencySummary};
 pub use lifecycle::DefaultResources;
@@ -123,6 +125,8 @@ struct Inner {
     training_slot: tokio::sync::Semaphore,
     /// Schemas of dataset groups' datasets, by group and type (see `schema_of`).
     schemas: DashMap<(String, travelrec_store::DatasetType), Arc<schema::DatasetSchema>>,
+    /// Held by each store-writer pass, and by an erasure while it catches up and erases.
+    store_writer_lock: tokio::sync::Mutex<()>,
     /// Event ids logged but not yet in the store (group + id), for idempotency.
     pending_event_ids: DashMap<String, ()>,
     /// Items', users' and local events' fields per dataset group (see `catalogue`).
@@ -163,6 +167,7 @@ impl Service {
                 trackers: DashMap::new(),
                 progress: DashMap::new(),
                 training_slot: tokio::sync::Semaphore::new(1),
+                store_writer_lock: tokio::sync::Mutex::new(()),
                 pending_event_ids: DashMap::new(),
                 schemas: DashMap::new(),
                 catalogues: DashMap::new(),

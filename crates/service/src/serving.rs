@@ -210,7 +210,7 @@ impl Service {
         }
     }
 
-    async fn deploy(&self, campaign: &Campaign) -> Result<Deployment> {
+    pub(crate) async fn deploy(&self, campaign: &Campaign) -> Result<Deployment> {
         let version: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
         let bytes = self.store_dyn().get_model(&version.solution_version_arn).await?.ok_or_else(|| {
             ServiceError::internal(format!(

@@ -202,3 +202,56 @@ async fn events_survive_a_restart_and_reach_the_archive_which_imports_back() {
     assert_eq!(job.lifecycle.status, Status::Active, "{:?}", job.lifecycle.failure_reason);
     assert_eq!(job.rows_imported, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_user_is_gone_from_the_store_the_models_the_archive_and_the_real_time_state() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (service, campaign, tracker, _) = deployed(dir.path(), data.path()).await;
+    let group = "arn:aws:personalize:local:000000000000:dataset-group/my-dsg-1";
+    let ids = |r: travelrec_service::Recommendations| r.items.into_iter().map(|i| i.item_id).collect::<Vec<_>>();
+    // The first two users of the generated interactions: both have a history.
+    let interactions = std::fs::read_to_string(data.path().join("event_data.csv")).unwrap();
+    let mut users: Vec<&str> = interactions.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    users.dedup();
+    let (user, other) = (users[0].to_string(), users[1].to_string());
+    let stranger = ids(service.recommend(&campaign, "never-seen", 10).await.unwrap());
+    service.track_events(&tracker, &user, None, vec![event(Some("gone-1"), "1"), event(Some("gone-2"), "2")]).await.unwrap();
+    service.track_events(&tracker, &other, None, vec![event(Some("kept-1"), "3")]).await.unwrap();
+    assert_ne!(ids(service.recommend(&campaign, &user, 10).await.unwrap()), stranger);
+    let other_before = ids(service.recommend(&campaign, &other, 10).await.unwrap());
+    service.flush_archive().await;
+
+    let erased = service.erase_user(group, &user).await.unwrap();
+    let trained_rows = interactions.lines().filter(|l| l.split(',').next() == Some(user.as_str())).count() as u64;
+    // (This group's users' dataset was not imported: interactions only.)
+    assert_eq!((erased.rows, erased.tracked_events, erased.realtime_events), (trained_rows, 2, 2), "{erased:?}");
+    assert_eq!((erased.models, erased.campaigns, erased.archived_events, erased.archive_files), (1, 1, 2, 1), "{erased:?}");
+
+    // Served as a stranger at once; the other user as before.
+    assert_eq!(ids(service.recommend(&campaign, &user, 10).await.unwrap()), stranger);
+    assert_eq!(ids(service.recommend(&campaign, &other, 10).await.unwrap()), other_before);
+    assert!(service.stored_events(group, &user).await.unwrap().is_empty());
+    assert!(service.realtime_events(group, &user).is_empty());
+    let defaults = service.ensure_default_resources().await.unwrap();
+    for dataset in [&defaults.interactions_dataset_arn, &defaults.users_dataset_arn] {
+        let mut cursor = travelrec_store::RowCursor::default();
+        while let Some((batch, next)) = service.store().read_rows(dataset, cursor).await.unwrap() {
+            let mut rest = batch.clone();
+            assert_eq!(rest.remove_user(&user), 0, "a row of the erased user is left in {dataset}");
+            cursor = next;
+        }
+    }
+    let mut archived = Vec::new();
+    for file in travelrec_service::archive::archive_files(&dir.path().join("archive")).unwrap() {
+        travelrec_service::archive::read_file(&file, |e| archived.push(e.event_id)).unwrap();
+    }
+    assert_eq!(archived, vec!["kept-1"]);
+    assert_eq!(service.erase_user(group, &user).await.unwrap(), travelrec_service::Erasure::default(), "nothing left to erase");
+
+    // A restart loads the rewritten snapshot and the erased store.
+    service.shutdown().await;
+    drop(service);
+    let service = start(dir.path()).await;
+    assert_eq!(ids(service.recommend(&campaign, &user, 10).await.unwrap()), stranger);
+    assert_eq!(ids(service.recommend(&campaign, &other, 10).await.unwrap()), other_before);
+}

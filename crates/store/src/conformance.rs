@@ -46,6 +46,7 @@ pub async fn run_all(store: &dyn Store) {
     rows_can_be_appended_one_batch_at_a_time(store).await;
     model_snapshots_round_trip(store).await;
     solution_versions_keep_their_event_cutoff(store).await;
+    a_user_is_erased_from_rows_and_events(store).await;
 }
 
 /// A version trained after events were tracked records, per log partition,
@@ -158,6 +159,35 @@ async fn events_are_stored_once_by_position_and_event_id(store: &dyn Store) {
     let ids = vec!["u-a-1".to_string(), "nope".to_string(), "u-b-2".to_string()];
     assert_eq!(store.known_event_ids(group, ids.clone()).await.unwrap(), vec!["u-a-1", "u-b-2"]);
     assert!(store.known_event_ids(other, ids).await.unwrap().is_empty());
+}
+
+async fn a_user_is_erased_from_rows_and_events(store: &dyn Store) {
+    let group = "arn:aws:personalize:local:000000000000:dataset-group/conformance-erase";
+    let interactions = "arn:aws:personalize:local:000000000000:dataset/conformance-erase/INTERACTIONS".to_string();
+    let users = "arn:aws:personalize:local:000000000000:dataset/conformance-erase/USERS".to_string();
+    let mut import = store.begin_import(&interactions, ImportMode::Full).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("gone", "a", 1), interaction("kept", "a", 2)])).await.unwrap();
+    import.write(RowBatch::Interactions(vec![interaction("gone", "b", 3)])).await.unwrap();
+    import.commit().await.unwrap();
+    store.append_rows(&interactions, RowBatch::Interactions(vec![interaction("kept", "c", 4), interaction("gone", "c", 5)])).await.unwrap();
+    let user = |id: &str| UserRow { user_id: id.into(), fields: vec![("AGE".into(), "34".into())] };
+    store.append_rows(&users, RowBatch::Users(vec![user("gone"), user("kept")])).await.unwrap();
+    store.put_events(group, vec![(at(0, 1, 0), tracked("gone", "a", 6)), (at(0, 1, 1), tracked("kept", "a", 7))]).await.unwrap();
+    store.put_events(group, vec![(at(2, 4, 0), tracked("gone", "d", 8))]).await.unwrap();
+
+    let erased = store.erase_user(group, &[interactions.clone(), users.clone()], "gone").await.unwrap();
+    assert_eq!(erased, ErasedRows { rows: 4, tracked_events: 2 });
+    let left: Vec<(String, String)> = all_rows(store, &interactions).await.into_iter().map(|r| (r.user_id, r.item_id)).collect();
+    assert_eq!(left, vec![("kept".to_string(), "a".to_string()), ("kept".to_string(), "c".to_string())]);
+    assert_eq!(store.row_count(&interactions).await.unwrap(), 2);
+    assert_eq!(store.row_count(&users).await.unwrap(), 1);
+    let events = store.read_events(group, None, 10).await.unwrap();
+    assert_eq!(events.iter().map(|(p, e)| (*p, e.interaction.user_id.as_str())).collect::<Vec<_>>(), vec![(at(0, 1, 1), "kept")]);
+    // Their event ids went too (a retried event of theirs would be new), other users' stayed.
+    let ids = vec!["gone-a-6".to_string(), "kept-a-7".to_string()];
+    assert_eq!(store.known_event_ids(group, ids).await.unwrap(), vec!["kept-a-7"]);
+    // Erasing again finds nothing.
+    assert_eq!(store.erase_user(group, &[interactions, users], "gone").await.unwrap(), ErasedRows::default());
 }
 
 async fn rows_can_be_appended_one_batch_at_a_time(store: &dyn Store) {

@@ -9,7 +9,7 @@
 //! `pending_imports` and their chunks are removed on abort or at the next open.
 
 use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
-use crate::{ImportMode, Resource, RowImport, Store, StoreError};
+use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -355,6 +355,63 @@ impl Store for EmbeddedStore {
                 imports_table.insert(dataset.as_str(), bytes.as_slice()).map_err(backend)?;
             }
             txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn erase_user(&self, dataset_group_arn: &str, dataset_arns: &[String], user_id: &str) -> Result<ErasedRows, StoreError> {
+        let (group, datasets, user) = (dataset_group_arn.to_string(), dataset_arns.to_vec(), user_id.to_string());
+        self.blocking(move |db| {
+            let mut erased = ErasedRows::default();
+            let mut txn = db.begin_write().map_err(backend)?;
+            txn.set_durability(Durability::Immediate).map_err(backend)?;
+            {
+                let mut rows = txn.open_table(ROWS).map_err(backend)?;
+                let mut imports_table = txn.open_table(DATASET_IMPORTS).map_err(backend)?;
+                for dataset in &datasets {
+                    let mut imports = committed_imports(&imports_table, dataset)?;
+                    let mut changed = false;
+                    for committed in &mut imports {
+                        for chunk in 0..committed.chunks {
+                            let key = (dataset.as_str(), committed.import, chunk);
+                            let Some(bytes) = rows.get(key).map_err(backend)? else { continue };
+                            let mut batch: RowBatch = postcard::from_bytes(bytes.value()).map_err(corrupt)?;
+                            drop(bytes);
+                            let removed = batch.remove_user(&user) as u64;
+                            if removed > 0 {
+                                // An emptied chunk stays, empty: chunk numbers are the read cursor.
+                                rows.insert(key, postcard::to_stdvec(&batch).map_err(backend)?.as_slice()).map_err(backend)?;
+                                committed.rows -= removed;
+                                erased.rows += removed;
+                                changed = true;
+                            }
+                        }
+                    }
+                    if changed {
+                        imports_table
+                            .insert(dataset.as_str(), postcard::to_stdvec(&imports).map_err(backend)?.as_slice())
+                            .map_err(backend)?;
+                    }
+                }
+                let mut events = txn.open_table(EVENTS).map_err(backend)?;
+                let mut ids = txn.open_table(EVENT_IDS).map_err(backend)?;
+                let mut doomed = Vec::new();
+                for entry in events.range((group.as_str(), 0, 0, 0)..=(group.as_str(), u32::MAX, u64::MAX, u32::MAX)).map_err(backend)? {
+                    let (key, bytes) = entry.map_err(backend)?;
+                    let event: TrackedEvent = postcard::from_bytes(bytes.value()).map_err(corrupt)?;
+                    if event.interaction.user_id == user {
+                        let (_, partition, sequence, index) = key.value();
+                        doomed.push(((partition, sequence, index), event.event_id));
+                    }
+                }
+                for ((partition, sequence, index), event_id) in doomed {
+                    events.remove((group.as_str(), partition, sequence, index)).map_err(backend)?;
+                    ids.remove((group.as_str(), event_id.as_str())).map_err(backend)?;
+                    erased.tracked_events += 1;
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(erased)
         })
         .await
     }

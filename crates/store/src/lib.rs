@@ -73,9 +73,24 @@ pub trait Store: Send + Sync + 'static {
     /// one at a time, not by import).
     async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError>;
 
+    /// Removes, in one transaction, a user's rows from `dataset_arns` (their
+    /// interactions and their user row) and their tracked events in
+    /// `dataset_group_arn`, with those events' ids. Scans the datasets whole:
+    /// an erasure is rare, and nothing is indexed by user.
+    async fn erase_user(&self, dataset_group_arn: &str, dataset_arns: &[String], user_id: &str) -> Result<ErasedRows, StoreError>;
+
     async fn put_model(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     async fn get_model(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete_model(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// What [`Store::erase_user`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasedRows {
+    /// Interaction and user rows.
+    pub rows: u64,
+    pub tracked_events: u64,
 }
 
 /// A dataset import in progress.

@@ -71,6 +71,18 @@ pub enum RowBatch {
 }
 
 impl RowBatch {
+    /// Drops the rows of `user_id` (interactions and user rows; items and
+    /// local events have no user); returns how many went.
+    pub fn remove_user(&mut self, user_id: &str) -> usize {
+        let before = self.len();
+        match self {
+            RowBatch::Interactions(rows) => rows.retain(|r| r.user_id != user_id),
+            RowBatch::Users(rows) => rows.retain(|r| r.user_id != user_id),
+            RowBatch::Items(_) | RowBatch::LocalEvents(_) => {}
+        }
+        before - self.len()
+    }
+
     pub fn len(&self) -> usize {
         match self {
             RowBatch::Interactions(r) => r.len(),
