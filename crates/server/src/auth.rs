@@ -83,13 +83,15 @@ pub fn required_scope(method: &Method, path: &str) -> Option<ApiScope> {
     }
 }
 
-/// The key a request carries, if any.
+/// The key a request carries, if any: a bearer token (the scheme in any
+/// case), else `X-Api-Key`.
 fn presented_key(request: &Request) -> Option<&str> {
     let headers = request.headers();
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return value.strip_prefix("Bearer ").map(str::trim);
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|value| {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
 }
 
 fn unauthorized(code: &'static str, message: String) -> Response {
@@ -112,10 +114,11 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
             ),
         );
     };
-    if travelrec_service::secret_sha256(key) == *master_sha256 {
+    let digest = travelrec_service::secret_sha256(key);
+    if digest == *master_sha256 {
         return next.run(request).await;
     }
-    let Some(grant) = state.service.verify_api_key(key) else {
+    let Some(grant) = state.service.api_key_grant(&digest) else {
         return unauthorized("invalid_api_key", "the API key is not known: mistyped, or deleted".to_string());
     };
     if !grant.allows(scope) {
@@ -155,6 +158,7 @@ mod tests {
         assert_eq!(scope(Method::GET, "/v1/campaigns/c"), Some(ApiScope::Read));
         assert_eq!(scope(Method::GET, "/v1/dataset-groups/g/events"), Some(ApiScope::Admin));
         assert_eq!(scope(Method::GET, "/v1/dataset-groups/g/users/u/recent-events"), Some(ApiScope::Admin));
+        assert_eq!(scope(Method::DELETE, "/v1/dataset-groups/g/users/u"), Some(ApiScope::Admin));
         assert_eq!(scope(Method::GET, "/v1/api-keys"), Some(ApiScope::Admin));
         assert_eq!(scope(Method::POST, "/campaign"), Some(ApiScope::Admin));
         assert_eq!(scope(Method::DELETE, "/v1/campaigns/c"), Some(ApiScope::Admin));

@@ -71,8 +71,14 @@ async fn with_a_master_key_every_route_needs_a_key_with_its_scope() {
     // The reader reads, as X-Api-Key or a bearer token, and nothing more.
     assert_eq!(call(&app, "GET", "/v1/campaigns", Some(&reader), None).await.0, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/v1/dashboard", Some(&reader), None).await.0, StatusCode::OK);
-    let bearer = Request::get("/v1/solutions").header("authorization", format!("Bearer {reader}")).body(Body::empty()).unwrap();
-    assert_eq!(app.clone().oneshot(bearer).await.unwrap().status(), StatusCode::OK);
+    for (header, value) in [("authorization", format!("Bearer {reader}")), ("authorization", format!("bearer {reader}"))] {
+        let bearer = Request::get("/v1/solutions").header(header, value).body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(bearer).await.unwrap().status(), StatusCode::OK);
+    }
+    // Another scheme in Authorization (a proxy's, say) leaves X-Api-Key to be read.
+    let basic =
+        Request::get("/v1/solutions").header("authorization", "Basic eDp5").header("x-api-key", &reader).body(Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(basic).await.unwrap().status(), StatusCode::OK);
     let (status, _, body) = call(&app, "POST", "/v1/dataset-groups", Some(&reader), Some(json!({"name": "g2"}))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("insufficient_scope")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("`reader` has scopes read; POST /v1/dataset-groups needs `admin`"), "{body}");

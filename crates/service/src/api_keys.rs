@@ -66,14 +66,15 @@ impl Service {
     /// Deletes a key; requests with it are refused at once.
     pub async fn delete_api_key(&self, arn: &str) -> Result<()> {
         let key: ApiKey = self.describe(arn).await?;
-        self.inner.api_keys.remove(&key.secret_sha256);
+        // The store first: a failure leaves the key working, not revoked until a restart.
         self.store_dyn().delete_resource(arn).await?;
+        self.inner.api_keys.remove(&key.secret_sha256);
         Ok(())
     }
 
-    /// What the key with this secret grants, if it exists.
-    pub fn verify_api_key(&self, secret: &str) -> Option<Arc<Grant>> {
-        self.inner.api_keys.get(&secret_sha256(secret)).map(|grant| grant.clone())
+    /// What the key whose secret has this [`secret_sha256`] grants, if it exists.
+    pub fn api_key_grant(&self, secret_sha256: &str) -> Option<Arc<Grant>> {
+        self.inner.api_keys.get(secret_sha256).map(|grant| grant.clone())
     }
 
     /// Keeps a stored key's grant in memory (at start).

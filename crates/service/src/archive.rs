@@ -99,8 +99,13 @@ pub struct ArchiveFile {
 impl ArchiveFile {
     pub fn create(hour: PathBuf, partition: u32, first_sequence: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&hour)?;
-        let name = format!("part-{partition:04}-{first_sequence:020}.jsonl.zst");
-        let final_path = hour.join(&name);
+        let final_path = hour.join(format!("part-{partition:04}-{first_sequence:020}.jsonl.zst"));
+        Self::at(final_path, hour, first_sequence)
+    }
+
+    /// A file that replaces the one at `final_path` when closed.
+    fn at(final_path: PathBuf, hour: PathBuf, first_sequence: u64) -> std::io::Result<Self> {
+        let name = final_path.file_name().expect("a file name").to_string_lossy();
         let temporary = hour.join(format!(".{name}.tmp"));
         let encoder = zstd::stream::write::Encoder::new(BufWriter::new(std::fs::File::create(&temporary)?), 3)?;
         Ok(Self {
@@ -171,23 +176,17 @@ pub fn remove_user(path: &Path, group: &str, user_id: &str) -> Result<usize, Str
         return Ok(0);
     }
     let failed = |e: std::io::Error| format!("{}: {e}", path.display());
-    let folder = path.parent().expect("a file in a folder");
     if kept.is_empty() {
         std::fs::remove_file(path).map_err(failed)?;
-    } else {
-        let name = path.file_name().expect("a file").to_string_lossy();
-        let temporary = folder.join(format!(".{name}.erasing.tmp"));
-        let mut encoder =
-            zstd::stream::write::Encoder::new(BufWriter::new(std::fs::File::create(&temporary).map_err(failed)?), 3).map_err(failed)?;
-        for event in &kept {
-            serde_json::to_writer(&mut encoder, event).map_err(|e| format!("{}: {e}", path.display()))?;
-            encoder.write_all(b"\n").map_err(failed)?;
-        }
-        let file = encoder.finish().map_err(failed)?.into_inner().map_err(|e| failed(e.into_error()))?;
-        file.sync_all().map_err(failed)?;
-        std::fs::rename(&temporary, path).map_err(failed)?;
+        let folder = path.parent().expect("a file in a folder");
+        return std::fs::File::open(folder).and_then(|f| f.sync_all()).map(|_| removed).map_err(failed);
     }
-    std::fs::File::open(folder).and_then(|f| f.sync_all()).map_err(failed)?;
+    let folder = path.parent().expect("a file in a folder").to_path_buf();
+    let mut file = ArchiveFile::at(path.to_path_buf(), folder, 0).map_err(failed)?;
+    for event in &kept {
+        file.write(event).map_err(failed)?;
+    }
+    file.close().map_err(failed)?;
     Ok(removed)
 }
 

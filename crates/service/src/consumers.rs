@@ -42,6 +42,21 @@ impl Service {
         self.store_writer_pass_locked().await
     }
 
+    /// Writes every record the log held when called (not those appended
+    /// since: under steady traffic the log never runs dry); the caller holds
+    /// the store writer's lock.
+    pub(crate) async fn write_what_is_logged_locked(&self) -> Result<()> {
+        let log = &self.inner.log;
+        let last: Vec<Option<u64>> = (0..log.partitions()).map(|p| log.last_sequence(p)).collect();
+        let behind = || (0..log.partitions()).any(|p| last[p as usize].is_some_and(|l| log.offset(STORE_WRITER, p) <= l));
+        while behind() {
+            if self.store_writer_pass_locked().await? == 0 {
+                return Err(ServiceError::internal("the store writer made no progress while records were left to write"));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn store_writer_pass_locked(&self) -> Result<usize> {
         let log = &self.inner.log;
         let mut written = 0;
@@ -332,10 +347,13 @@ impl Analytics {
         }
     }
 
-    /// Forgets that a user was seen (counts, which name nobody, stay).
+    /// Forgets that a user was seen: they no longer count among the distinct
+    /// users (event counts, which name nobody, stay).
     pub(crate) fn forget_user(&self, group: &str, user_id: &str) {
-        if let Some(g) = self.groups.lock().get_mut(group) {
-            g.seen_users.remove(user_id);
+        if let Some(g) = self.groups.lock().get_mut(group)
+            && g.seen_users.remove(user_id)
+        {
+            g.users -= 1;
         }
     }
 

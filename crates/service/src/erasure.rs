@@ -9,8 +9,11 @@
 //!
 //! Kept: the aggregates they contributed to (item popularity, item-to-item
 //! weights, event counts) until the next training, and the event log's raw
-//! records, which no consumer reads again (each one's offset is past them)
-//! and which retention deletes (`--log-retention-days`).
+//! records until retention deletes them (`--log-retention-days`). The store
+//! writer and the archiver never read those again (their offsets are past
+//! them); the analytics counts re-read them at a restart, without user ids
+//! on show. An import job running during the erasure may write the user's
+//! rows back: erase after imports finish.
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
@@ -43,9 +46,7 @@ impl Service {
     /// training (which would otherwise bring the user back in its model) and
     /// holds the training slot until done.
     pub async fn erase_user(&self, dataset_group_arn: &str, user_id: &str) -> Result<Erasure> {
-        if user_id.is_empty() || user_id.chars().count() > 256 {
-            return Err(ServiceError::invalid("userId must be 1 to 256 characters"));
-        }
+        crate::serving::check_id("userId", user_id)?;
         self.describe::<DatasetGroup>(dataset_group_arn).await?;
         let _no_training = self.inner.training_slot.acquire().await.map_err(|e| ServiceError::internal(e.to_string()))?;
         let mut erased = Erasure::default();
@@ -64,20 +65,25 @@ impl Service {
             .collect();
         {
             let _writing = self.inner.store_writer_lock.lock().await;
-            while self.store_writer_pass_locked().await? > 0 {}
+            self.write_what_is_logged_locked().await?;
             let rows = self.store_dyn().erase_user(dataset_group_arn, &datasets, user_id).await?;
             (erased.rows, erased.tracked_events) = (rows.rows, rows.tracked_events);
         }
         // Events tracked while the store caught up went with it.
         erased.realtime_events += realtime.forget(user_id) as u64;
+        // Their fields (USERS) are reloaded from the erased store on next use.
+        self.inner.catalogues.remove(dataset_group_arn);
 
         let rewritten = self.forget_in_models(dataset_group_arn, user_id, &mut erased).await?;
         for campaign in self.list::<Campaign>().await? {
             let serving = self.inner.deployments.read().contains_key(&campaign.campaign_arn);
             if serving && campaign.lifecycle.status == Status::Active && rewritten.contains(&campaign.solution_version_arn) {
-                let deployment = self.deploy(&campaign).await?;
-                self.inner.deployments.write().insert(campaign.campaign_arn.clone(), Arc::new(deployment));
-                erased.campaigns += 1;
+                let deployment = Arc::new(self.deploy(&campaign).await?);
+                // Swapped only if still serving: a campaign deleted meanwhile stays deleted.
+                if let Some(serving) = self.inner.deployments.write().get_mut(&campaign.campaign_arn) {
+                    *serving = deployment;
+                    erased.campaigns += 1;
+                }
             }
         }
 

@@ -4,10 +4,10 @@
 //!
 //! An event is *attributed* to a campaign when its `recommendationId` names a
 //! list this process served and its item was on that list. The newest
-//! [`SERVED_KEPT`] lists are remembered, as hashes of their id and items
-//! (never user ids), so attribution covers what was served since the process started;
-//! events naming older lists still count in their dataset group's
-//! `attributed`, without a campaign.
+//! lists are remembered (at most [`SERVED_KEPT`] lists and [`ITEMS_KEPT`]
+//! items), as hashes of their id and items (never user ids), so attribution
+//! covers what was served since the process started; events naming older
+//! lists still count in their dataset group's `attributed`, without a campaign.
 
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
@@ -19,9 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use travelrec_store::TrackedEvent;
 
-/// Served lists remembered for attribution (about 250 bytes each).
+/// Served lists remembered for attribution.
 pub const SERVED_KEPT: usize = 50_000;
-/// List positions told apart; clicks further down are not attributed by rank.
+/// Item hashes remembered over all lists (8 bytes each): long lists make
+/// fewer lists remembered.
+pub const ITEMS_KEPT: usize = 1_250_000;
+/// List positions counted apart; clicks further down share one last count.
 pub const RANKS: usize = 25;
 /// Minutes of per-minute counts kept.
 const MINUTES_KEPT: i64 = 60;
@@ -32,7 +35,7 @@ pub(crate) struct Feedback {
     served: Mutex<ServedLog>,
 }
 
-/// One served list: its campaign and the hashes of its first [`RANKS`] items.
+/// One served list: its campaign and the hashes of its items, in order.
 struct Served {
     campaign_arn: Arc<str>,
     items: Box<[u64]>,
@@ -48,6 +51,8 @@ struct ServedLog {
     by_id: HashMap<u64, Served>,
     /// Id hashes in serving order, oldest first, to forget the oldest.
     order: VecDeque<u64>,
+    /// Item hashes held over all lists.
+    items: usize,
 }
 
 struct CampaignFeedback {
@@ -58,7 +63,8 @@ struct CampaignFeedback {
     requests_by_minute: BTreeMap<i64, u64>,
     converted: u64,
     attributed_by_event_type: BTreeMap<String, u64>,
-    attributed_by_rank: [u64; RANKS],
+    /// Positions 1 to [`RANKS`], then one count for every position below.
+    attributed_by_rank: [u64; RANKS + 1],
     attributed_by_minute: BTreeMap<i64, u64>,
 }
 
@@ -71,7 +77,7 @@ impl Default for CampaignFeedback {
             requests_by_minute: BTreeMap::new(),
             converted: 0,
             attributed_by_event_type: BTreeMap::new(),
-            attributed_by_rank: [0; RANKS],
+            attributed_by_rank: [0; RANKS + 1],
             attributed_by_minute: BTreeMap::new(),
         }
     }
@@ -94,7 +100,8 @@ pub struct CampaignActivity {
     /// Converted lists over served lists.
     pub click_through_rate: f64,
     pub attributed_events: BTreeMap<String, u64>,
-    /// Attributed events by the item's position on its list (1 first).
+    /// Attributed events by the item's position on its list: positions 1 to
+    /// 25, then one count for positions 26 and below.
     pub attributed_by_rank: Vec<u64>,
     /// Unix minute and attributed events in it, the last hour.
     pub attributed_per_minute: Vec<(i64, u64)>,
@@ -140,29 +147,40 @@ impl Feedback {
         took: Duration,
     ) {
         let served = items.len() as u64;
-        let hashes: Box<[u64]> = items.take(RANKS).map(id_hash).collect();
-        let campaign: Arc<str> = {
-            let stats = self.campaigns.entry(campaign_arn.to_string()).or_default();
-            let mut stats = stats.lock();
+        let hashes: Box<[u64]> = items.map(id_hash).collect();
+        self.with_campaign(campaign_arn, |stats| {
             stats.latency.saturating_record((took.as_micros() as u64).max(1));
             stats.items_served += served;
             count_minute(&mut stats.requests_by_minute, minute_of(now_ms()));
-            Arc::from(campaign_arn)
-        };
+        });
+        let campaign: Arc<str> = Arc::from(campaign_arn);
         let mut log = self.served.lock();
-        if log.order.len() >= SERVED_KEPT
-            && let Some(oldest) = log.order.pop_front()
-        {
-            log.by_id.remove(&oldest);
+        while log.order.len() >= SERVED_KEPT || (log.items + hashes.len() > ITEMS_KEPT && !log.order.is_empty()) {
+            let oldest = log.order.pop_front().expect("not empty");
+            if let Some(forgotten) = log.by_id.remove(&oldest) {
+                log.items -= forgotten.items.len();
+            }
         }
         let id = id_hash(recommendation_id);
         log.order.push_back(id);
-        log.by_id.insert(id, Served { campaign_arn: campaign, items: hashes, converted: false });
+        log.items += hashes.len();
+        if let Some(replaced) = log.by_id.insert(id, Served { campaign_arn: campaign, items: hashes, converted: false }) {
+            log.items -= replaced.items.len();
+        }
     }
 
     /// Records a call to a deployed campaign that failed.
     pub(crate) fn failed(&self, campaign_arn: &str) {
-        self.campaigns.entry(campaign_arn.to_string()).or_default().lock().failed += 1;
+        self.with_campaign(campaign_arn, |stats| stats.failed += 1);
+    }
+
+    /// Runs `update` on the campaign's counts, created on first use (without
+    /// allocating the key on every call after).
+    fn with_campaign(&self, campaign_arn: &str, update: impl FnOnce(&mut CampaignFeedback)) {
+        match self.campaigns.get(campaign_arn) {
+            Some(stats) => update(&mut stats.lock()),
+            None => update(&mut self.campaigns.entry(campaign_arn.to_string()).or_default().lock()),
+        }
     }
 
     /// Attributes tracked events to the lists they name.
@@ -181,7 +199,7 @@ impl Feedback {
             let Some(stats) = self.campaigns.get(&*campaign) else { continue };
             let mut stats = stats.lock();
             *stats.attributed_by_event_type.entry(event.interaction.event_type.clone()).or_default() += 1;
-            stats.attributed_by_rank[rank] += 1;
+            stats.attributed_by_rank[rank.min(RANKS)] += 1;
             count_minute(&mut stats.attributed_by_minute, minute);
             if first {
                 stats.converted += 1;
@@ -272,6 +290,29 @@ mod tests {
         let c2 = feedback.activity("c2");
         assert_eq!((c2.requests, c2.converted_recommendations, c2.click_through_rate), (1, 0, 0.0));
         assert_eq!(feedback.activity("never-called"), CampaignActivity::default());
+    }
+
+    #[test]
+    fn clicks_below_the_counted_positions_are_attributed_together() {
+        let feedback = Feedback::default();
+        let items: Vec<String> = (0..40).map(|i| format!("i{i}")).collect();
+        feedback.served("c", "r", items.iter().map(String::as_str), Duration::from_micros(10));
+        feedback.attribute(0, &[event("i24", "click", Some("r")), event("i25", "click", Some("r")), event("i39", "view", Some("r"))]);
+        let ranks = feedback.activity("c").attributed_by_rank;
+        assert_eq!(ranks.len(), RANKS + 1);
+        assert_eq!((ranks[RANKS - 1], ranks[RANKS]), (1, 2));
+    }
+
+    #[test]
+    fn long_lists_make_fewer_lists_remembered() {
+        let feedback = Feedback::default();
+        let items: Vec<String> = (0..500).map(|i| format!("i{i}")).collect();
+        for i in 0..ITEMS_KEPT / 500 + 1 {
+            feedback.served("c", &format!("r{i}"), items.iter().map(String::as_str), Duration::from_micros(10));
+        }
+        let log = feedback.served.lock();
+        assert_eq!((log.by_id.len(), log.items), (ITEMS_KEPT / 500, ITEMS_KEPT));
+        assert!(!log.by_id.contains_key(&id_hash("r0")) && log.by_id.contains_key(&id_hash("r1")));
     }
 
     #[test]

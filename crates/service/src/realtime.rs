@@ -68,13 +68,13 @@ impl GroupState {
         self.interned.entry(text.clone()).or_insert(()).key().clone()
     }
 
-    /// Records events for one user, keeping the newest `max_per_user` by log
-    /// position and skipping positions already present.
     /// Drops everything held of a user; returns how many events went.
     pub fn forget(&self, user_id: &str) -> usize {
         self.users.remove(user_id).map_or(0, |(_, queue)| queue.into_inner().len())
     }
 
+    /// Records events for one user, keeping the newest `max_per_user` by log
+    /// position and skipping positions already present.
     pub fn record(&self, user_id: &str, events: impl IntoIterator<Item = RecentEvent>) {
         let entry = self.users.entry(user_id.to_string()).or_insert_with(|| Mutex::new(VecDeque::new()));
         let mut queue = entry.lock();

@@ -161,7 +161,7 @@ fn check_num_results(num_results: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_id(what: &str, value: &str) -> Result<()> {
+pub(crate) fn check_id(what: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.chars().count() > 256 {
         return Err(ServiceError::invalid(format!("{what} must be 1 to 256 characters")));
     }
