@@ -98,6 +98,8 @@ pub(crate) async fn deploy_generated(
         partitions,
         log_retention_days: 7,
         archive_flush_seconds: 60,
+        database_url: None,
+        database_schema: "travelrec".into(),
     };
     let service = crate::open_service(&store_args).await?;
     let defaults = service.ensure_default_resources().await?;

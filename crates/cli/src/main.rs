@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use travelrec_service::{Service, ServiceConfig};
-use travelrec_store::{ArnBuilder, EmbeddedStore, ImportMode, Store};
+use travelrec_store::{ArnBuilder, EmbeddedStore, ImportMode, PostgresStore, Store};
 
 #[derive(Parser)]
 #[command(name = "travelrec", version, about = "Self-hosted, near real-time recommendations for travel attractions")]
@@ -116,6 +116,14 @@ pub(crate) struct StoreArgs {
     /// How often archive files are closed (seconds).
     #[arg(long, env = "TRAVELREC_ARCHIVE_FLUSH_SECONDS", default_value_t = 60)]
     archive_flush_seconds: u64,
+    /// Keep resources, dataset rows, tracked events and models in PostgreSQL
+    /// (e.g. postgres://travelrec@db.internal:5432/travelrec) instead of the
+    /// data directory, which then holds the event log and the archive only.
+    #[arg(long, env = "TRAVELREC_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The PostgreSQL schema (created if missing); one process per schema.
+    #[arg(long, env = "TRAVELREC_DATABASE_SCHEMA", default_value = "travelrec")]
+    database_schema: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,7 +254,10 @@ fn main() -> Result<()> {
 }
 
 async fn open_service(args: &StoreArgs) -> Result<Service> {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir)?);
+    let store: Arc<dyn Store> = match &args.database_url {
+        Some(url) => Arc::new(PostgresStore::connect_exclusive(url, &args.database_schema).await?),
+        None => Arc::new(EmbeddedStore::open(&args.data_dir)?),
+    };
     let log_config = travelrec_stream::LogConfig {
         partitions: args.partitions,
         durability: match args.durability {

@@ -552,6 +552,45 @@ fn a_master_key_from_the_environment_requires_api_keys() {
 }
 
 #[test]
+fn the_whole_service_runs_on_postgresql() {
+    let url = std::env::var("TRAVELREC_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let schema = format!("e2e_{}_{nanos}", std::process::id());
+    let env = [("TRAVELREC_DATABASE_URL", url.as_str()), ("TRAVELREC_DATABASE_SCHEMA", schema.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["quickstart", "--no-serve", "--log", "warn", "--interactions", "20000", "--data-dir"])
+        .arg(dir.path())
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("travelrec.redb").exists(), "resources and rows live in PostgreSQL, not the data directory");
+
+    let server = Server::start_with(dir.path(), Stdio::inherit(), &env);
+    let campaign = "arn:aws:personalize:local:000000000000:campaign/my-campaign";
+    let before = recommendations(&server, campaign, "12");
+    assert_eq!(before.len(), 10);
+    // A second process on the same schema is refused: the event log is still each process's own.
+    let out = Command::new(BIN).args(["serve", "--port", "0", "--log", "warn", "--data-dir"]).arg(dir.path()).envs(env).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is in use by another travelrec process"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop();
+
+    // A restart serves the same model from the database, without retraining.
+    let server = Server::start_with(dir.path(), Stdio::inherit(), &env);
+    assert_eq!(recommendations(&server, campaign, "12"), before);
+    server.stop();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        travelrec_store::PostgresStore::connect(&url, &schema).await.unwrap().drop_schema(&schema).await.unwrap();
+    });
+}
+
+#[test]
 fn bad_csv_files_are_refused_with_the_line_and_nothing_is_imported() {
     let files = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -61,7 +61,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::AlreadyExists { .. } => ServiceError::new(ErrorKind::AlreadyExists, e.to_string()),
-            StoreError::Locked { .. } => ServiceError::new(ErrorKind::Unavailable, e.to_string()),
+            StoreError::Locked { .. } | StoreError::SchemaLocked { .. } => ServiceError::new(ErrorKind::Unavailable, e.to_string()),
             other => ServiceError::internal(other.to_string()),
         }
     }

@@ -2,15 +2,18 @@
 //! tracked events and model snapshots, behind the [`Store`] trait.
 //!
 //! The embedded backend ([`EmbeddedStore`]) keeps everything in one data
-//! directory (a redb database plus model files). Every backend must pass
-//! [`conformance::run_all`].
+//! directory (a redb database plus model files); the PostgreSQL backend
+//! ([`PostgresStore`]) in one database schema that several processes share.
+//! Every backend must pass [`conformance::run_all`].
 
 pub mod conformance;
 mod embedded;
+pub mod postgres;
 mod resources;
 mod rows;
 
 pub use embedded::EmbeddedStore;
+pub use postgres::PostgresStore;
 pub use resources::*;
 pub use rows::{EventPosition, InteractionRow, ItemRow, LocalEventRow, RowBatch, RowCursor, TrackedEvent, UserRow};
 
@@ -22,6 +25,10 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, arn: String },
     #[error("the data directory {path} is in use by another travelrec process; stop that process or pass another --data-dir")]
     Locked { path: String },
+    #[error(
+        "the PostgreSQL schema `{schema}` is in use by another travelrec process (one process per schema until the event log is shared); stop that process or pass another --database-schema"
+    )]
+    SchemaLocked { schema: String },
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("storage backend failed: {0}")]
