@@ -5,6 +5,7 @@
 mod bench;
 mod bench_load;
 mod bench_serve;
+mod bench_store;
 mod progress;
 mod quickstart;
 
@@ -55,6 +56,9 @@ enum BenchCommand {
     /// GET requests at a fixed rate (open loop), each timed from when it was due:
     /// the load generator `bench serve` runs in a process of its own.
     Load(bench_load::LoadArgs),
+    /// Tracked events written per second by each storage backend (the store
+    /// writer's work), the embedded store as the baseline.
+    Store(bench_store::StoreBenchArgs),
 }
 
 #[derive(Args)]
@@ -249,6 +253,7 @@ fn main() -> Result<()> {
             Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
             Command::Bench(BenchCommand::Serve(args)) => bench_serve::serve(args).await,
             Command::Bench(BenchCommand::Load(args)) => bench_load::run(args),
+            Command::Bench(BenchCommand::Store(args)) => bench_store::run(args).await,
         }
     })
 }

@@ -628,6 +628,14 @@ fn generate_is_deterministic_per_seed() {
 }
 
 #[test]
+fn the_store_benchmark_runs_and_prints_its_table() {
+    let out = run(&["bench", "store", "--log", "warn", "--events", "2048"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("embedded") && table.contains("1.00×") && table.contains("postgres"), "{table}");
+}
+
+#[test]
 fn the_ingest_benchmark_runs_and_prints_its_table() {
     let json = tempfile::NamedTempFile::new().unwrap();
     let out = run(&[

@@ -159,6 +159,10 @@ async fn events_are_stored_once_by_position_and_event_id(store: &dyn Store) {
     let ids = vec!["u-a-1".to_string(), "nope".to_string(), "u-b-2".to_string()];
     assert_eq!(store.known_event_ids(group, ids.clone()).await.unwrap(), vec!["u-a-1", "u-b-2"]);
     assert!(store.known_event_ids(other, ids).await.unwrap().is_empty());
+    // Within one batch too: of two events with one id, the first is kept.
+    store.put_events(other, vec![(at(5, 1, 0), tracked("w", "x", 9)), (at(5, 1, 1), tracked("w", "x", 9))]).await.unwrap();
+    let kept: Vec<EventPosition> = store.read_events(other, None, 10).await.unwrap().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(kept, vec![at(0, 1, 0), at(5, 1, 0)]);
 }
 
 async fn a_user_is_erased_from_rows_and_events(store: &dyn Store) {

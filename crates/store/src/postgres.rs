@@ -64,8 +64,9 @@ impl PostgresStore {
         if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(backend(format!("schema name `{schema}`: use lower-case letters, digits and _")));
         }
-        let options =
-            PgConnectOptions::from_str(url).map_err(|e| backend(format!("database URL: {e}")))?.options([("search_path", schema)]);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| backend(format!("database URL: {e}")))?
+            .options([("search_path", schema), ("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -257,45 +258,62 @@ impl Store for PostgresStore {
         txn.commit().await.map_err(backend)
     }
 
+    /// Three statements per batch, whatever its size (a row per event made
+    /// the store writer 80 times slower than the embedded store's).
     async fn put_events(&self, dataset_group_arn: &str, events: Vec<(EventPosition, TrackedEvent)>) -> Result<(), StoreError> {
-        let mut txn = self.pool.begin().await.map_err(backend)?;
-        for (position, event) in &events {
-            let stored = sqlx::query(
-                "SELECT 1 FROM tracked_events WHERE dataset_group = $1 AND log_partition = $2 AND log_sequence = $3 AND index_in_record = $4",
-            )
-            .bind(dataset_group_arn)
-            .bind(position.partition as i32)
-            .bind(big(position.sequence))
-            .bind(position.index as i32)
-            .fetch_optional(&mut *txn)
-            .await
-            .map_err(backend)?;
-            if stored.is_some() {
-                continue;
-            }
-            let new_id = sqlx::query("INSERT INTO event_ids (dataset_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(dataset_group_arn)
-                .bind(&event.event_id)
-                .execute(&mut *txn)
-                .await
-                .map_err(backend)?;
-            if new_id.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO tracked_events (dataset_group, log_partition, log_sequence, index_in_record, user_id, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(dataset_group_arn)
-            .bind(position.partition as i32)
-            .bind(big(position.sequence))
-            .bind(position.index as i32)
-            .bind(&event.interaction.user_id)
-            .bind(postcard::to_stdvec(event).map_err(backend)?)
-            .execute(&mut *txn)
-            .await
-            .map_err(backend)?;
+        if events.is_empty() {
+            return Ok(());
         }
+        let key = |p: &EventPosition| (p.partition as i32, big(p.sequence), p.index as i32);
+        let mut txn = self.pool.begin().await.map_err(backend)?;
+        // Positions already stored are replays.
+        let stored: HashSet<(i32, i64, i32)> = sqlx::query(
+            "SELECT log_partition, log_sequence, index_in_record FROM tracked_events WHERE dataset_group = $1 \
+             AND (log_partition, log_sequence, index_in_record) IN (SELECT * FROM UNNEST($2::INTEGER[], $3::BIGINT[], $4::INTEGER[]))",
+        )
+        .bind(dataset_group_arn)
+        .bind(events.iter().map(|(p, _)| p.partition as i32).collect::<Vec<_>>())
+        .bind(events.iter().map(|(p, _)| big(p.sequence)).collect::<Vec<_>>())
+        .bind(events.iter().map(|(p, _)| p.index as i32).collect::<Vec<_>>())
+        .fetch_all(&mut *txn)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+        // The first event of each position and id in the batch...
+        let (mut positions, mut ids) = (HashSet::new(), HashSet::new());
+        let candidates: Vec<&(EventPosition, TrackedEvent)> = events
+            .iter()
+            .filter(|(p, e)| !stored.contains(&key(p)) && positions.insert(key(p)) && ids.insert(e.event_id.as_str()))
+            .collect();
+        // ...whose id the group did not have.
+        let new_ids: HashSet<String> = sqlx::query(
+            "INSERT INTO event_ids (dataset_group, event_id) SELECT $1, UNNEST($2::TEXT[]) ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(dataset_group_arn)
+        .bind(candidates.iter().map(|(_, e)| e.event_id.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *txn)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+        let new: Vec<&&(EventPosition, TrackedEvent)> = candidates.iter().filter(|(_, e)| new_ids.contains(&e.event_id)).collect();
+        let bodies = new.iter().map(|(_, e)| postcard::to_stdvec(e).map_err(backend)).collect::<Result<Vec<_>, _>>()?;
+        sqlx::query(
+            "INSERT INTO tracked_events (dataset_group, log_partition, log_sequence, index_in_record, user_id, body) \
+             SELECT $1, * FROM UNNEST($2::INTEGER[], $3::BIGINT[], $4::INTEGER[], $5::TEXT[], $6::BYTEA[])",
+        )
+        .bind(dataset_group_arn)
+        .bind(new.iter().map(|(p, _)| p.partition as i32).collect::<Vec<_>>())
+        .bind(new.iter().map(|(p, _)| big(p.sequence)).collect::<Vec<_>>())
+        .bind(new.iter().map(|(p, _)| p.index as i32).collect::<Vec<_>>())
+        .bind(new.iter().map(|(_, e)| e.interaction.user_id.clone()).collect::<Vec<_>>())
+        .bind(bodies)
+        .execute(&mut *txn)
+        .await
+        .map_err(backend)?;
         txn.commit().await.map_err(backend)
     }
 
