@@ -149,6 +149,11 @@ struct ListenArgs {
     /// shows in the process list.
     #[arg(long, env = "TRAVELREC_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
+    /// Retrain every ACTIVE campaign's solution this often (hours, fractions
+    /// allowed) on everything tracked so far, and swap each new model in
+    /// without downtime (as POST /v1/campaigns/{name}/retrain does).
+    #[arg(long, env = "TRAVELREC_RETRAIN_EVERY_HOURS")]
+    retrain_every_hours: Option<f64>,
 }
 
 /// Shortest master key accepted.
@@ -326,11 +331,39 @@ async fn run_server(service: Service, listener: tokio::net::TcpListener, listen:
         }
         None => {}
     }
+    if let Some(hours) = listen.retrain_every_hours {
+        if !(hours.is_finite() && hours > 0.0) {
+            bail!("--retrain-every-hours must be a positive number of hours, got {hours}");
+        }
+        tokio::spawn(retrain_periodically(service.clone(), std::time::Duration::from_secs_f64(hours * 3600.0)));
+    }
     let options = travelrec_server::ServerOptions { master_key: listen.master_key.clone() };
     travelrec_server::serve(listener, service.clone(), options, shutdown_signal()).await?;
     // Let the log's consumers write out what they hold (the archive is flushed).
     service.shutdown().await;
     Ok(())
+}
+
+/// Retrains every ACTIVE campaign each `period` (trainings run one at a time).
+async fn retrain_periodically(service: Service, period: std::time::Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let campaigns = match service.list::<travelrec_store::Campaign>().await {
+            Ok(campaigns) => campaigns,
+            Err(e) => {
+                tracing::warn!("scheduled retraining could not list the campaigns: {e}");
+                continue;
+            }
+        };
+        for campaign in campaigns.into_iter().filter(|c| c.lifecycle.status == travelrec_store::Status::Active) {
+            match service.retrain_campaign(&campaign.campaign_arn).await {
+                Ok(version) => {
+                    tracing::info!(campaign = %campaign.campaign_arn, version = %version.solution_version_arn, "scheduled retraining started")
+                }
+                Err(e) => tracing::warn!(campaign = %campaign.campaign_arn, "scheduled retraining did not start: {e}"),
+            }
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

@@ -591,6 +591,37 @@ fn the_whole_service_runs_on_postgresql() {
 }
 
 #[test]
+fn scheduled_retraining_swaps_models_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["quickstart", "--no-serve", "--log", "warn", "--interactions", "20000", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every 1.8 s.
+    let server = Server::start_with(dir.path(), Stdio::inherit(), &[("TRAVELREC_RETRAIN_EVERY_HOURS", "0.0005")]);
+    let campaign = "arn:aws:personalize:local:000000000000:campaign/my-campaign";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut served = 0;
+    loop {
+        // recommendations() asserts a 200 with ten items on every call.
+        assert_eq!(recommendations(&server, campaign, "12").len(), 10);
+        served += 1;
+        let described: Value = client().get(server.url("/v1/campaigns/my-campaign")).send().unwrap().json().unwrap();
+        let version = described["solutionVersionArn"].as_str().unwrap();
+        if version.contains("/retrain-") {
+            assert_eq!(described["latestCampaignUpdate"]["status"], "ACTIVE", "{described}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retrained model after 60 s: {described}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(served > 1);
+    server.stop();
+}
+
+#[test]
 fn bad_csv_files_are_refused_with_the_line_and_nothing_is_imported() {
     let files = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/v1/solution-versions", post(create_solution_version).get(list::<SolutionVersion>))
         .route("/v1/solutions/{name}/versions/{version}", get(describe_solution_version).delete(delete_solution_version))
         .route("/v1/campaigns", post(create_campaign).get(list::<Campaign>))
-        .route("/v1/campaigns/{name}", get(describe_campaign).delete(delete_campaign))
+        .route("/v1/campaigns/{name}", get(describe_campaign).delete(delete_campaign).patch(update_campaign))
+        .route("/v1/campaigns/{name}/retrain", post(retrain_campaign))
         .route("/v1/event-trackers", post(create_event_tracker).get(list::<EventTracker>))
         .route("/v1/event-trackers/{id}", get(describe_event_tracker).delete(delete_event_tracker))
         .route("/v1/solutions/{name}/versions/{version}/metrics", get(solution_metrics))
@@ -231,6 +232,29 @@ struct CampaignRequest {
 async fn create_campaign(State(state): State<AppState>, LenientJson(req): LenientJson<CampaignRequest>) -> ApiResult<impl IntoResponse> {
     let campaign = state.service.create_campaign(&req.name, &req.solution_version_arn).await?;
     Ok((StatusCode::ACCEPTED, described(campaign)?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateCampaignRequest {
+    solution_version_arn: String,
+}
+
+/// UpdateCampaign: 202; the campaign serves its model until the new one is
+/// loaded (`latestCampaignUpdate`).
+async fn update_campaign(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    LenientJson(req): LenientJson<UpdateCampaignRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let campaign = state.service.update_campaign(&arn(&state, ResourceKind::Campaign, &name), &req.solution_version_arn).await?;
+    Ok((StatusCode::ACCEPTED, described(campaign)?))
+}
+
+/// 202 with the solution version being trained; the campaign moves to it once ACTIVE.
+async fn retrain_campaign(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<impl IntoResponse> {
+    let version = state.service.retrain_campaign(&arn(&state, ResourceKind::Campaign, &name)).await?;
+    Ok((StatusCode::ACCEPTED, described(version)?))
 }
 
 async fn describe_campaign(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {

@@ -23,6 +23,7 @@ pub mod schema;
 mod serving;
 mod tracking;
 mod training;
+mod updates;
 
 pub use api_keys::{Grant, secret_sha256};
 pub use consumers::GroupAnalytics;

@@ -240,6 +240,7 @@ impl Service {
             solution_version_arn: solution_version_arn.to_string(),
             min_provisioned_tps: 1,
             lifecycle: Lifecycle::new(Status::CreatePending),
+            latest_campaign_update: None,
         };
         self.store_dyn().insert(campaign.clone()).await?;
         let service = self.clone();
@@ -454,9 +455,13 @@ impl Service {
                 travelrec_store::Resource::Campaign(campaign) if campaign.lifecycle.status.is_deleting() => {
                     self.store_dyn().delete_resource(&campaign.campaign_arn).await?;
                 }
-                travelrec_store::Resource::Campaign(campaign)
+                travelrec_store::Resource::Campaign(mut campaign)
                     if campaign.lifecycle.status.is_creating() || campaign.lifecycle.status == Status::Active =>
                 {
+                    if let Some(update) = campaign.latest_campaign_update.as_mut().filter(|u| u.lifecycle.status.is_creating()) {
+                        update.lifecycle.fail(INTERRUPTED);
+                        self.store_dyn().put(campaign.clone()).await?;
+                    }
                     // Deploy before serving so an ACTIVE campaign answers at once after a restart.
                     self.run_deploy(campaign).await;
                 }

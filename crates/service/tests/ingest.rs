@@ -255,3 +255,59 @@ async fn an_erased_user_is_gone_from_the_store_the_models_the_archive_and_the_re
     assert_eq!(ids(service.recommend(&campaign, &user, 10).await.unwrap()), stranger);
     assert_eq!(ids(service.recommend(&campaign, &other, 10).await.unwrap()), other_before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retraining_swaps_the_new_model_in_without_a_failed_request() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (service, campaign, tracker, _) = deployed(dir.path(), data.path()).await;
+    let first: Campaign = service.describe(&campaign).await.unwrap();
+    // Events tracked since the first training: the retrained model learns them.
+    service.track_events(&tracker, "newcomer", None, vec![event(Some("n-1"), "1"), event(Some("n-2"), "2")]).await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (service, campaign, stop) = (service.clone(), campaign.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut served, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match service.recommend(&campaign, "newcomer", 10).await {
+                    Ok(r) if r.items.len() == 10 => served += 1,
+                    _ => failed += 1,
+                }
+                tokio::task::yield_now().await;
+            }
+            (served, failed)
+        })
+    };
+    let version = service.retrain_campaign(&campaign).await.unwrap();
+    assert_ne!(version.solution_version_arn, first.solution_version_arn);
+    let moved: Campaign = until("the retrained model to serve", async || {
+        service.describe::<Campaign>(&campaign).await.ok().filter(|c| c.solution_version_arn == version.solution_version_arn)
+    })
+    .await;
+    assert_eq!(moved.latest_campaign_update.unwrap().lifecycle.status, Status::Active);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failed) = traffic.await.unwrap();
+    assert!(served > 0 && failed == 0, "{served} served, {failed} failed while the model changed");
+    let model = service.store().get_model(&version.solution_version_arn).await.unwrap().unwrap();
+    let model = travelrec_engine::Model::from_bytes(&model).unwrap();
+    assert_eq!(model.histories.get("newcomer").len(), 2, "the retrained model learned the tracked events");
+
+    // UpdateCampaign moves back; bad moves are refused with the reason.
+    service.update_campaign(&campaign, &first.solution_version_arn).await.unwrap();
+    until("the first model to serve again", async || {
+        let c = service.describe::<Campaign>(&campaign).await.ok()?;
+        (c.solution_version_arn == first.solution_version_arn && c.latest_campaign_update?.lifecycle.status == Status::Active).then_some(())
+    })
+    .await;
+    let err = service.update_campaign(&campaign, "arn:aws:personalize:local:000000000000:solution/nope/v0").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+
+    // A restart serves the version the campaign moved to.
+    service.shutdown().await;
+    drop(service);
+    let service = start(dir.path()).await;
+    let after: Campaign = service.describe(&campaign).await.unwrap();
+    assert_eq!(after.solution_version_arn, first.solution_version_arn);
+    assert_eq!(service.recommend(&campaign, "newcomer", 10).await.unwrap().items.len(), 10);
+}

@@ -22,6 +22,7 @@ fn campaign(name: &str, status: Status) -> Campaign {
         solution_version_arn: "arn:aws:personalize:local:000000000000:solution/s/v0".into(),
         min_provisioned_tps: 1,
         lifecycle: Lifecycle::new(status),
+        latest_campaign_update: None,
     }
 }
 

@@ -276,6 +276,19 @@ pub struct Campaign {
     pub min_provisioned_tps: u32,
     #[serde(flatten)]
     pub lifecycle: Lifecycle,
+    /// The newest change of model (UpdateCampaign), as the managed service
+    /// reports it; the campaign serves its current model until one is ACTIVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_campaign_update: Option<CampaignUpdate>,
+}
+
+/// A campaign's move to another solution version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignUpdate {
+    pub solution_version_arn: String,
+    #[serde(flatten)]
+    pub lifecycle: Lifecycle,
 }
 
 fn one() -> u32 {
@@ -540,6 +553,7 @@ mod tests {
             solution_version_arn: "arn:sv".into(),
             min_provisioned_tps: 1,
             lifecycle: Lifecycle::new(Status::Active),
+            latest_campaign_update: None,
         };
         let json = serde_json::to_value(campaign.clone().into_resource()).unwrap();
         assert_eq!(json["campaignArn"], "arn:aws:personalize:local:000000000000:campaign/c");

@@ -1,0 +1,133 @@
+//! Changing a campaign's model without downtime: UpdateCampaign (move to
+//! another solution version) and retraining (train a new version of the
+//! campaign's solution on what the dataset group holds now, then move to
+//! it). The new model loads beside the one serving and replaces it in one
+//! swap: no request waits for it, none fails, and the real-time state (the
+//! events tracked since) carries over.
+
+use crate::Service;
+use crate::error::{Result, ServiceError};
+use std::sync::Arc;
+use std::time::Duration;
+use travelrec_store::{Campaign, CampaignUpdate, Lifecycle, SolutionVersion, Status};
+
+impl Service {
+    /// UpdateCampaign: deploys `solution_version_arn` beside the serving
+    /// model, then swaps it in; `latestCampaignUpdate` tells how it went.
+    pub async fn update_campaign(&self, campaign_arn: &str, solution_version_arn: &str) -> Result<Campaign> {
+        let campaign = self.start_update(campaign_arn, solution_version_arn).await?;
+        let (service, started) = (self.clone(), campaign.clone());
+        tokio::spawn(async move { service.run_update(started).await });
+        Ok(campaign)
+    }
+
+    /// Trains a new version of the campaign's solution, then moves the
+    /// campaign to it as [`Service::update_campaign`] does; returns the
+    /// version being trained.
+    pub async fn retrain_campaign(&self, campaign_arn: &str) -> Result<SolutionVersion> {
+        let campaign = self.active_campaign(campaign_arn).await?;
+        let current: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
+        let name = format!("retrain-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
+        let version = self.create_solution_version(&current.solution_arn, &name).await?;
+        let (service, campaign_arn, version_arn) = (self.clone(), campaign_arn.to_string(), version.solution_version_arn.clone());
+        tokio::spawn(async move {
+            let trained = loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match service.describe::<SolutionVersion>(&version_arn).await {
+                    Ok(v) if v.lifecycle.status.is_creating() => continue,
+                    Ok(v) => break v,
+                    Err(e) => {
+                        tracing::warn!("retraining {campaign_arn}: {e}");
+                        return;
+                    }
+                }
+            };
+            if trained.lifecycle.status != Status::Active {
+                let reason = trained.lifecycle.failure_reason.unwrap_or_default();
+                tracing::warn!("retraining {campaign_arn}: {version_arn} is {}: {reason}", trained.lifecycle.status);
+                return;
+            }
+            match service.start_update(&campaign_arn, &version_arn).await {
+                Ok(campaign) => service.run_update(campaign).await,
+                Err(e) => tracing::warn!("retraining {campaign_arn}: moving to {version_arn}: {e}"),
+            }
+        });
+        Ok(version)
+    }
+
+    async fn active_campaign(&self, campaign_arn: &str) -> Result<Campaign> {
+        let campaign: Campaign = self.describe(campaign_arn).await?;
+        if campaign.lifecycle.status != Status::Active {
+            return Err(ServiceError::in_use(format!(
+                "campaign {campaign_arn} is {}; only an ACTIVE campaign changes model",
+                campaign.lifecycle.status
+            )));
+        }
+        Ok(campaign)
+    }
+
+    /// Checks the move and records it as in progress.
+    async fn start_update(&self, campaign_arn: &str, solution_version_arn: &str) -> Result<Campaign> {
+        let mut campaign = self.active_campaign(campaign_arn).await?;
+        if let Some(update) = campaign.latest_campaign_update.as_ref().filter(|u| u.lifecycle.status.is_creating()) {
+            return Err(ServiceError::in_use(format!(
+                "campaign {campaign_arn} is already moving to {}; wait until its latestCampaignUpdate is ACTIVE or CREATE FAILED",
+                update.solution_version_arn
+            )));
+        }
+        let version: SolutionVersion = self.describe(solution_version_arn).await?;
+        if version.lifecycle.status != Status::Active {
+            return Err(ServiceError::in_use(format!(
+                "solution version {solution_version_arn} is {}; a campaign needs an ACTIVE one",
+                version.lifecycle.status
+            )));
+        }
+        let current: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
+        if version.dataset_group_arn != current.dataset_group_arn {
+            return Err(ServiceError::invalid(format!(
+                "solution version {solution_version_arn} belongs to {}, not to the campaign's {}",
+                version.dataset_group_arn, current.dataset_group_arn
+            )));
+        }
+        campaign.latest_campaign_update = Some(CampaignUpdate {
+            solution_version_arn: solution_version_arn.to_string(),
+            lifecycle: Lifecycle::new(Status::CreateInProgress),
+        });
+        self.store_dyn().put(campaign.clone()).await?;
+        Ok(campaign)
+    }
+
+    /// Loads the new model while the old one serves, swaps, records the outcome.
+    async fn run_update(&self, campaign: Campaign) {
+        let Some(mut update) = campaign.latest_campaign_update.clone() else { return };
+        let target = Campaign { solution_version_arn: update.solution_version_arn.clone(), ..campaign.clone() };
+        let loaded = self.deploy(&target).await;
+        // Swapped only into a campaign still serving (one deleted meanwhile stays deleted).
+        let swapped = match loaded {
+            Ok(deployment) => match self.inner.deployments.write().get_mut(&campaign.campaign_arn) {
+                Some(serving) => {
+                    *serving = Arc::new(deployment);
+                    Ok(())
+                }
+                None => Err("the campaign stopped serving while the new model loaded".to_string()),
+            },
+            Err(e) => Err(e.message),
+        };
+        let Ok(mut stored) = self.describe::<Campaign>(&campaign.campaign_arn).await else { return };
+        match swapped {
+            Ok(()) => {
+                stored.solution_version_arn = update.solution_version_arn.clone();
+                update.lifecycle.set(Status::Active);
+                tracing::info!(campaign = %campaign.campaign_arn, version = %update.solution_version_arn, "campaign moved to a new model");
+            }
+            Err(reason) => {
+                tracing::warn!(campaign = %campaign.campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
+                update.lifecycle.fail(reason);
+            }
+        }
+        stored.latest_campaign_update = Some(update);
+        if let Err(e) = self.store_dyn().put(stored).await {
+            tracing::error!("recording a campaign update failed: {e}");
+        }
+    }
+}
