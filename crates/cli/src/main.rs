@@ -355,7 +355,9 @@ async fn retrain_periodically(service: Service, period: std::time::Duration) {
                 continue;
             }
         };
-        for campaign in campaigns.into_iter().filter(|c| c.lifecycle.status == travelrec_store::Status::Active) {
+        // Not a campaign still moving to its last retrained model.
+        let moving = |c: &travelrec_store::Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| u.lifecycle.status.is_creating());
+        for campaign in campaigns.into_iter().filter(|c| c.lifecycle.status == travelrec_store::Status::Active && !moving(c)) {
             match service.retrain_campaign(&campaign.campaign_arn).await {
                 Ok(version) => {
                     tracing::info!(campaign = %campaign.campaign_arn, version = %version.solution_version_arn, "scheduled retraining started")

@@ -660,7 +660,8 @@ fn generate_is_deterministic_per_seed() {
 
 #[test]
 fn the_store_benchmark_runs_and_prints_its_table() {
-    let out = run(&["bench", "store", "--log", "warn", "--events", "2048"]);
+    let url = std::env::var("TRAVELREC_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let out = run(&["bench", "store", "--log", "warn", "--events", "2048", "--database-url", &url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("embedded") && table.contains("1.00×") && table.contains("postgres"), "{table}");

@@ -238,6 +238,12 @@ async fn create_campaign(State(state): State<AppState>, LenientJson(req): Lenien
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateCampaignRequest {
     solution_version_arn: String,
+    /// Accepted as the managed service's clients send them; travelrec has no
+    /// provisioned capacity or campaign configuration to change.
+    #[serde(default, rename = "minProvisionedTPS")]
+    _min_provisioned_tps: Option<u32>,
+    #[serde(default, rename = "campaignConfig")]
+    _campaign_config: Option<Value>,
 }
 
 /// UpdateCampaign: 202; the campaign serves its model until the new one is

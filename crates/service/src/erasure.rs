@@ -74,6 +74,8 @@ impl Service {
         // Their fields (USERS) are reloaded from the erased store on next use.
         self.inner.catalogues.remove(dataset_group_arn);
 
+        // No campaign update swaps in a model read before these rewrites.
+        let _no_swaps = self.inner.model_swap_lock.lock().await;
         let rewritten = self.forget_in_models(dataset_group_arn, user_id, &mut erased).await?;
         for campaign in self.list::<Campaign>().await? {
             let serving = self.inner.deployments.read().contains_key(&campaign.campaign_arn);

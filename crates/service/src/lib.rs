@@ -126,6 +126,12 @@ struct Inner {
     training_slot: tokio::sync::Semaphore,
     /// Schemas of dataset groups' datasets, by group and type (see `schema_of`).
     schemas: DashMap<(String, travelrec_store::DatasetType), Arc<schema::DatasetSchema>>,
+    /// Held while a campaign's model is loaded and swapped (UpdateCampaign,
+    /// retraining) and while an erasure rewrites models: an update never
+    /// swaps in a model read before an erasure rewrote it.
+    model_swap_lock: tokio::sync::Mutex<()>,
+    /// Held for each read-modify-write of a campaign's record by updates and deletes.
+    campaign_records_lock: tokio::sync::Mutex<()>,
     /// Held by each store-writer pass, and by an erasure while it catches up and erases.
     store_writer_lock: tokio::sync::Mutex<()>,
     /// Event ids logged but not yet in the store (group + id), for idempotency.
@@ -169,6 +175,8 @@ impl Service {
                 progress: DashMap::new(),
                 training_slot: tokio::sync::Semaphore::new(1),
                 store_writer_lock: tokio::sync::Mutex::new(()),
+                model_swap_lock: tokio::sync::Mutex::new(()),
+                campaign_records_lock: tokio::sync::Mutex::new(()),
                 pending_event_ids: DashMap::new(),
                 schemas: DashMap::new(),
                 catalogues: DashMap::new(),

@@ -275,6 +275,7 @@ impl Service {
     /// Starts deleting a campaign: it stops serving at once and is gone when
     /// the returned future's background work ends.
     pub async fn delete_campaign(&self, campaign_arn: &str) -> Result<Campaign> {
+        let _record = self.inner.campaign_records_lock.lock().await;
         let mut campaign: Campaign = self.describe(campaign_arn).await?;
         if campaign.lifecycle.status.is_deleting() {
             return Ok(campaign);

@@ -68,6 +68,7 @@ impl Service {
 
     /// Checks the move and records it as in progress.
     async fn start_update(&self, campaign_arn: &str, solution_version_arn: &str) -> Result<Campaign> {
+        let _record = self.inner.campaign_records_lock.lock().await;
         let mut campaign = self.active_campaign(campaign_arn).await?;
         if let Some(update) = campaign.latest_campaign_update.as_ref().filter(|u| u.lifecycle.status.is_creating()) {
             return Err(ServiceError::in_use(format!(
@@ -101,6 +102,7 @@ impl Service {
     async fn run_update(&self, campaign: Campaign) {
         let Some(mut update) = campaign.latest_campaign_update.clone() else { return };
         let target = Campaign { solution_version_arn: update.solution_version_arn.clone(), ..campaign.clone() };
+        let _swapping = self.inner.model_swap_lock.lock().await;
         let loaded = self.deploy(&target).await;
         // Swapped only into a campaign still serving (one deleted meanwhile stays deleted).
         let swapped = match loaded {
@@ -113,7 +115,12 @@ impl Service {
             },
             Err(e) => Err(e.message),
         };
+        let _record = self.inner.campaign_records_lock.lock().await;
+        // A campaign deleted meanwhile is not written back.
         let Ok(mut stored) = self.describe::<Campaign>(&campaign.campaign_arn).await else { return };
+        if stored.lifecycle.status != Status::Active {
+            return;
+        }
         match swapped {
             Ok(()) => {
                 stored.solution_version_arn = update.solution_version_arn.clone();

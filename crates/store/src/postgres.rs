@@ -6,9 +6,14 @@
 //! chunks under the import that wrote them, visible once the import commits
 //! (one transaction); tracked events are keyed by log position and carry
 //! their user id as a column, so erasing a user is an indexed delete. An
-//! import that never commits (its process died) leaves a pending mark; a
-//! connect removes pending imports older than [`ABANDONED_AFTER_HOURS`] (a
-//! younger one may belong to another live process).
+//! import that never commits (its process died) leaves a pending mark: the
+//! process that takes the schema ([`PostgresStore::connect_exclusive`])
+//! removes them all; a shared connection only those older than
+//! [`ABANDONED_AFTER_HOURS`] (a younger one may belong to a live process).
+//! Writes to one dataset's rows take a transaction-scoped advisory lock on
+//! it, so a full import's commit and an appended batch never interleave.
+//! Not built in: TLS (sqlx's rustls would add minutes to a clean build), so
+//! use a trusted network or a local socket.
 
 use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
 use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError};
@@ -61,8 +66,9 @@ impl PostgresStore {
     /// Connects to `url` (e.g. `postgres://user@127.0.0.1:5432/db`) and uses
     /// `schema` (created if missing, with its tables).
     pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
-        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(backend(format!("schema name `{schema}`: use lower-case letters, digits and _")));
+        let starts_well = schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
+        if !starts_well || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(backend(format!("schema name `{schema}`: use lower-case letters, digits and _, starting with a letter or _")));
         }
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| backend(format!("database URL: {e}")))?
@@ -78,7 +84,7 @@ impl PostgresStore {
             sqlx::query(statement).execute(&pool).await.map_err(backend)?;
         }
         let store = PostgresStore { pool, _lock: None };
-        store.remove_abandoned_imports().await?;
+        store.remove_abandoned_imports(Some(ABANDONED_AFTER_HOURS)).await?;
         Ok(store)
     }
 
@@ -99,6 +105,8 @@ impl PostgresStore {
             return Err(StoreError::SchemaLocked { schema: schema.to_string() });
         }
         store._lock = Some(session);
+        // The schema is this process's alone now: every pending import was abandoned.
+        store.remove_abandoned_imports(None).await?;
         Ok(store)
     }
 
@@ -109,10 +117,11 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn remove_abandoned_imports(&self) -> Result<(), StoreError> {
+    /// Removes pending imports older than `hours` (all with `None`).
+    async fn remove_abandoned_imports(&self, hours: Option<i64>) -> Result<(), StoreError> {
         let abandoned =
-            sqlx::query("SELECT import, dataset FROM pending_imports WHERE started_at < now() - make_interval(hours => $1::INTEGER)")
-                .bind(ABANDONED_AFTER_HOURS as i32)
+            sqlx::query("SELECT import, dataset FROM pending_imports WHERE started_at <= now() - make_interval(hours => $1::INTEGER)")
+                .bind(hours.unwrap_or(0) as i32)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?;
@@ -147,6 +156,12 @@ async fn discard_import(pool: &PgPool, dataset: &str, import: i64) -> Result<(),
         .map_err(backend)?;
     sqlx::query("DELETE FROM pending_imports WHERE import = $1").bind(import).execute(&mut *txn).await.map_err(backend)?;
     txn.commit().await.map_err(backend)
+}
+
+/// Serialises writes to one dataset's rows until the transaction ends.
+async fn lock_dataset(txn: &mut sqlx::PgConnection, dataset: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('travelrec.rows.' || $1))").bind(dataset).execute(txn).await.map_err(backend)?;
+    Ok(())
 }
 
 async fn next_import(executor: impl sqlx::PgExecutor<'_>) -> Result<i64, StoreError> {
@@ -252,6 +267,7 @@ impl Store for PostgresStore {
 
     async fn delete_rows(&self, dataset_arn: &str) -> Result<(), StoreError> {
         let mut txn = self.pool.begin().await.map_err(backend)?;
+        lock_dataset(&mut txn, dataset_arn).await?;
         for statement in ["DELETE FROM dataset_rows WHERE dataset = $1", "DELETE FROM committed_imports WHERE dataset = $1"] {
             sqlx::query(statement).bind(dataset_arn).execute(&mut *txn).await.map_err(backend)?;
         }
@@ -366,6 +382,7 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let mut txn = self.pool.begin().await.map_err(backend)?;
+        lock_dataset(&mut txn, dataset_arn).await?;
         let import = next_import(&mut *txn).await?;
         sqlx::query("INSERT INTO dataset_rows (dataset, import, chunk, body) VALUES ($1, $2, 0, $3)")
             .bind(dataset_arn)
@@ -388,6 +405,7 @@ impl Store for PostgresStore {
         let mut erased = ErasedRows::default();
         let mut txn = self.pool.begin().await.map_err(backend)?;
         for dataset in dataset_arns {
+            lock_dataset(&mut txn, dataset).await?;
             let chunks = sqlx::query(
                 "SELECT r.import, r.chunk, r.body FROM dataset_rows r \
                  JOIN committed_imports c ON c.dataset = r.dataset AND c.import = r.import WHERE r.dataset = $1 FOR UPDATE OF r",
@@ -513,8 +531,8 @@ impl RowImport for PostgresImport {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<u64, StoreError> {
-        self.finished = true;
         let mut txn = self.pool.begin().await.map_err(backend)?;
+        lock_dataset(&mut txn, &self.dataset).await?;
         if self.mode == ImportMode::Full {
             sqlx::query(
                 "DELETE FROM dataset_rows WHERE dataset = $1 AND import IN (SELECT import FROM committed_imports WHERE dataset = $1)",
@@ -539,6 +557,8 @@ impl RowImport for PostgresImport {
             .map_err(backend)?;
         sqlx::query("DELETE FROM pending_imports WHERE import = $1").bind(self.import).execute(&mut *txn).await.map_err(backend)?;
         txn.commit().await.map_err(backend)?;
+        // Only now: a commit that failed leaves the import to be discarded on drop.
+        self.finished = true;
         Ok(self.rows)
     }
 
