@@ -6,10 +6,19 @@
 //! events tracked since) carries over.
 
 use crate::Service;
-use crate::error::{Result, ServiceError};
+use crate::error::{ErrorKind, Result, ServiceError};
 use std::sync::Arc;
 use std::time::Duration;
 use travelrec_store::{Campaign, CampaignUpdate, Lifecycle, SolutionVersion, Status};
+
+/// Retrained versions kept per solution, the newest: the one serving and one
+/// to go back to. Older ones that no campaign serves are deleted, with their
+/// model snapshots, after each retraining (versions trained by hand are
+/// never touched).
+pub const RETRAINED_KEPT: usize = 2;
+
+/// The name prefix of the versions retraining trains.
+const RETRAINED_PREFIX: &str = "retrain-";
 
 impl Service {
     /// UpdateCampaign: deploys `solution_version_arn` beside the serving
@@ -27,7 +36,7 @@ impl Service {
     pub async fn retrain_campaign(&self, campaign_arn: &str) -> Result<SolutionVersion> {
         let campaign = self.active_campaign(campaign_arn).await?;
         let current: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
-        let name = format!("retrain-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
+        let name = format!("{RETRAINED_PREFIX}{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
         let version = self.create_solution_version(&current.solution_arn, &name).await?;
         let (service, campaign_arn, version_arn) = (self.clone(), campaign_arn.to_string(), version.solution_version_arn.clone());
         tokio::spawn(async move {
@@ -51,8 +60,27 @@ impl Service {
                 Ok(campaign) => service.run_update(campaign).await,
                 Err(e) => tracing::warn!("retraining {campaign_arn}: moving to {version_arn}: {e}"),
             }
+            service.prune_retrained(&trained.solution_arn).await;
         });
         Ok(version)
+    }
+
+    /// Deletes the solution's retrained versions beyond the newest
+    /// [`RETRAINED_KEPT`] that no campaign serves or is moving to.
+    async fn prune_retrained(&self, solution_arn: &str) {
+        let Ok(versions) = self.list::<SolutionVersion>().await else { return };
+        let mut retrained: Vec<SolutionVersion> = versions
+            .into_iter()
+            .filter(|v| v.solution_arn == solution_arn && v.name.starts_with(RETRAINED_PREFIX) && !v.lifecycle.status.is_creating())
+            .collect();
+        retrained.sort_by_key(|v| std::cmp::Reverse(v.lifecycle.creation_date_time));
+        for old in retrained.into_iter().skip(RETRAINED_KEPT) {
+            match self.delete_solution_version(&old.solution_version_arn).await {
+                Ok(()) => tracing::info!(version = %old.solution_version_arn, "deleted an old retrained version"),
+                Err(e) if e.kind == ErrorKind::ResourceInUse => {}
+                Err(e) => tracing::warn!("deleting the old retrained version {}: {e}", old.solution_version_arn),
+            }
+        }
     }
 
     async fn active_campaign(&self, campaign_arn: &str) -> Result<Campaign> {

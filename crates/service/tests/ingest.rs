@@ -303,6 +303,30 @@ async fn retraining_swaps_the_new_model_in_without_a_failed_request() {
     let err = service.update_campaign(&campaign, "arn:aws:personalize:local:000000000000:solution/nope/v0").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
 
+    // Two more retrainings: the oldest retrained version, which nothing serves, is deleted with its model.
+    for _ in 0..2 {
+        let next = service.retrain_campaign(&campaign).await.unwrap().solution_version_arn;
+        until("the next retrained model to serve", async || {
+            let c = service.describe::<Campaign>(&campaign).await.ok()?;
+            (c.solution_version_arn == next).then_some(())
+        })
+        .await;
+    }
+    until("the oldest retrained version to go", async || {
+        service.describe::<SolutionVersion>(&version.solution_version_arn).await.is_err().then_some(())
+    })
+    .await;
+    assert!(service.store().get_model(&version.solution_version_arn).await.unwrap().is_none());
+    let retrained = service.list::<SolutionVersion>().await.unwrap().into_iter().filter(|v| v.name.starts_with("retrain-")).count();
+    assert_eq!(retrained, travelrec_service::RETRAINED_KEPT);
+    assert!(service.describe::<SolutionVersion>(&first.solution_version_arn).await.is_ok(), "a version trained by hand stays");
+    service.update_campaign(&campaign, &first.solution_version_arn).await.unwrap();
+    until("the first model to serve at the end", async || {
+        let c = service.describe::<Campaign>(&campaign).await.ok()?;
+        (c.solution_version_arn == first.solution_version_arn && c.latest_campaign_update?.lifecycle.status == Status::Active).then_some(())
+    })
+    .await;
+
     // A restart serves the version the campaign moved to.
     service.shutdown().await;
     drop(service);
