@@ -22,6 +22,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Pending imports older than this are taken as abandoned and removed.
 pub const ABANDONED_AFTER_HOURS: i64 = 24;
@@ -45,9 +47,25 @@ const TABLES: [&str; 9] = [
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// The session holding the schema's advisory lock ([`PostgresStore::connect_exclusive`]).
-    _lock: Option<sqlx::PgConnection>,
+    /// Set when the session holding the schema's advisory lock
+    /// ([`PostgresStore::connect_exclusive`]) is gone: writes are refused
+    /// from then on, as another process may hold the schema now.
+    lock_lost: Option<Arc<AtomicBool>>,
+    /// Stops the task that watches the lock's session.
+    watch: Option<tokio::task::JoinHandle<()>>,
 }
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The watcher owns the locking session: ending it releases the lock.
+        if let Some(watch) = self.watch.take() {
+            watch.abort();
+        }
+    }
+}
+
+/// How often the locking session is checked.
+const LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -83,7 +101,7 @@ impl PostgresStore {
         for statement in TABLES {
             sqlx::query(statement).execute(&pool).await.map_err(backend)?;
         }
-        let store = PostgresStore { pool, _lock: None };
+        let store = PostgresStore { pool, lock_lost: None, watch: None };
         store.remove_abandoned_imports(Some(ABANDONED_AFTER_HOURS)).await?;
         Ok(store)
     }
@@ -104,10 +122,38 @@ impl PostgresStore {
         if !locked {
             return Err(StoreError::SchemaLocked { schema: schema.to_string() });
         }
-        store._lock = Some(session);
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        store.watch = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_CHECK).await;
+                if let Err(e) = sqlx::query("SELECT 1").execute(&mut session).await {
+                    tracing::error!(
+                        "the session holding the PostgreSQL schema's lock is gone ({e}); refusing writes from now on: restart travelrec"
+                    );
+                    flag.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }));
+        store.lock_lost = Some(lost);
         // The schema is this process's alone now: every pending import was abandoned.
         store.remove_abandoned_imports(None).await?;
         Ok(store)
+    }
+
+    /// Ends the sessions holding `schema`'s lock, as a database restart
+    /// would (for tests of what a lost lock does).
+    pub async fn terminate_lock_holders(&self, schema: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objid = hashtext('travelrec.' || $1)::oid",
+        )
+        .bind(schema)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     /// Drops the schema and everything in it (tests use a schema each).
@@ -118,6 +164,16 @@ impl PostgresStore {
     }
 
     /// Removes pending imports older than `hours` (all with `None`).
+    /// Refuses writes once the schema's lock is lost.
+    fn writable(&self) -> Result<(), StoreError> {
+        match &self.lock_lost {
+            Some(lost) if lost.load(Ordering::Acquire) => Err(StoreError::Backend(
+                "the session holding the PostgreSQL schema's lock is gone (a database restart or failover?); restart travelrec".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn remove_abandoned_imports(&self, hours: Option<i64>) -> Result<(), StoreError> {
         let abandoned =
             sqlx::query("SELECT import, dataset FROM pending_imports WHERE started_at <= now() - make_interval(hours => $1::INTEGER)")
@@ -171,6 +227,7 @@ async fn next_import(executor: impl sqlx::PgExecutor<'_>) -> Result<i64, StoreEr
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_resource(&self, resource: Resource) -> Result<(), StoreError> {
+        self.writable()?;
         let json = serde_json::to_vec(&resource).map_err(backend)?;
         let inserted = sqlx::query("INSERT INTO resources (arn, body) VALUES ($1, $2) ON CONFLICT (arn) DO NOTHING")
             .bind(resource.arn())
@@ -185,6 +242,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_resource(&self, resource: Resource) -> Result<(), StoreError> {
+        self.writable()?;
         let json = serde_json::to_vec(&resource).map_err(backend)?;
         sqlx::query("INSERT INTO resources (arn, body) VALUES ($1, $2) ON CONFLICT (arn) DO UPDATE SET body = EXCLUDED.body")
             .bind(resource.arn())
@@ -206,11 +264,13 @@ impl Store for PostgresStore {
     }
 
     async fn delete_resource(&self, arn: &str) -> Result<bool, StoreError> {
+        self.writable()?;
         let deleted = sqlx::query("DELETE FROM resources WHERE arn = $1").bind(arn).execute(&self.pool).await.map_err(backend)?;
         Ok(deleted.rows_affected() > 0)
     }
 
     async fn begin_import(&self, dataset_arn: &str, mode: ImportMode) -> Result<Box<dyn RowImport>, StoreError> {
+        self.writable()?;
         let import = next_import(&self.pool).await?;
         sqlx::query("INSERT INTO pending_imports (import, dataset) VALUES ($1, $2)")
             .bind(import)
@@ -266,6 +326,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_rows(&self, dataset_arn: &str) -> Result<(), StoreError> {
+        self.writable()?;
         let mut txn = self.pool.begin().await.map_err(backend)?;
         lock_dataset(&mut txn, dataset_arn).await?;
         for statement in ["DELETE FROM dataset_rows WHERE dataset = $1", "DELETE FROM committed_imports WHERE dataset = $1"] {
@@ -277,6 +338,7 @@ impl Store for PostgresStore {
     /// Three statements per batch, whatever its size (a row per event made
     /// the store writer 80 times slower than the embedded store's).
     async fn put_events(&self, dataset_group_arn: &str, events: Vec<(EventPosition, TrackedEvent)>) -> Result<(), StoreError> {
+        self.writable()?;
         if events.is_empty() {
             return Ok(());
         }
@@ -378,6 +440,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError> {
+        self.writable()?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -402,6 +465,7 @@ impl Store for PostgresStore {
     }
 
     async fn erase_user(&self, dataset_group_arn: &str, dataset_arns: &[String], user_id: &str) -> Result<ErasedRows, StoreError> {
+        self.writable()?;
         let mut erased = ErasedRows::default();
         let mut txn = self.pool.begin().await.map_err(backend)?;
         for dataset in dataset_arns {
@@ -463,6 +527,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_model(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.writable()?;
         sqlx::query("INSERT INTO models (model_key, bytes) VALUES ($1, $2) ON CONFLICT (model_key) DO UPDATE SET bytes = EXCLUDED.bytes")
             .bind(key)
             .bind(bytes)
@@ -479,6 +544,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_model(&self, key: &str) -> Result<(), StoreError> {
+        self.writable()?;
         sqlx::query("DELETE FROM models WHERE model_key = $1").bind(key).execute(&self.pool).await.map_err(backend)?;
         Ok(())
     }

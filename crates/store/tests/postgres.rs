@@ -54,9 +54,44 @@ async fn a_schema_serves_one_process_at_a_time() {
     let err = PostgresStore::connect_exclusive(&database_url(), &schema).await.err().expect("the schema is taken");
     assert!(err.to_string().contains(&format!("schema `{schema}` is in use by another travelrec process")), "{err}");
     drop(first);
-    // The lock goes with the session.
-    let again = PostgresStore::connect_exclusive(&database_url(), &schema).await.unwrap();
+    // The lock goes with the session (closed by a task a moment after the drop).
+    let mut again = None;
+    for _ in 0..50 {
+        match PostgresStore::connect_exclusive(&database_url(), &schema).await {
+            Ok(store) => {
+                again = Some(store);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let again = again.expect("the schema is free again after the first store is dropped");
     again.drop_schema(&schema).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_schema_lock_refuses_writes() {
+    let schema = fresh_schema("lost");
+    let store = PostgresStore::connect_exclusive(&database_url(), &schema).await.unwrap();
+    store.put_model("m", vec![1]).await.unwrap();
+    // A failover, as the watcher sees it: the locking session ends.
+    let admin = PostgresStore::connect(&database_url(), &schema).await.unwrap();
+    admin.terminate_lock_holders(&schema).await.unwrap();
+    let refused = async {
+        for _ in 0..100 {
+            if let Err(e) = store.put_model("m", vec![2]).await {
+                return e.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("writes still accepted 10 s after the lock was lost");
+    }
+    .await;
+    assert!(refused.contains("lock is gone"), "{refused}");
+    // (Writes went through until the check noticed, within 5 s.)
+    assert_eq!(store.get_model("m").await.unwrap(), Some(vec![2]), "reads still work");
+    drop(store);
+    admin.drop_schema(&schema).await.unwrap();
 }
 
 #[tokio::test]
