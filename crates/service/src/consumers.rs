@@ -334,16 +334,13 @@ impl Analytics {
             g.events += 1;
             *g.by_event_type.entry(e.interaction.event_type.clone()).or_default() += 1;
             *g.by_item.entry(e.interaction.item_id.clone()).or_default() += 1;
-            *g.by_minute.entry(minute).or_default() += 1;
+            count_minute(&mut g.by_minute, minute, MINUTES_KEPT + 1);
             if e.recommendation_id.is_some() {
                 g.attributed += 1;
             }
             if g.seen_users.insert(e.interaction.user_id.clone()) {
                 g.users += 1;
             }
-        }
-        while g.by_minute.first_key_value().is_some_and(|(m, _)| *m < minute - MINUTES_KEPT) {
-            g.by_minute.pop_first();
         }
     }
 
@@ -360,4 +357,17 @@ impl Analytics {
     pub fn snapshot(&self, group: &str) -> GroupAnalytics {
         self.groups.lock().get(group).cloned().unwrap_or_default()
     }
+}
+
+/// Counts one in `minute`, keeping the newest `kept` minutes.
+pub(crate) fn count_minute(by_minute: &mut BTreeMap<i64, u64>, minute: i64, kept: i64) {
+    *by_minute.entry(minute).or_default() += 1;
+    while by_minute.first_key_value().is_some_and(|(m, _)| *m <= minute - kept) {
+        by_minute.pop_first();
+    }
+}
+
+/// The counts of the `shown` minutes up to `now_minute`, oldest first.
+pub(crate) fn last_minutes(by_minute: &BTreeMap<i64, u64>, now_minute: i64, shown: i64) -> Vec<(i64, u64)> {
+    by_minute.range(now_minute - shown + 1..).map(|(m, n)| (*m, *n)).collect()
 }

@@ -4,6 +4,7 @@
 //! appear; user ids never do.
 
 use crate::Service;
+use crate::consumers::last_minutes;
 use crate::error::Result;
 use crate::feedback::CampaignActivity;
 use crate::realtime::RealtimeMemory;
@@ -67,7 +68,7 @@ impl Service {
             self.list::<SolutionVersion>().await?.into_iter().map(|v| (v.solution_version_arn.clone(), v)).collect();
         let mut campaigns: Vec<Campaign> = self.list().await?;
         campaigns.sort_by(|a, b| a.name.cmp(&b.name));
-        let since_minute = now.div_euclid(60_000) - MINUTES_SHOWN;
+        let now_minute = now.div_euclid(60_000);
 
         let dataset_groups = groups
             .into_iter()
@@ -85,7 +86,7 @@ impl Service {
                     users: analytics.users,
                     attributed_events: analytics.attributed,
                     events_by_type: analytics.by_event_type,
-                    events_per_minute: analytics.by_minute.range(since_minute + 1..).map(|(m, n)| (*m, *n)).collect(),
+                    events_per_minute: last_minutes(&analytics.by_minute, now_minute, MINUTES_SHOWN),
                     top_items,
                 }
             })

@@ -19,7 +19,6 @@ use crate::Service;
 use crate::error::{Result, ServiceError};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::sync::Arc;
 use travelrec_engine::Model;
 use travelrec_store::{Campaign, Dataset, DatasetGroup, DatasetType, SolutionVersion, Status};
 
@@ -80,10 +79,8 @@ impl Service {
         for campaign in self.list::<Campaign>().await? {
             let serving = self.inner.deployments.read().contains_key(&campaign.campaign_arn);
             if serving && campaign.lifecycle.status == Status::Active && rewritten.contains(&campaign.solution_version_arn) {
-                let deployment = Arc::new(self.deploy(&campaign).await?);
-                // Swapped only if still serving: a campaign deleted meanwhile stays deleted.
-                if let Some(serving) = self.inner.deployments.write().get_mut(&campaign.campaign_arn) {
-                    *serving = deployment;
+                let deployment = self.deploy(&campaign).await?;
+                if self.swap_deployment(&campaign.campaign_arn, deployment) {
                     erased.campaigns += 1;
                 }
             }

@@ -9,6 +9,7 @@
 //! covers what was served since the process started; events naming older
 //! lists still count in their dataset group's `attributed`, without a campaign.
 
+use crate::consumers::{count_minute, last_minutes};
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -130,13 +131,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn count_minute(by_minute: &mut BTreeMap<i64, u64>, minute: i64) {
-    *by_minute.entry(minute).or_default() += 1;
-    while by_minute.first_key_value().is_some_and(|(m, _)| *m <= minute - MINUTES_KEPT) {
-        by_minute.pop_first();
-    }
-}
-
 impl Feedback {
     /// Records a successful call that served `items` under `recommendation_id`.
     pub(crate) fn served<'a>(
@@ -151,7 +145,7 @@ impl Feedback {
         self.with_campaign(campaign_arn, |stats| {
             stats.latency.saturating_record((took.as_micros() as u64).max(1));
             stats.items_served += served;
-            count_minute(&mut stats.requests_by_minute, minute_of(now_ms()));
+            count_minute(&mut stats.requests_by_minute, minute_of(now_ms()), MINUTES_KEPT);
         });
         let campaign: Arc<str> = Arc::from(campaign_arn);
         let mut log = self.served.lock();
@@ -200,7 +194,7 @@ impl Feedback {
             let mut stats = stats.lock();
             *stats.attributed_by_event_type.entry(event.interaction.event_type.clone()).or_default() += 1;
             stats.attributed_by_rank[rank.min(RANKS)] += 1;
-            count_minute(&mut stats.attributed_by_minute, minute);
+            count_minute(&mut stats.attributed_by_minute, minute, MINUTES_KEPT);
             if first {
                 stats.converted += 1;
             }
@@ -212,8 +206,8 @@ impl Feedback {
         let Some(stats) = self.campaigns.get(campaign_arn) else { return CampaignActivity::default() };
         let stats = stats.lock();
         let requests = stats.latency.len();
-        let since = minute_of(now_ms()) - MINUTES_KEPT;
-        let recent = |by_minute: &BTreeMap<i64, u64>| by_minute.range(since + 1..).map(|(m, n)| (*m, *n)).collect();
+        let now = minute_of(now_ms());
+        let recent = |by_minute: &BTreeMap<i64, u64>| last_minutes(by_minute, now, MINUTES_KEPT);
         CampaignActivity {
             requests,
             failed_requests: stats.failed,

@@ -210,6 +210,18 @@ impl Service {
         }
     }
 
+    /// Puts `deployment` in place of the campaign's, if the campaign still
+    /// serves (one deleted meanwhile stays deleted); returns whether it did.
+    pub(crate) fn swap_deployment(&self, campaign_arn: &str, deployment: Deployment) -> bool {
+        match self.inner.deployments.write().get_mut(campaign_arn) {
+            Some(serving) => {
+                *serving = Arc::new(deployment);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) async fn deploy(&self, campaign: &Campaign) -> Result<Deployment> {
         let version: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
         let bytes = self.store_dyn().get_model(&version.solution_version_arn).await?.ok_or_else(|| {

@@ -7,7 +7,6 @@
 
 use crate::Service;
 use crate::error::{ErrorKind, Result, ServiceError};
-use std::sync::Arc;
 use std::time::Duration;
 use travelrec_store::{Campaign, CampaignUpdate, Lifecycle, SolutionVersion, Status};
 
@@ -132,14 +131,10 @@ impl Service {
         let target = Campaign { solution_version_arn: update.solution_version_arn.clone(), ..campaign.clone() };
         let _swapping = self.inner.model_swap_lock.lock().await;
         let loaded = self.deploy(&target).await;
-        // Swapped only into a campaign still serving (one deleted meanwhile stays deleted).
         let swapped = match loaded {
-            Ok(deployment) => match self.inner.deployments.write().get_mut(&campaign.campaign_arn) {
-                Some(serving) => {
-                    *serving = Arc::new(deployment);
-                    Ok(())
-                }
-                None => Err("the campaign stopped serving while the new model loaded".to_string()),
+            Ok(deployment) => match self.swap_deployment(&campaign.campaign_arn, deployment) {
+                true => Ok(()),
+                false => Err("the campaign stopped serving while the new model loaded".to_string()),
             },
             Err(e) => Err(e.message),
         };

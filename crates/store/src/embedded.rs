@@ -9,7 +9,7 @@
 //! `pending_imports` and their chunks are removed on abort or at the next open.
 
 use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
-use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError};
+use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError, backend, corrupt};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -40,14 +40,6 @@ struct CommittedImport {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     models_dir: PathBuf,
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
 
 impl EmbeddedStore {

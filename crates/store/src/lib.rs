@@ -37,6 +37,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A backend's own failure, as a [`StoreError`].
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Stored bytes that do not decode.
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 /// One storage backend. Every method is a complete, durable operation unless
 /// it says otherwise; [`RowImport`] is the one multi-step write.
 #[async_trait]

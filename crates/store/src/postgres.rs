@@ -16,7 +16,7 @@
 //! use a trusted network or a local socket.
 
 use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
-use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError};
+use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError, backend, corrupt};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -66,14 +66,6 @@ impl Drop for PostgresStore {
 
 /// How often the locking session is checked.
 const LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 /// Log positions and counts are u64 in travelrec and BIGINT in PostgreSQL.
 fn big(n: u64) -> i64 {
