@@ -553,6 +553,13 @@ impl Model {
         })
     }
 
+    /// Replaces the hour-of-day profile (forgetting what was derived from
+    /// the old one) and returns the old one.
+    pub(crate) fn replace_hourly(&mut self, hourly: TimeProfile) -> TimeProfile {
+        self.derived = std::sync::OnceLock::new();
+        std::mem::replace(&mut self.components.hourly, hourly)
+    }
+
     fn derived(&self) -> &Derived {
         self.derived.get_or_init(|| {
             let traits = TraitIds::new(&self.item_meta);

@@ -160,6 +160,13 @@ pub struct Hyperparameters {
     /// Models saved before this setting existed read it as 0, as trained.
     #[serde(default)]
     pub taste_smoothing: f32,
+    /// A visit counts towards the hours around its own too, by a Gaussian
+    /// of this many hours' deviation (0: its own hour only). Tuning tries 0
+    /// and [`TIME_OF_DAY_BANDWIDTH_HOURS`](crate::tuning::TIME_OF_DAY_BANDWIDTH_HOURS) where the hour of day is in the
+    /// blend and keeps what scores better on validation. Models saved
+    /// before this setting existed read it as 0, as trained.
+    #[serde(default)]
+    pub time_of_day_bandwidth_hours: f32,
     /// Context signals, each learned on validation and switchable off: nearness
     /// to where the user is, the month, the hour of day, local events.
     pub use_location: bool,
@@ -199,6 +206,7 @@ impl Default for Hyperparameters {
             seed: 42,
             exploration_weight: 0.3,
             taste_smoothing: 0.01,
+            time_of_day_bandwidth_hours: 0.0,
             use_location: true,
             use_season: true,
             use_time_of_day: true,
@@ -234,6 +242,7 @@ impl Hyperparameters {
         "seed",
         "exploration_weight",
         "taste_smoothing",
+        "time_of_day_bandwidth_hours",
         "use_location",
         "use_season",
         "use_time_of_day",
@@ -316,6 +325,12 @@ impl Hyperparameters {
                 "validation_users" => hp.validation_users = count()?,
                 "exploration_weight" => hp.exploration_weight = fraction()?,
                 "taste_smoothing" => hp.taste_smoothing = fraction()?,
+                "time_of_day_bandwidth_hours" => {
+                    hp.time_of_day_bandwidth_hours = match value.trim().parse::<f32>() {
+                        Ok(v) if (0.0..=12.0).contains(&v) => v,
+                        _ => return Err(invalid("expected hours from 0 to 12")),
+                    }
+                }
                 "seed" => hp.seed = value.trim().parse().map_err(|_| invalid("expected a whole number"))?,
                 _ => return Err(RecipeError::UnknownHyperparameter(key.clone())),
             }
@@ -439,8 +454,9 @@ pub fn fit_components(data: &TrainingData, recipe: Recipe, hp: &Hyperparameters,
     };
     let transitions = recipe.personalised().then(|| sparse::transitions(data, &order, &offsets, gap, 100));
     let cold_items = (0..data.items.len() as u32).filter(|&i| popularity[i as usize] == 0.0).collect();
-    let monthly = if hp.use_season { TimeProfile::learn(data, 12, month_of) } else { TimeProfile::default() };
-    let hourly = if hp.use_time_of_day { TimeProfile::learn(data, 24, hour_of) } else { TimeProfile::default() };
+    let monthly = if hp.use_season { TimeProfile::learn(data, 12, month_of, 0.0) } else { TimeProfile::default() };
+    let hourly =
+        if hp.use_time_of_day { TimeProfile::learn(data, 24, hour_of, hp.time_of_day_bandwidth_hours) } else { TimeProfile::default() };
     Ok(Components {
         collaborative,
         transitions,
