@@ -84,7 +84,8 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     };
     let user_events = |u: usize| &order[offsets[u]..offsets[u + 1]];
     // What a holdout in time takes from each user, found once.
-    let mut in_time: Vec<Option<Vec<u32>>> = (0..users).map(|u| held_in_time(data, holdout, user_events(u), cutoff)).collect();
+    let located = EventsLocated(data.events.iter().any(|e| e.location.is_some()));
+    let mut in_time: Vec<Option<Vec<u32>>> = (0..users).map(|u| held_in_time(data, holdout, user_events(u), cutoff, located)).collect();
     let mut chosen: Vec<bool> = vec![true; users];
     if let Some(limit) = max_test_users.filter(|&l| l < users) {
         // Drawn among the users the holdout can evaluate (known up front for
@@ -164,17 +165,17 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
 
 /// The events a holdout in time takes from one user's events (in time
 /// order; none for users with fewer than two), or `None` for a random holdout.
-fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i64) -> Option<Vec<u32>> {
+fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i64, located: EventsLocated) -> Option<Vec<u32>> {
     if events.len() < 2 {
         return Some(Vec::new());
     }
     Some(match holdout {
         Holdout::LastItem => vec![*events.last().expect("two events")],
-        Holdout::NextTrip => match last_trip_start(data, events) {
+        Holdout::NextTrip => match last_trip_start(data, events, located) {
             Some(start) => events[start..].to_vec(),
             None => Vec::new(),
         },
-        Holdout::LastItemOrArrival => match last_trip_start(data, events).filter(|&start| arrives_away(data, events, start)) {
+        Holdout::LastItemOrArrival => match last_trip_start(data, events, located).filter(|&start| arrives_away(data, events, start)) {
             Some(start) => events[start..].to_vec(),
             None => vec![*events.last().expect("two events")],
         },
@@ -189,9 +190,9 @@ fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i
 
 /// Where in a user's events (time order) their last trip begins: after a
 /// pause of more than [`TRIP_GAP_SECONDS`], on the spot.
-fn last_trip_start(data: &TrainingData, events: &[u32]) -> Option<usize> {
+fn last_trip_start(data: &TrainingData, events: &[u32], located: EventsLocated) -> Option<usize> {
     let time = |i: u32| data.events[i as usize].timestamp;
-    (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k]))
+    (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k], located))
 }
 
 /// Whether the event at `start` happened far from the last located item
@@ -205,18 +206,26 @@ fn arrives_away(data: &TrainingData, events: &[u32], start: usize) -> bool {
     })
 }
 
+/// Whether any event of the data set says where its user was.
+#[derive(Debug, Clone, Copy)]
+struct EventsLocated(bool);
+
 /// Whether the user was at the place when the event happened: within
-/// [`MOVED_ON_KM`](crate::model::MOVED_ON_KM) of the item, or either
-/// location unknown. A session of browsing from home before a trip is not
-/// an arrival, though a pause precedes it too.
-fn on_the_spot(data: &TrainingData, event: u32) -> bool {
+/// [`MOVED_ON_KM`](crate::model::MOVED_ON_KM) of the item. A session of
+/// browsing from home before a trip is not an arrival, though a pause
+/// precedes it too. An event without a location is taken to be on the spot
+/// only where no event of the data set has one (nothing tells them apart);
+/// where others do, it is one from a device that does not report it, most
+/// often a desktop at home.
+fn on_the_spot(data: &TrainingData, event: u32, located: EventsLocated) -> bool {
     let event = &data.events[event as usize];
     let place = data.item_meta.get(event.item as usize).and_then(|m| m.location);
     match (event.location, place) {
         (Some((lat, lon)), Some((item_lat, item_lon))) => {
             crate::model::distance_km(lat as f64, lon as f64, item_lat, item_lon) <= crate::model::MOVED_ON_KM
         }
-        _ => true,
+        (None, _) => !located.0,
+        (Some(_), None) => true,
     }
 }
 
@@ -308,6 +317,29 @@ mod tests {
         b.add_located_interaction("u", "i2", 7 * day + 3_600, "view", None, Some((10.0, 10.0)));
         let s = split(&b.build(), Holdout::NextTrip, None, 1);
         assert!(s.test.is_empty(), "{:?}", s.test);
+    }
+
+    #[test]
+    fn browsing_from_a_device_that_reports_no_location_is_no_trip_where_others_report_theirs() {
+        // A trip on the spot, then a week later a desktop session (no
+        // location) of the same places: the last trip is still the first.
+        let events = |located: bool| {
+            let mut b = TrainingDataBuilder::new();
+            for i in 0..3 {
+                let meta = crate::ItemMeta { location: Some((0.0, 0.001 * i as f64)), ..Default::default() };
+                b.add_item_with_meta(&format!("i{i}"), meta);
+            }
+            let day = 86_400;
+            let here = located.then_some((0.0, 0.0));
+            b.add_located_interaction("u", "i0", 0, "view", None, here);
+            b.add_located_interaction("u", "i1", 3 * day, "view", None, here);
+            b.add_located_interaction("u", "i2", 10 * day, "view", None, None);
+            split(&b.build(), Holdout::NextTrip, None, 1).test
+        };
+        assert_eq!(events(true), vec![(0, HashSet::from([1, 2]))]);
+        // Where no event says where its user was, nothing tells the desktop
+        // session apart: the pause before it starts the last trip.
+        assert_eq!(events(false), vec![(0, HashSet::from([2]))]);
     }
 
     #[test]
