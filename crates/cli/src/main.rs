@@ -69,7 +69,7 @@ struct EvaluateArgs {
     /// stratified-75-25, leave-last-out, next-trip or trajectory.
     #[arg(long, default_value = "leave-last-out")]
     protocol: String,
-    /// Number of split seeds (42, 43, ...) averaged over.
+    /// Number of split seeds (42, 43, ...) averaged over; for `generated`, each seed is also a generated world of its own
     #[arg(long, default_value_t = 1)]
     seeds: u64,
     /// Where the public data sets are.

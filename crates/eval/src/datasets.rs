@@ -35,6 +35,24 @@ pub struct EvalDataset {
     pub data: TrainingData,
     /// Only for the Flickr trajectory data.
     pub trajectories: Vec<Trajectory>,
+    /// For travelrec's own synthetic data: the generator seed of this world.
+    /// Each split seed of an evaluation is then a world of its own (see
+    /// [`EvalDataset::for_seed`]).
+    pub generator_seed: Option<u64>,
+}
+
+impl EvalDataset {
+    /// The data set an evaluation with split seed `seed` runs on: this one,
+    /// or for generated data the world generated with that seed. Splits in
+    /// time take the same events whatever their seed, so on one generated
+    /// world, averaging over seeds would average one number with itself;
+    /// over worlds it says how much a result owes to the one drawn.
+    pub fn for_seed(&self, seed: u64) -> Result<std::borrow::Cow<'_, EvalDataset>, LoadError> {
+        match self.generator_seed {
+            Some(own) if own != seed => Ok(std::borrow::Cow::Owned(generated(seed)?)),
+            _ => Ok(std::borrow::Cow::Borrowed(self)),
+        }
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> LoadError + '_ {
@@ -54,7 +72,7 @@ pub fn load(name: &str, root: &Path) -> Result<EvalDataset, LoadError> {
         "flickr-glasgow" => flickr(root, "Glas", name),
         "themepark" => themepark(root),
         "foursquare" => foursquare(root),
-        "generated" => generated(),
+        "generated" => generated(GENERATED_SEED),
         other => Err(LoadError::Unknown(other.to_string())),
     }
 }
@@ -76,7 +94,7 @@ fn movielens_100k(path: &Path) -> Result<EvalDataset, LoadError> {
         let ts: i64 = ts.parse().map_err(|_| format(path, line, "timestamp is not a number"))?;
         builder.add_interaction(user, item, ts, "rating", Some(rating));
     }
-    Ok(EvalDataset { name: "ml-100k".into(), data: builder.build(), trajectories: Vec::new() })
+    Ok(EvalDataset { name: "ml-100k".into(), data: builder.build(), trajectories: Vec::new(), generator_seed: None })
 }
 
 /// `ratings.dat.gz`: `UserID::MovieID::Rating::Timestamp`.
@@ -91,7 +109,7 @@ fn movielens_1m(path: &Path) -> Result<EvalDataset, LoadError> {
         let ts: i64 = ts.parse().map_err(|_| format(path, line, "timestamp is not a number"))?;
         builder.add_interaction(user, item, ts, "rating", Some(rating));
     }
-    Ok(EvalDataset { name: "ml-1m-partial".into(), data: builder.build(), trajectories: Vec::new() })
+    Ok(EvalDataset { name: "ml-1m-partial".into(), data: builder.build(), trajectories: Vec::new(), generator_seed: None })
 }
 
 fn csv_reader(path: &Path, delimiter: u8) -> Result<csv::Reader<std::fs::File>, LoadError> {
@@ -153,7 +171,7 @@ fn flickr(root: &Path, city: &str, name: &str) -> Result<EvalDataset, LoadError>
             }
         })
         .collect();
-    Ok(EvalDataset { name: name.into(), data, trajectories })
+    Ok(EvalDataset { name: name.into(), data, trajectories, generator_seed: None })
 }
 
 /// The SIGIR'17 theme park (Disney California Adventure) photos: consecutive
@@ -190,16 +208,25 @@ fn themepark(root: &Path) -> Result<EvalDataset, LoadError> {
         }
         last = Some((user, sequence, poi));
     }
-    Ok(EvalDataset { name: "themepark".into(), data: builder.build(), trajectories: Vec::new() })
+    Ok(EvalDataset { name: "themepark".into(), data: builder.build(), trajectories: Vec::new(), generator_seed: None })
 }
 
-/// travelrec's own synthetic travel data (seed 42), where the effects
-/// context should find are known to exist: seasons, local events, trips
-/// that walk from attraction to attraction, the user's position on events.
-fn generated() -> Result<EvalDataset, LoadError> {
+/// The generator seed of `generated` as loaded (other split seeds generate their own worlds).
+const GENERATED_SEED: u64 = 42;
+
+/// travelrec's own synthetic travel data, where the effects context should
+/// find are known to exist: seasons, local events, trips that walk from
+/// attraction to attraction, the user's position on events.
+fn generated(seed: u64) -> Result<EvalDataset, LoadError> {
     let dir = tempfile::tempdir().map_err(io(Path::new("(temporary folder)")))?;
-    let config =
-        travelrec_datagen::GeneratorConfig { interactions: 200_000, users: 10_000, items_per_city: 40, cities: 8, ..Default::default() };
+    let config = travelrec_datagen::GeneratorConfig {
+        seed,
+        interactions: 200_000,
+        users: 10_000,
+        items_per_city: 40,
+        cities: 8,
+        ..Default::default()
+    };
     travelrec_datagen::generate(&config, dir.path()).map_err(|e| format(dir.path(), 0, e.to_string()))?;
     let mut builder = TrainingDataBuilder::new();
     let items = dir.path().join(travelrec_datagen::ITEMS_FILE);
@@ -247,7 +274,7 @@ fn generated() -> Result<EvalDataset, LoadError> {
             location,
         );
     }
-    Ok(EvalDataset { name: "generated".into(), data: builder.build(), trajectories: Vec::new() })
+    Ok(EvalDataset { name: "generated".into(), data: builder.build(), trajectories: Vec::new(), generator_seed: Some(seed) })
 }
 
 /// Foursquare US check-ins: `user poi unix_ts` and `poi lat lon`, tab-separated.
@@ -273,5 +300,5 @@ fn foursquare(root: &Path) -> Result<EvalDataset, LoadError> {
         let ts: f64 = ts.parse().map_err(|_| format(&checkins, line, "timestamp is not a number"))?;
         builder.add_interaction(user, poi, ts as i64, "checkin", None);
     }
-    Ok(EvalDataset { name: "foursquare".into(), data: builder.build(), trajectories: Vec::new() })
+    Ok(EvalDataset { name: "foursquare".into(), data: builder.build(), trajectories: Vec::new(), generator_seed: None })
 }

@@ -130,11 +130,21 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
     if config.protocol == Protocol::Trajectory {
         return trajectory::evaluate(dataset, config, log);
     }
-    let data = &dataset.data;
     let mut sums: BTreeMap<&str, (Vec<MetricSet>, f64, Option<String>)> = BTreeMap::new();
     for &seed in &config.seeds {
+        let world = match dataset.for_seed(seed) {
+            Ok(world) => world,
+            Err(e) => {
+                log(&format!("seed {seed}: skipped, its generated world could not be made: {e}"));
+                continue;
+            }
+        };
+        let data = &world.data;
         let split = split(data, config.protocol.holdout(), config.max_test_users, seed);
-        log(&format!("seed {seed}: {} test users", split.test.len()));
+        match world.generator_seed {
+            Some(generator) => log(&format!("seed {seed}: generated world {generator}, {} test users", split.test.len())),
+            None => log(&format!("seed {seed}: {} test users", split.test.len())),
+        }
         for &method in METHODS {
             if method == "travelrec-hpo" && !config.hpo {
                 continue;
@@ -180,6 +190,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         })
         .collect();
+    let data = &dataset.data;
     Report {
         dataset: dataset.name.clone(),
         protocol: config.protocol,

@@ -80,3 +80,21 @@ fn every_loader_reads_its_data_set() {
     let err = load("no-such-data", &root).unwrap_err();
     assert!(err.to_string().contains("known: ml-100k"), "{err}");
 }
+
+#[test]
+fn each_seed_of_the_generated_data_is_a_world_of_its_own() {
+    // The generated data needs nothing from ../shared.
+    let dataset = load("generated", Path::new("no-shared-data-needed")).unwrap();
+    assert_eq!(dataset.generator_seed, Some(42));
+    assert!(matches!(dataset.for_seed(42).unwrap(), std::borrow::Cow::Borrowed(_)));
+    let other = dataset.for_seed(43).unwrap();
+    assert_eq!(other.generator_seed, Some(43));
+    assert_ne!(other.data.events[..100], dataset.data.events[..100]);
+    // The same seed makes the same world.
+    assert_eq!(dataset.for_seed(43).unwrap().data.events, other.data.events);
+    // A public data set is itself whatever the seed.
+    if let Some(root) = datasets() {
+        let osaka = load("flickr-osaka", &root).unwrap();
+        assert!(matches!(osaka.for_seed(43).unwrap(), std::borrow::Cow::Borrowed(_)));
+    }
+}
