@@ -370,7 +370,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 6;
+    pub const FORMAT_VERSION: u32 = 7;
 
     /// Removes what the model holds of one user: their history (what a
     /// query for them starts from). The item-to-item weights and counts keep
@@ -1562,6 +1562,27 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::{ItemMeta, TrainingDataBuilder, train};
+
+    /// postcard writes a snapshot's fields in order, without their names: a
+    /// snapshot read with another layout is misread, not refused. A changed
+    /// layout (a field added to the hyperparameters, say) must come with a
+    /// new [`Model::FORMAT_VERSION`]; this fingerprint of a small model's
+    /// bytes says when the bytes changed. If only values changed (a formula,
+    /// not a field), update the fingerprint and keep the version.
+    #[test]
+    fn the_snapshot_layout_is_the_one_its_format_version_names() {
+        let mut model =
+            crate::train_fixed(&two_tastes(), Recipe::PopularityCount, &Hyperparameters::default(), Blend::default(), &crate::no_progress)
+                .unwrap();
+        model.summary.training_seconds = 0.0;
+        // FNV-1a, stable across Rust releases (unlike the std hashers).
+        let fingerprint = model.to_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        assert_eq!(
+            (Model::FORMAT_VERSION, fingerprint),
+            (7, 3_466_897_907_176_333_476),
+            "the snapshot's bytes changed: if its layout did, bump Model::FORMAT_VERSION; then set the fingerprint"
+        );
+    }
 
     /// Users who like museums and users who like beaches; "m*" and "b*" items.
     fn two_tastes() -> TrainingData {

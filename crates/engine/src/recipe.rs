@@ -157,14 +157,15 @@ pub struct Hyperparameters {
     /// with the other signals under the softmax rather than adds to them (0
     /// keeps the share itself). The default was chosen by validation NDCG@10
     /// over the generated data, three Flickr cities and the theme park.
-    /// Models saved before this setting existed read it as 0, as trained.
+    /// Solution configurations saved before this setting existed read it as
+    /// 0 (model snapshots change format with it: see `Model::FORMAT_VERSION`).
     #[serde(default)]
     pub taste_smoothing: f32,
     /// A visit counts towards the hours around its own too, by a Gaussian
     /// of this many hours' deviation (0: its own hour only). Tuning tries 0
     /// and [`TIME_OF_DAY_BANDWIDTH_HOURS`](crate::tuning::TIME_OF_DAY_BANDWIDTH_HOURS) where the hour of day is in the
-    /// blend and keeps what scores better on validation. Models saved
-    /// before this setting existed read it as 0, as trained.
+    /// blend and keeps what scores better on validation. Solution
+    /// configurations saved before this setting existed read it as 0.
     #[serde(default)]
     pub time_of_day_bandwidth_hours: f32,
     /// Context signals, each learned on validation and switchable off: nearness
