@@ -344,26 +344,18 @@ async fn run_server(service: Service, listener: tokio::net::TcpListener, listen:
     Ok(())
 }
 
-/// Retrains every ACTIVE campaign each `period` (trainings run one at a time).
+/// Retrains every ACTIVE campaign each `period`: one new version per
+/// solution, shared by the campaigns that serve it.
 async fn retrain_periodically(service: Service, period: std::time::Duration) {
     loop {
         tokio::time::sleep(period).await;
-        let campaigns = match service.list::<travelrec_store::Campaign>().await {
-            Ok(campaigns) => campaigns,
-            Err(e) => {
-                tracing::warn!("scheduled retraining could not list the campaigns: {e}");
-                continue;
-            }
-        };
-        // Not a campaign still moving to its last retrained model.
-        let moving = |c: &travelrec_store::Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| u.lifecycle.status.is_creating());
-        for campaign in campaigns.into_iter().filter(|c| c.lifecycle.status == travelrec_store::Status::Active && !moving(c)) {
-            match service.retrain_campaign(&campaign.campaign_arn).await {
-                Ok(version) => {
-                    tracing::info!(campaign = %campaign.campaign_arn, version = %version.solution_version_arn, "scheduled retraining started")
+        match service.retrain_active_campaigns().await {
+            Ok(versions) => {
+                for version in versions {
+                    tracing::info!(version = %version.solution_version_arn, "scheduled retraining started")
                 }
-                Err(e) => tracing::warn!(campaign = %campaign.campaign_arn, "scheduled retraining did not start: {e}"),
             }
+            Err(e) => tracing::warn!("scheduled retraining could not list the campaigns: {e}"),
         }
     }
 }

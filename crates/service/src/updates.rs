@@ -35,9 +35,37 @@ impl Service {
     pub async fn retrain_campaign(&self, campaign_arn: &str) -> Result<SolutionVersion> {
         let campaign = self.active_campaign(campaign_arn).await?;
         let current: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
+        self.retrain_solution(&current.solution_arn, vec![campaign.campaign_arn]).await
+    }
+
+    /// Scheduled retraining: one new version of each solution an ACTIVE
+    /// campaign serves (not one per campaign: campaigns sharing a solution
+    /// share its retrained version), each of its campaigns then moved to it.
+    /// Campaigns still moving to an earlier model are left for the next
+    /// round. Returns the versions being trained.
+    pub async fn retrain_active_campaigns(&self) -> Result<Vec<SolutionVersion>> {
+        let moving = |c: &Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| u.lifecycle.status.is_creating());
+        let mut by_solution: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for campaign in self.list::<Campaign>().await?.into_iter().filter(|c| c.lifecycle.status == Status::Active && !moving(c)) {
+            let serving: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
+            by_solution.entry(serving.solution_arn).or_default().push(campaign.campaign_arn);
+        }
+        let mut started = Vec::new();
+        for (solution_arn, campaigns) in by_solution {
+            match self.retrain_solution(&solution_arn, campaigns).await {
+                Ok(version) => started.push(version),
+                Err(e) => tracing::warn!(solution = %solution_arn, "scheduled retraining did not start: {e}"),
+            }
+        }
+        Ok(started)
+    }
+
+    /// Trains a new version of `solution_arn` in the background, then moves
+    /// each of `campaigns` to it, one after the other.
+    async fn retrain_solution(&self, solution_arn: &str, campaigns: Vec<String>) -> Result<SolutionVersion> {
         let name = format!("{RETRAINED_PREFIX}{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"));
-        let version = self.create_solution_version(&current.solution_arn, &name).await?;
-        let (service, campaign_arn, version_arn) = (self.clone(), campaign_arn.to_string(), version.solution_version_arn.clone());
+        let version = self.create_solution_version(solution_arn, &name).await?;
+        let (service, version_arn) = (self.clone(), version.solution_version_arn.clone());
         tokio::spawn(async move {
             let trained = loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -45,19 +73,21 @@ impl Service {
                     Ok(v) if v.lifecycle.status.is_creating() => continue,
                     Ok(v) => break v,
                     Err(e) => {
-                        tracing::warn!("retraining {campaign_arn}: {e}");
+                        tracing::warn!("retraining {version_arn}: {e}");
                         return;
                     }
                 }
             };
             if trained.lifecycle.status != Status::Active {
                 let reason = trained.lifecycle.failure_reason.unwrap_or_default();
-                tracing::warn!("retraining {campaign_arn}: {version_arn} is {}: {reason}", trained.lifecycle.status);
+                tracing::warn!("retraining: {version_arn} is {}: {reason}", trained.lifecycle.status);
                 return;
             }
-            match service.start_update(&campaign_arn, &version_arn).await {
-                Ok(campaign) => service.run_update(campaign).await,
-                Err(e) => tracing::warn!("retraining {campaign_arn}: moving to {version_arn}: {e}"),
+            for campaign_arn in campaigns {
+                match service.start_update(&campaign_arn, &version_arn).await {
+                    Ok(campaign) => service.run_update(campaign).await,
+                    Err(e) => tracing::warn!("retraining {campaign_arn}: moving to {version_arn}: {e}"),
+                }
             }
             service.prune_retrained(&trained.solution_arn).await;
         });

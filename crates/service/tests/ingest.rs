@@ -335,3 +335,29 @@ async fn retraining_swaps_the_new_model_in_without_a_failed_request() {
     assert_eq!(after.solution_version_arn, first.solution_version_arn);
     assert_eq!(service.recommend(&campaign, "newcomer", 10).await.unwrap().items.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_retraining_trains_a_shared_solution_once_and_moves_each_campaign() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (service, first_campaign, _, _) = deployed(dir.path(), data.path()).await;
+    let serving: Campaign = service.describe(&first_campaign).await.unwrap();
+    let second_campaign = service.create_campaign("c2", &serving.solution_version_arn).await.unwrap().campaign_arn;
+    until("the second deployment", async || {
+        service.describe::<Campaign>(&second_campaign).await.ok().filter(|c| c.lifecycle.status == Status::Active)
+    })
+    .await;
+    let versions_before = service.list::<SolutionVersion>().await.unwrap().len();
+
+    let started = service.retrain_active_campaigns().await.unwrap();
+    assert_eq!(started.len(), 1, "one solution, one training: {started:?}");
+    let retrained = started[0].solution_version_arn.clone();
+    for campaign in [&first_campaign, &second_campaign] {
+        until("the campaign to serve the retrained version", async || {
+            let c = service.describe::<Campaign>(campaign).await.ok()?;
+            (c.solution_version_arn == retrained && c.latest_campaign_update?.lifecycle.status == Status::Active).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(service.list::<SolutionVersion>().await.unwrap().len(), versions_before + 1);
+    assert_eq!(service.recommend(&second_campaign, "1", 10).await.unwrap().items.len(), 10);
+}
