@@ -124,10 +124,11 @@ impl TimeProfile {
 }
 
 /// (slot offset, weight) of a Gaussian kernel of standard deviation
-/// `bandwidth` slots, cut at three deviations and at half the circle, the
-/// weights summing to 1 (a visit counts once in all).
+/// `bandwidth` slots, cut at three deviations and at half the circle (so
+/// meant for bandwidths up to `slots / 6`), the weights summing to 1 (a
+/// visit counts once in all). No bandwidth (0, or NaN) keeps the slot.
 fn circular_kernel(slots: usize, bandwidth: f32) -> Vec<(isize, f32)> {
-    if bandwidth <= 0.0 {
+    if bandwidth.is_nan() || bandwidth <= 0.0 {
         return vec![(0, 1.0)];
     }
     let reach = ((3.0 * bandwidth).ceil() as isize).min((slots as isize - 1) / 2);
@@ -205,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_kernel_counts_a_visit_once_in_all() {
-        for bandwidth in [0.0, 0.5, 1.2, 3.0, 20.0] {
+        for bandwidth in [0.0, f32::NAN, 0.5, 1.2, 3.0, 20.0] {
             let kernel = circular_kernel(24, bandwidth);
             let total: f32 = kernel.iter().map(|(_, w)| w).sum();
             assert!((total - 1.0).abs() < 1e-5, "{bandwidth}: {total}");

@@ -1568,7 +1568,11 @@ mod tests {
     /// layout (a field added to the hyperparameters, say) must come with a
     /// new [`Model::FORMAT_VERSION`]; this fingerprint of a small model's
     /// bytes says when the bytes changed. If only values changed (a formula,
-    /// not a field), update the fingerprint and keep the version.
+    /// not a field), update the fingerprint and keep the version. A
+    /// popularity model covers the hyperparameters, the item metadata and the
+    /// time profiles, not the collaborative models or a tuning report; its
+    /// values go through `ln`, so another platform's maths library may need
+    /// a fingerprint of its own.
     #[test]
     fn the_snapshot_layout_is_the_one_its_format_version_names() {
         let mut model =

@@ -162,9 +162,11 @@ pub struct Hyperparameters {
     #[serde(default)]
     pub taste_smoothing: f32,
     /// A visit counts towards the hours around its own too, by a Gaussian
-    /// of this many hours' deviation (0: its own hour only). Tuning tries 0
-    /// and [`TIME_OF_DAY_BANDWIDTH_HOURS`](crate::tuning::TIME_OF_DAY_BANDWIDTH_HOURS) where the hour of day is in the
-    /// blend and keeps what scores better on validation. Solution
+    /// of this many hours' deviation (0: its own hour only; at most 3).
+    /// Where the hour of day is in the blend, tuning also tries
+    /// [`TIME_OF_DAY_BANDWIDTH_HOURS`](crate::tuning::TIME_OF_DAY_BANDWIDTH_HOURS),
+    /// or 0 when another value is set, and keeps that only if it beats the
+    /// set value on validation by the margin of noise. Solution
     /// configurations saved before this setting existed read it as 0.
     #[serde(default)]
     pub time_of_day_bandwidth_hours: f32,
@@ -328,8 +330,8 @@ impl Hyperparameters {
                 "taste_smoothing" => hp.taste_smoothing = fraction()?,
                 "time_of_day_bandwidth_hours" => {
                     hp.time_of_day_bandwidth_hours = match value.trim().parse::<f32>() {
-                        Ok(v) if (0.0..=12.0).contains(&v) => v,
-                        _ => return Err(invalid("expected hours from 0 to 12")),
+                        Ok(v) if (0.0..=3.0).contains(&v) => v,
+                        _ => return Err(invalid("expected hours from 0 to 3")),
                     }
                 }
                 "seed" => hp.seed = value.trim().parse().map_err(|_| invalid("expected a whole number"))?,

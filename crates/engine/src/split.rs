@@ -22,10 +22,12 @@ pub enum Holdout {
     /// set (the managed service's offline metrics): train on the past, test
     /// on what each user did in the held-out window.
     NewestFraction { fraction: f64 },
-    /// Each user's last trip: every interaction after the last gap of more
-    /// than [`TRIP_GAP_SECONDS`] whose next event happens on the spot (its
-    /// location near its item, where both are known; users with an earlier
-    /// trip). The context is
+    /// Each user's last trip: the interactions from the last gap of more
+    /// than [`TRIP_GAP_SECONDS`] after which the user was on the spot (the
+    /// event's location near its item; an event without a location counts
+    /// only for users who never report one) to the next such gap (what
+    /// follows, browsing from home, is left out of training as well; users
+    /// with an earlier trip). The context is
     /// the trip's first moment — where a traveller is when they arrive
     /// somewhere new, which their history alone does not say.
     NextTrip,
@@ -84,14 +86,13 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     };
     let user_events = |u: usize| &order[offsets[u]..offsets[u + 1]];
     // What a holdout in time takes from each user, found once.
-    let located = EventsLocated(data.events.iter().any(|e| e.location.is_some()));
-    let mut in_time: Vec<Option<Vec<u32>>> = (0..users).map(|u| held_in_time(data, holdout, user_events(u), cutoff, located)).collect();
+    let mut in_time: Vec<Option<Held>> = (0..users).map(|u| held_in_time(data, holdout, user_events(u), cutoff)).collect();
     let mut chosen: Vec<bool> = vec![true; users];
     if let Some(limit) = max_test_users.filter(|&l| l < users) {
         // Drawn among the users the holdout can evaluate (known up front for
         // holdouts in time): a limit of 2,000 means 2,000 test users, even
         // where few users have, say, an earlier trip.
-        let mut candidates: Vec<usize> = (0..users).filter(|&u| in_time[u].as_ref().is_none_or(|held| !held.is_empty())).collect();
+        let mut candidates: Vec<usize> = (0..users).filter(|&u| in_time[u].as_ref().is_none_or(|held| !held.events.is_empty())).collect();
         if candidates.len() > limit {
             candidates.shuffle(&mut rng);
         }
@@ -108,7 +109,11 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
             continue;
         }
         let held: Vec<u32> = match (in_time[u].take(), holdout) {
-            (Some(held), _) => held,
+            (Some(Held { events, after }), _) => {
+                // Neither asked about nor learned from: the future of what is.
+                after.iter().for_each(|&i| is_test[i as usize] = true);
+                events
+            }
             (None, Holdout::RandomFraction { test_fraction }) => {
                 let mut items: Vec<u32> = events.iter().map(|&i| data.events[i as usize].item).collect();
                 items.sort_unstable();
@@ -163,36 +168,59 @@ pub fn split(data: &TrainingData, holdout: Holdout, max_test_users: Option<usize
     Split { train, test, contexts, recent, holdout }
 }
 
+/// What a holdout in time takes from one user: the events asked about, and
+/// the events after them (browsing from home once the trip was over), which
+/// are left out of training too.
+struct Held {
+    events: Vec<u32>,
+    after: Vec<u32>,
+}
+
+impl Held {
+    fn only(events: Vec<u32>) -> Self {
+        Held { events, after: Vec::new() }
+    }
+
+    fn trip(events: &[u32], trip: std::ops::Range<usize>) -> Self {
+        Held { after: events[trip.end..].to_vec(), events: events[trip].to_vec() }
+    }
+}
+
 /// The events a holdout in time takes from one user's events (in time
 /// order; none for users with fewer than two), or `None` for a random holdout.
-fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i64, located: EventsLocated) -> Option<Vec<u32>> {
+fn held_in_time(data: &TrainingData, holdout: Holdout, events: &[u32], cutoff: i64) -> Option<Held> {
     if events.len() < 2 {
-        return Some(Vec::new());
+        return Some(Held::only(Vec::new()));
     }
     Some(match holdout {
-        Holdout::LastItem => vec![*events.last().expect("two events")],
-        Holdout::NextTrip => match last_trip_start(data, events, located) {
-            Some(start) => events[start..].to_vec(),
-            None => Vec::new(),
+        Holdout::LastItem => Held::only(vec![*events.last().expect("two events")]),
+        Holdout::NextTrip => match last_trip(data, events) {
+            Some(trip) => Held::trip(events, trip),
+            None => Held::only(Vec::new()),
         },
-        Holdout::LastItemOrArrival => match last_trip_start(data, events, located).filter(|&start| arrives_away(data, events, start)) {
-            Some(start) => events[start..].to_vec(),
-            None => vec![*events.last().expect("two events")],
+        Holdout::LastItemOrArrival => match last_trip(data, events).filter(|trip| arrives_away(data, events, trip.start)) {
+            Some(trip) => Held::trip(events, trip),
+            None => Held::only(vec![*events.last().expect("two events")]),
         },
         Holdout::NewestFraction { .. } => {
             let held: Vec<u32> = events.iter().copied().filter(|&i| data.events[i as usize].timestamp >= cutoff).collect();
             // Users need some past to be evaluated.
-            if held.len() == events.len() { Vec::new() } else { held }
+            Held::only(if held.len() == events.len() { Vec::new() } else { held })
         }
         Holdout::RandomFraction { .. } => return None,
     })
 }
 
-/// Where in a user's events (time order) their last trip begins: after a
-/// pause of more than [`TRIP_GAP_SECONDS`], on the spot.
-fn last_trip_start(data: &TrainingData, events: &[u32], located: EventsLocated) -> Option<usize> {
+/// A user's last trip, as positions in their events (time order): from the
+/// last pause of more than [`TRIP_GAP_SECONDS`] after which they were on the
+/// spot, to the next pause.
+fn last_trip(data: &TrainingData, events: &[u32]) -> Option<std::ops::Range<usize>> {
     let time = |i: u32| data.events[i as usize].timestamp;
-    (1..events.len()).rev().find(|&k| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS && on_the_spot(data, events[k], located))
+    let paused = |k: usize| time(events[k]) - time(events[k - 1]) > TRIP_GAP_SECONDS;
+    let reports_location = ReportsLocation(events.iter().any(|&i| data.events[i as usize].location.is_some()));
+    let start = (1..events.len()).rev().find(|&k| paused(k) && on_the_spot(data, events[k], reports_location))?;
+    let end = (start + 1..events.len()).find(|&k| paused(k)).unwrap_or(events.len());
+    Some(start..end)
 }
 
 /// Whether the event at `start` happened far from the last located item
@@ -206,25 +234,25 @@ fn arrives_away(data: &TrainingData, events: &[u32], start: usize) -> bool {
     })
 }
 
-/// Whether any event of the data set says where its user was.
+/// Whether any of a user's events says where they were.
 #[derive(Debug, Clone, Copy)]
-struct EventsLocated(bool);
+struct ReportsLocation(bool);
 
 /// Whether the user was at the place when the event happened: within
 /// [`MOVED_ON_KM`](crate::model::MOVED_ON_KM) of the item. A session of
 /// browsing from home before a trip is not an arrival, though a pause
 /// precedes it too. An event without a location is taken to be on the spot
-/// only where no event of the data set has one (nothing tells them apart);
-/// where others do, it is one from a device that does not report it, most
-/// often a desktop at home.
-fn on_the_spot(data: &TrainingData, event: u32, located: EventsLocated) -> bool {
+/// only for a user none of whose events has one (nothing tells them apart);
+/// for a user whose phone reports where they are, it comes from a device
+/// that does not, most often a desktop at home.
+fn on_the_spot(data: &TrainingData, event: u32, reports_location: ReportsLocation) -> bool {
     let event = &data.events[event as usize];
     let place = data.item_meta.get(event.item as usize).and_then(|m| m.location);
     match (event.location, place) {
         (Some((lat, lon)), Some((item_lat, item_lon))) => {
             crate::model::distance_km(lat as f64, lon as f64, item_lat, item_lon) <= crate::model::MOVED_ON_KM
         }
-        (None, _) => !located.0,
+        (None, _) => !reports_location.0,
         (Some(_), None) => true,
     }
 }
@@ -320,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn browsing_from_a_device_that_reports_no_location_is_no_trip_where_others_report_theirs() {
+    fn browsing_from_a_device_that_reports_no_location_is_no_trip_for_a_user_whose_phone_does() {
         // A trip on the spot, then a week later a desktop session (no
         // location) of the same places: the last trip is still the first.
         let events = |located: bool| {
@@ -334,12 +362,17 @@ mod tests {
             b.add_located_interaction("u", "i0", 0, "view", None, here);
             b.add_located_interaction("u", "i1", 3 * day, "view", None, here);
             b.add_located_interaction("u", "i2", 10 * day, "view", None, None);
-            split(&b.build(), Holdout::NextTrip, None, 1).test
+            split(&b.build(), Holdout::NextTrip, None, 1)
         };
-        assert_eq!(events(true), vec![(0, HashSet::from([1, 2]))]);
-        // Where no event says where its user was, nothing tells the desktop
-        // session apart: the pause before it starts the last trip.
-        assert_eq!(events(false), vec![(0, HashSet::from([2]))]);
+        // The trip is asked about; the browsing after it is left out of training too.
+        let s = events(true);
+        assert_eq!(s.test, vec![(0, HashSet::from([1]))]);
+        assert_eq!(s.train.events.iter().map(|e| e.item).collect::<Vec<_>>(), vec![0]);
+        // Where none of the user's events says where they were, nothing
+        // tells the desktop session apart: the pause before it starts the last trip.
+        let s = events(false);
+        assert_eq!(s.test, vec![(0, HashSet::from([2]))]);
+        assert_eq!(s.train.events.len(), 2);
     }
 
     #[test]

@@ -370,7 +370,7 @@ pub fn tune(
         let mut half_lives = vec![config.recency_half_life_days];
         half_lives.extend(HALF_LIVES.iter().copied().filter(|h| *h != config.recency_half_life_days));
         let mut improved = false;
-        // This configuration's best half-life and its score.
+        // The bandwidth below is tried at this configuration's best half-life only (one more pass, not four).
         let mut own_best = (config.recency_half_life_days, f64::NEG_INFINITY);
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
@@ -395,7 +395,7 @@ pub fn tune(
         if space[Feature::TimeOfDay as usize] != Freedom::Fixed {
             let bandwidth = if config.time_of_day_bandwidth_hours == 0.0 { TIME_OF_DAY_BANDWIDTH_HOURS } else { 0.0 };
             let (half_life, _) = own_best;
-            let kept = model.replace_hourly(TimeProfile::learn(&validation.train, 24, hour_of, bandwidth));
+            let previous_hourly = model.replace_hourly(TimeProfile::learn(&validation.train, 24, hour_of, bandwidth));
             model.hyperparameters.recency_half_life_days = half_life;
             let cases = build_cases(&model, &validation);
             let (blend, moved_on_blend, score) = learn_blends(&cases, start, &space);
@@ -410,7 +410,7 @@ pub fn tune(
                 best = Some((trials.len() - 1, hyperparameters, blend, moved_on_blend, score));
                 improved = true;
             } else {
-                model.replace_hourly(kept);
+                model.replace_hourly(previous_hourly);
             }
         }
         if improved {
@@ -420,7 +420,8 @@ pub fn tune(
     let (chosen, hyperparameters, blend, moved_on_blend, _) = best.expect("at least one configuration");
 
     // Full validation metrics of the chosen configuration, for the record
-    // (its components are those fitted above: the half-life is not fitted).
+    // (its components are those fitted above, with the hourly profile of the
+    // chosen bandwidth: the half-life is not fitted).
     let mut model = best_model.expect("kept with the best configuration");
     model.hyperparameters = hyperparameters.clone();
     model.blend = blend;

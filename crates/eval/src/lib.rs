@@ -131,6 +131,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         return trajectory::evaluate(dataset, config, log);
     }
     let mut sums: BTreeMap<&str, (Vec<MetricSet>, f64, Option<String>)> = BTreeMap::new();
+    let mut seeds_run = Vec::new();
     for &seed in &config.seeds {
         let world = match dataset.for_seed(seed) {
             Ok(world) => world,
@@ -140,6 +141,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         };
         let data = &world.data;
+        seeds_run.push(seed);
         let split = split(data, config.protocol.holdout(), config.max_test_users, seed);
         match world.generator_seed {
             Some(generator) => log(&format!("seed {seed}: generated world {generator}, {} test users", split.test.len())),
@@ -190,6 +192,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         })
         .collect();
+    // The counts are the loaded data set's (for generated data, the first world's).
     let data = &dataset.data;
     Report {
         dataset: dataset.name.clone(),
@@ -197,7 +200,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         users: data.users.len(),
         items: data.items.len(),
         interactions: data.events.len(),
-        seeds: config.seeds.clone(),
+        seeds: seeds_run,
         results,
     }
 }
