@@ -48,6 +48,7 @@ pub async fn run_all(store: &dyn Store) {
     model_snapshots_round_trip(store).await;
     solution_versions_keep_their_event_cutoff(store).await;
     a_user_is_erased_from_rows_and_events(store).await;
+    erasure_reaches_every_chunk_of_a_large_import(store).await;
 }
 
 /// A version trained after events were tracked records, per log partition,
@@ -193,6 +194,26 @@ async fn a_user_is_erased_from_rows_and_events(store: &dyn Store) {
     assert_eq!(store.known_event_ids(group, ids).await.unwrap(), vec!["kept-a-7"]);
     // Erasing again finds nothing.
     assert_eq!(store.erase_user(group, &[interactions, users], "gone").await.unwrap(), ErasedRows::default());
+}
+
+/// More chunks than a backend reads at once: an erasure that pages through
+/// them must reach the last page.
+async fn erasure_reaches_every_chunk_of_a_large_import(store: &dyn Store) {
+    let group = "arn:aws:personalize:local:000000000000:dataset-group/conformance-erase-large";
+    let interactions = "arn:aws:personalize:local:000000000000:dataset/conformance-erase-large/INTERACTIONS".to_string();
+    let mut import = store.begin_import(&interactions, ImportMode::Full).await.unwrap();
+    for chunk in 0..150 {
+        let user = if chunk % 2 == 0 { "gone" } else { "kept" };
+        import.write(RowBatch::Interactions(vec![interaction(user, &format!("i{chunk}"), chunk)])).await.unwrap();
+    }
+    import.commit().await.unwrap();
+    let erased = store.erase_user(group, std::slice::from_ref(&interactions), "gone").await.unwrap();
+    assert_eq!(erased.rows, 75);
+    let left = all_rows(store, &interactions).await;
+    assert_eq!(left.len(), 75);
+    assert!(left.iter().all(|r| r.user_id == "kept"));
+    assert_eq!(left.last().map(|r| r.item_id.as_str()), Some("i149"));
+    assert_eq!(store.row_count(&interactions).await.unwrap(), 75);
 }
 
 async fn rows_can_be_appended_one_batch_at_a_time(store: &dyn Store) {

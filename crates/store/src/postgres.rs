@@ -206,6 +206,42 @@ async fn discard_import(pool: &PgPool, dataset: &str, import: i64) -> Result<(),
     txn.commit().await.map_err(backend)
 }
 
+/// Chunks an erasure reads and locks at a time.
+const ERASE_PAGE_CHUNKS: i64 = 64;
+
+/// Removes `user_id`'s rows from one chunk (`import`, `chunk`, `body`),
+/// rewriting it and its import's row count if any were there; returns how
+/// many. An emptied chunk stays, empty: chunk numbers are the read cursor.
+async fn erase_from_chunk(
+    txn: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dataset: &str,
+    row: sqlx::postgres::PgRow,
+    user_id: &str,
+) -> Result<u64, StoreError> {
+    let (import, chunk): (i64, i64) = (row.get(0), row.get(1));
+    let mut batch: RowBatch = postcard::from_bytes(row.get::<&[u8], _>(2)).map_err(corrupt)?;
+    let removed = batch.remove_user(user_id) as i64;
+    if removed == 0 {
+        return Ok(0);
+    }
+    sqlx::query("UPDATE dataset_rows SET body = $4 WHERE dataset = $1 AND import = $2 AND chunk = $3")
+        .bind(dataset)
+        .bind(import)
+        .bind(chunk)
+        .bind(postcard::to_stdvec(&batch).map_err(backend)?)
+        .execute(&mut **txn)
+        .await
+        .map_err(backend)?;
+    sqlx::query("UPDATE committed_imports SET row_count = row_count - $3 WHERE dataset = $1 AND import = $2")
+        .bind(dataset)
+        .bind(import)
+        .bind(removed)
+        .execute(&mut **txn)
+        .await
+        .map_err(backend)?;
+    Ok(removed as u64)
+}
+
 /// Serialises writes to one dataset's rows until the transaction ends.
 async fn lock_dataset(txn: &mut sqlx::PgConnection, dataset: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('travelrec.rows.' || $1))").bind(dataset).execute(txn).await.map_err(backend)?;
@@ -462,38 +498,27 @@ impl Store for PostgresStore {
         let mut txn = self.pool.begin().await.map_err(backend)?;
         for dataset in dataset_arns {
             lock_dataset(&mut txn, dataset).await?;
-            let chunks = sqlx::query(
-                "SELECT r.import, r.chunk, r.body FROM dataset_rows r \
-                 JOIN committed_imports c ON c.dataset = r.dataset AND c.import = r.import WHERE r.dataset = $1 FOR UPDATE OF r",
-            )
-            .bind(dataset)
-            .fetch_all(&mut *txn)
-            .await
-            .map_err(backend)?;
-            for row in chunks {
-                let (import, chunk): (i64, i64) = (row.get(0), row.get(1));
-                let mut batch: RowBatch = postcard::from_bytes(row.get::<&[u8], _>(2)).map_err(corrupt)?;
-                let removed = batch.remove_user(user_id) as i64;
-                if removed == 0 {
-                    continue;
+            // A page of chunks at a time, in (import, chunk) order: a data
+            // set of millions of rows is never in memory at once.
+            let mut after: (i64, i64) = (-1, -1);
+            loop {
+                let chunks = sqlx::query(
+                    "SELECT r.import, r.chunk, r.body FROM dataset_rows r \
+                     JOIN committed_imports c ON c.dataset = r.dataset AND c.import = r.import \
+                     WHERE r.dataset = $1 AND (r.import, r.chunk) > ($2, $3) ORDER BY r.import, r.chunk LIMIT $4 FOR UPDATE OF r",
+                )
+                .bind(dataset)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(ERASE_PAGE_CHUNKS)
+                .fetch_all(&mut *txn)
+                .await
+                .map_err(backend)?;
+                let Some(last) = chunks.last() else { break };
+                after = (last.get(0), last.get(1));
+                for row in chunks {
+                    erased.rows += erase_from_chunk(&mut txn, dataset, row, user_id).await?;
                 }
-                // An emptied chunk stays, empty: chunk numbers are the read cursor.
-                sqlx::query("UPDATE dataset_rows SET body = $4 WHERE dataset = $1 AND import = $2 AND chunk = $3")
-                    .bind(dataset)
-                    .bind(import)
-                    .bind(chunk)
-                    .bind(postcard::to_stdvec(&batch).map_err(backend)?)
-                    .execute(&mut *txn)
-                    .await
-                    .map_err(backend)?;
-                sqlx::query("UPDATE committed_imports SET row_count = row_count - $3 WHERE dataset = $1 AND import = $2")
-                    .bind(dataset)
-                    .bind(import)
-                    .bind(removed)
-                    .execute(&mut *txn)
-                    .await
-                    .map_err(backend)?;
-                erased.rows += removed as u64;
             }
         }
         let events = sqlx::query("DELETE FROM tracked_events WHERE dataset_group = $1 AND user_id = $2 RETURNING body")
