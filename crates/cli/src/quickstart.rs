@@ -4,6 +4,7 @@
 use crate::progress;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
+use travelrec_engine::Model;
 use travelrec_service::Service;
 use travelrec_store::{Campaign, EventTracker, ImportMode, SolutionVersion, Status};
 
@@ -44,13 +45,26 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
         println!("reusing the data already imported in {}", crate::display_path(&args.store.data_dir));
     }
 
-    // Model: the newest ACTIVE version of the default solution, or a new one.
+    // Model: the newest ACTIVE version of the default solution that this
+    // build can load, or a new one (a data directory from an older travelrec
+    // holds snapshots of an older format).
     let versions: Vec<SolutionVersion> = service.list().await?;
     let newest_active = versions
         .into_iter()
         .filter(|v| v.solution_arn == defaults.solution_arn && v.lifecycle.status == Status::Active)
         .max_by_key(|v| v.lifecycle.creation_date_time);
-    let version = match newest_active {
+    let reusable = match newest_active {
+        Some(v) => match service.store().get_model(&v.solution_version_arn).await?.map(|bytes| Model::check_snapshot_format(&bytes)) {
+            Some(Ok(())) => Some(v),
+            Some(Err(e)) => {
+                println!("solution version {} cannot be served by this build ({e}); training a new one", v.solution_version_arn);
+                None
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let version = match reusable {
         Some(v) => {
             println!("reusing solution version {}", v.solution_version_arn);
             v
@@ -64,8 +78,22 @@ pub async fn run(args: crate::QuickstartArgs) -> Result<()> {
     let campaign_arn = service.config().arns.arn(travelrec_store::ResourceKind::Campaign, CAMPAIGN);
     let campaign = match service.describe::<Campaign>(&campaign_arn).await {
         Ok(c) if c.lifecycle.status == Status::Active => c,
+        // The demo campaign could not deploy (its model unreadable, say):
+        // deployed again on the version chosen above.
+        Ok(c) if c.lifecycle.status == Status::CreateFailed => {
+            let reason = c.lifecycle.failure_reason.unwrap_or_default();
+            println!("campaign {CAMPAIGN} is CREATE FAILED ({reason}); deploying it again");
+            service.delete_campaign(&campaign_arn).await?;
+            for _ in 0..200 {
+                if service.describe::<Campaign>(&campaign_arn).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            progress::deploy(&service, CAMPAIGN, &version.solution_version_arn).await?
+        }
         Ok(c) => bail!(
-            "campaign {CAMPAIGN} exists but is {}; delete it (DELETE /v1/campaigns/{CAMPAIGN}) and run quickstart again",
+            "campaign {CAMPAIGN} exists but is {}; wait for it, or delete it (DELETE /v1/campaigns/{CAMPAIGN}), and run quickstart again",
             c.lifecycle.status
         ),
         Err(_) => progress::deploy(&service, CAMPAIGN, &version.solution_version_arn).await?,

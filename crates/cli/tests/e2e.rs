@@ -621,6 +621,37 @@ fn scheduled_retraining_swaps_models_while_serving() {
     server.stop();
 }
 
+/// A data directory of an older travelrec: its model snapshot has another
+/// format. quickstart trains a version this build reads and deploys the
+/// demo campaign again, where it failed saying "delete it and run again".
+#[test]
+fn quickstart_on_a_data_directory_of_an_older_build_trains_and_deploys_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = || {
+        Command::new(BIN)
+            .args(["quickstart", "--no-serve", "--log", "warn", "--interactions", "20000", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(quickstart().status.success());
+    let snapshot = std::fs::read_dir(dir.path().join("models")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    bytes[8..12].copy_from_slice(&(travelrec_engine::Model::FORMAT_VERSION - 1).to_le_bytes());
+    std::fs::write(&snapshot, bytes).unwrap();
+
+    let out = quickstart();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cannot be served by this build") && stdout.contains("deploying it again"), "{stdout}");
+    let server = Server::start(dir.path());
+    let described: Value = client().get(server.url("/v1/campaigns/my-campaign")).send().unwrap().json().unwrap();
+    assert_eq!(described["status"], "ACTIVE", "{described}");
+    assert!(described["solutionVersionArn"].as_str().unwrap().ends_with("/v1"), "{described}");
+    assert_eq!(recommendations(&server, "arn:aws:personalize:local:000000000000:campaign/my-campaign", "12").len(), 10);
+    server.stop();
+}
+
 #[test]
 fn bad_csv_files_are_refused_with_the_line_and_nothing_is_imported() {
     let files = tempfile::tempdir().unwrap();

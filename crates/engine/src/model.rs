@@ -393,6 +393,14 @@ impl Model {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
+        Self::check_snapshot_format(bytes)?;
+        postcard::from_bytes(&bytes[12..]).map_err(|e| ModelError::Corrupt(e.to_string()))
+    }
+
+    /// Whether `bytes` start as a snapshot this build reads (its magic bytes
+    /// and format version), without decoding the rest: a snapshot written
+    /// by another version of travelrec is found before it is deployed.
+    pub fn check_snapshot_format(bytes: &[u8]) -> Result<(), ModelError> {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(ModelError::BadMagic);
         }
@@ -400,7 +408,7 @@ impl Model {
         if found != Self::FORMAT_VERSION {
             return Err(ModelError::UnsupportedVersion { found, expected: Self::FORMAT_VERSION });
         }
-        postcard::from_bytes(&bytes[12..]).map_err(|e| ModelError::Corrupt(e.to_string()))
+        Ok(())
     }
 
     pub fn item_index(&self, item_id: &str) -> Option<u32> {
