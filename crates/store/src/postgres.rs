@@ -12,8 +12,11 @@
 //! [`ABANDONED_AFTER_HOURS`] (a younger one may belong to a live process).
 //! Writes to one dataset's rows take a transaction-scoped advisory lock on
 //! it, so a full import's commit and an appended batch never interleave.
-//! Not built in: TLS (sqlx's rustls would add minutes to a clean build), so
-//! use a trusted network or a local socket.
+//! TLS as the URL's `sslmode` asks (rustls with the Mozilla roots):
+//! `prefer` (the default) encrypts where the server offers it, `require`
+//! refuses a server that does not, `verify-full` also checks the server's
+//! certificate against `sslrootcert` or the Mozilla roots. [`PostgresStore::tls`]
+//! tells which a connection got, and connecting logs it.
 
 use crate::rows::{EventPosition, RowBatch, RowCursor, TrackedEvent};
 use crate::{ErasedRows, ImportMode, Resource, RowImport, Store, StoreError, backend, corrupt};
@@ -95,7 +98,16 @@ impl PostgresStore {
         }
         let store = PostgresStore { pool, lock_lost: None, watch: None };
         store.remove_abandoned_imports(Some(ABANDONED_AFTER_HOURS)).await?;
+        let tls = if store.tls().await? { "encrypted (TLS)" } else { "not encrypted: add ?sslmode=require to refuse that" };
+        tracing::info!(schema, "connected to PostgreSQL at {}, {tls}", redacted(url));
         Ok(store)
+    }
+
+    /// Whether the store's connections to the server are encrypted.
+    pub async fn tls(&self) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_optional(&self.pool).await.map_err(backend)?;
+        Ok(row.is_some_and(|row| row.get::<bool, _>(0)))
     }
 
     /// [`PostgresStore::connect`], and holds the schema for this process

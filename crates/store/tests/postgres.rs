@@ -20,6 +20,36 @@ async fn connect(schema: &str) -> PostgresStore {
     })
 }
 
+/// The URL with `sslmode` set.
+fn with_sslmode(mode: &str) -> String {
+    let url = database_url();
+    format!("{url}{}sslmode={mode}", if url.contains('?') { '&' } else { '?' })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_encrypted_as_the_url_asks() {
+    let schema = fresh_schema("tls");
+    let plain = PostgresStore::connect(&with_sslmode("disable"), &schema).await.unwrap();
+    assert!(!plain.tls().await.unwrap());
+    let offered: bool = {
+        let pool = sqlx::PgPool::connect(&with_sslmode("disable")).await.unwrap();
+        let on: String = sqlx::query_scalar("SHOW ssl").fetch_one(&pool).await.unwrap();
+        on == "on"
+    };
+    if !offered {
+        eprintln!("skipped the TLS half: the server at {} has ssl off", database_url());
+        plain.drop_schema(&schema).await.unwrap();
+        return;
+    }
+    let encrypted = PostgresStore::connect(&with_sslmode("require"), &schema).await.unwrap();
+    assert!(encrypted.tls().await.unwrap());
+    // Debian's server certificate is self-signed: verifying it against the
+    // Mozilla roots fails, and says so.
+    let err = PostgresStore::connect(&with_sslmode("verify-full"), &schema).await.err().expect("an untrusted certificate is refused");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    encrypted.drop_schema(&schema).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_conformance_suite() {
     let schema = fresh_schema("conformance");
