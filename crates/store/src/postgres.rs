@@ -91,7 +91,7 @@ impl PostgresStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(|e| backend(format!("cannot connect to PostgreSQL at {}: {e}; is it running?", redacted(url))))?;
+            .map_err(|e| backend(format!("cannot connect to PostgreSQL at {}: {e}{}", redacted(url), connect_hint(&e))))?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&pool).await.map_err(backend)?;
         for statement in TABLES {
             sqlx::query(statement).execute(&pool).await.map_err(backend)?;
@@ -195,6 +195,20 @@ impl PostgresStore {
 }
 
 /// The URL without its password, for error messages.
+/// What to check when connecting failed: TLS (a certificate the URL's
+/// `sslmode` does not accept arrives as an I/O error) or the server itself.
+fn connect_hint(error: &sqlx::Error) -> &'static str {
+    let text = error.to_string().to_ascii_lowercase();
+    match error {
+        sqlx::Error::Tls(_) => TLS_HINT,
+        sqlx::Error::Io(_) if text.contains("certificate") || text.contains("tls") => TLS_HINT,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => "; is it running?",
+        _ => "",
+    }
+}
+
+const TLS_HINT: &str = "; check the URL's sslmode and sslrootcert against the server's certificate";
+
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
