@@ -333,9 +333,7 @@ impl Service {
                 "solution version {arn} is still training; wait until it is ACTIVE or CREATE FAILED"
             )));
         }
-        let moving_to = |c: &Campaign| {
-            c.latest_campaign_update.as_ref().is_some_and(|u| u.solution_version_arn == arn && u.lifecycle.status.is_creating())
-        };
+        let moving_to = |c: &Campaign| c.update_in_progress().is_some_and(|u| u.solution_version_arn == arn);
         if let Some(c) = self.list::<Campaign>().await?.into_iter().find(|c| c.solution_version_arn == arn || moving_to(c)) {
             return Err(ServiceError::in_use(format!(
                 "campaign {} serves solution version {arn}, or is moving to it; delete the campaign first",

@@ -44,9 +44,10 @@ impl Service {
     /// Campaigns still moving to an earlier model are left for the next
     /// round. Returns the versions being trained.
     pub async fn retrain_active_campaigns(&self) -> Result<Vec<SolutionVersion>> {
-        let moving = |c: &Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| u.lifecycle.status.is_creating());
         let mut by_solution: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
-        for campaign in self.list::<Campaign>().await?.into_iter().filter(|c| c.lifecycle.status == Status::Active && !moving(c)) {
+        for campaign in
+            self.list::<Campaign>().await?.into_iter().filter(|c| c.lifecycle.status == Status::Active && c.update_in_progress().is_none())
+        {
             let serving: SolutionVersion = self.describe(&campaign.solution_version_arn).await?;
             by_solution.entry(serving.solution_arn).or_default().push(campaign.campaign_arn);
         }
@@ -127,7 +128,7 @@ impl Service {
     async fn start_update(&self, campaign_arn: &str, solution_version_arn: &str) -> Result<Campaign> {
         let _record = self.inner.campaign_records_lock.lock().await;
         let mut campaign = self.active_campaign(campaign_arn).await?;
-        if let Some(update) = campaign.latest_campaign_update.as_ref().filter(|u| u.lifecycle.status.is_creating()) {
+        if let Some(update) = campaign.update_in_progress() {
             return Err(ServiceError::in_use(format!(
                 "campaign {campaign_arn} is already moving to {}; wait until its latestCampaignUpdate is ACTIVE or CREATE FAILED",
                 update.solution_version_arn

@@ -282,6 +282,13 @@ pub struct Campaign {
     pub latest_campaign_update: Option<CampaignUpdate>,
 }
 
+impl Campaign {
+    /// The move to another model still under way, if any.
+    pub fn update_in_progress(&self) -> Option<&CampaignUpdate> {
+        self.latest_campaign_update.as_ref().filter(|u| u.lifecycle.status.is_creating())
+    }
+}
+
 /// A campaign's move to another solution version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
