@@ -370,7 +370,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 7;
+    pub const FORMAT_VERSION: u32 = 8;
 
     /// Removes what the model holds of one user: their history (what a
     /// query for them starts from). The item-to-item weights and counts keep
@@ -892,7 +892,7 @@ impl Model {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness(here, f.signal(Feature::Proximity));
+            self.nearness(here, 1.0, f.signal(Feature::Proximity));
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
@@ -913,11 +913,12 @@ impl Model {
             }
         }
         if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
-            if on(Feature::Proximity) && here == Some(now) {
+            let scales = self.hyperparameters.nearby_scale;
+            if on(Feature::Proximity) && here == Some(now) && scales == 1.0 {
                 // The user has moved on: proximity already counts from here.
                 f.copy_signal(Feature::Proximity, Feature::Nearby);
             } else {
-                self.nearness(now, f.signal(Feature::Nearby));
+                self.nearness(now, scales, f.signal(Feature::Nearby));
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
@@ -1009,9 +1010,9 @@ impl Model {
 
     /// `out[i] = exp(-distance(here, item i) / scale)` for located items
     /// within [`NEARNESS_REACH`] scales of `here` (the others stay 0: their
-    /// nearness would be below e⁻³⁰). The scale is the distance to the K-th
-    /// nearest located item, so "near" means the same in a theme park, a city
-    /// and a country; `proximity_km` caps it from below.
+    /// nearness would be below e⁻³⁰). The scale is `scales` times the
+    /// distance to the K-th nearest located item, so "near" means the same in
+    /// a theme park, a city and a country; `proximity_km` caps it from below.
     ///
     /// Only the items in a band of latitudes around `here` are looked at (a
     /// binary search over the items in latitude order): the items of here's
@@ -1019,14 +1020,14 @@ impl Model {
     ///
     /// The scale is found once per place and kept: most queries count from
     /// the user's last item or a CITY's centre.
-    fn nearness(&self, here: (f64, f64), out: &mut [f32]) {
+    fn nearness(&self, here: (f64, f64), scales: f32, out: &mut [f32]) {
         let derived = self.derived();
         let located = &derived.by_latitude;
         if located.items.is_empty() {
             return;
         }
         let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(here), || self.kth_nearest_squared_km(here));
-        let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6);
+        let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6) * scales;
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
         // Every item of the band in one branch-free pass, which vectorises
         // (-1 marks those beyond reach), then written to the items.
@@ -1591,7 +1592,7 @@ mod tests {
         let fingerprint = model.to_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         assert_eq!(
             (Model::FORMAT_VERSION, fingerprint),
-            (7, 3_466_897_907_176_333_476),
+            (8, 8_907_169_561_070_666_965),
             "the snapshot's bytes changed: if its layout did, bump Model::FORMAT_VERSION; then set the fingerprint"
         );
     }
@@ -1810,7 +1811,8 @@ mod tests {
     }
 
     /// Nearness looks only at a band of latitudes; it must give what a scan
-    /// of every item gives (the K-th nearest as the scale, 0 beyond the reach).
+    /// of every item gives (the K-th nearest as the scale, or a multiple of
+    /// it, 0 beyond the reach).
     #[test]
     fn nearness_from_the_latitude_band_equals_a_scan_of_every_item() {
         let mut builder = TrainingDataBuilder::new();
@@ -1833,9 +1835,10 @@ mod tests {
         builder.add_interaction("v", "i1", 1, "view", None);
         let model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
         let n = model.items.len();
-        for here in [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)] {
+        let places = [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)];
+        for (here, scales) in places.into_iter().flat_map(|here| [(here, 1.0f32), (here, 16.0)]) {
             let mut banded = vec![0f32; n];
-            model.nearness(here, &mut banded);
+            model.nearness(here, scales, &mut banded);
             // Every located item, the straightforward way.
             let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
             let squared: Vec<f32> = model
@@ -1851,10 +1854,13 @@ mod tests {
             let mut sorted: Vec<f32> = squared.iter().copied().filter(|v| !v.is_nan()).collect();
             sorted.sort_by(f32::total_cmp);
             let k = ((sorted.len() as f32).sqrt().round() as usize).clamp(3, 30);
-            let scale = sorted[k - 1].sqrt().max(model.hyperparameters.proximity_km * 0.01);
+            let scale = sorted[k - 1].sqrt().max(model.hyperparameters.proximity_km * 0.01) * scales;
             for (item, (&b, &d)) in banded.iter().zip(&squared).enumerate() {
                 let expected = if d.is_nan() || d.sqrt() > NEARNESS_REACH * scale { 0.0 } else { (-d.sqrt() / scale).exp() };
-                assert!((b - expected).abs() <= 1e-6 * expected.max(1e-30) + 1e-12, "here {here:?}, item {item}: {b} vs {expected}");
+                assert!(
+                    (b - expected).abs() <= 1e-6 * expected.max(1e-30) + 1e-12,
+                    "here {here:?} × {scales}, item {item}: {b} vs {expected}"
+                );
             }
             assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
         }
@@ -1863,10 +1869,10 @@ mod tests {
         for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
             let here = model.item_meta[item as usize].location.unwrap();
             let mut first = vec![0f32; n];
-            model.nearness(here, &mut first);
+            model.nearness(here, 1.0, &mut first);
             for _ in 0..2 {
                 let mut again = vec![0f32; n];
-                model.nearness(here, &mut again);
+                model.nearness(here, 1.0, &mut again);
                 assert_eq!(again, first, "item {item}");
             }
             let searched = model.kth_nearest_squared_km(here);

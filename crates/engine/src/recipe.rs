@@ -132,9 +132,22 @@ pub struct Hyperparameters {
     pub max_history: usize,
     /// Consecutive items further apart than this do not count as "next".
     pub transition_max_gap_hours: f32,
-    /// Nearness to the user's last item is `exp(-distance / scale)`, the scale
-    /// being the median distance to all items but at least 1 % of this.
+    /// Nearness to the user's last item is `exp(-distance / scale)`, the
+    /// scale (the local scale) being the distance from there to the K-th
+    /// nearest located item (K ≈ √located items, 3 to 30), but at least 1 %
+    /// of this.
     pub proximity_km: f32,
+    /// Nearness to the request's LOCATION (the `nearby` signal) is counted
+    /// over this many of the local scales `proximity_km` describes: 1 is as
+    /// sharp as nearness to the user's last item ("next door"); larger
+    /// values say "in this part of town", which is what a traveller who has
+    /// just arrived somewhere new goes by. Where requests carry locations,
+    /// tuning also tries [`NEARBY_SCALES`](crate::tuning::NEARBY_SCALES) and
+    /// keeps one only if it beats the set value on validation by the margin
+    /// of noise. Solution configurations saved before this setting existed
+    /// read it as 1.
+    #[serde(default = "one")]
+    pub nearby_scale: f32,
     /// Window for trending-now: the last N days against the N before.
     pub trending_window_days: f32,
     /// Temperature of the catalogue-wide softmax that turns scores into
@@ -178,6 +191,11 @@ pub struct Hyperparameters {
     pub use_local_events: bool,
 }
 
+/// Serde's default for settings whose neutral value is 1.
+fn one() -> f32 {
+    1.0
+}
+
 impl Default for Hyperparameters {
     fn default() -> Self {
         Self {
@@ -201,6 +219,7 @@ impl Default for Hyperparameters {
             max_history: 1_000,
             transition_max_gap_hours: 24.0,
             proximity_km: 1.0,
+            nearby_scale: 1.0,
             trending_window_days: 7.0,
             softmax_temperature: 2.0,
             perform_hpo: false,
@@ -237,6 +256,7 @@ impl Hyperparameters {
         "max_history",
         "transition_max_gap_hours",
         "proximity_km",
+        "nearby_scale",
         "trending_window_days",
         "softmax_temperature",
         "perform_hpo",
@@ -317,6 +337,12 @@ impl Hyperparameters {
                 "max_history" => hp.max_history = count()?,
                 "transition_max_gap_hours" => hp.transition_max_gap_hours = positive()?,
                 "proximity_km" => hp.proximity_km = positive()?,
+                "nearby_scale" => {
+                    hp.nearby_scale = match value.trim().parse::<f32>() {
+                        Ok(v) if (1.0..=100.0).contains(&v) => v,
+                        _ => return Err(invalid("expected a number from 1 to 100 (local scales)")),
+                    }
+                }
                 "trending_window_days" => hp.trending_window_days = positive()?,
                 "softmax_temperature" => hp.softmax_temperature = positive()?,
                 "perform_hpo" => hp.perform_hpo = boolean()?,

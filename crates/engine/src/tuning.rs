@@ -142,6 +142,11 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
         .collect()
 }
 
+/// The blends learned on the validation cases of `model` as it is set, and their NDCG@10.
+fn learn_on(model: &Model, validation: &crate::split::Split, start: Blend, space: &[Freedom; FEATURES]) -> (Blend, Option<Blend>, f64) {
+    learn_blends(&build_cases(model, validation), start, space)
+}
+
 fn mean_ndcg(cases: &[&UserCase], weights: &[f32; FEATURES]) -> f64 {
     if cases.is_empty() {
         return 0.0;
@@ -154,6 +159,13 @@ fn mean_ndcg(cases: &[&UserCase], weights: &[f32; FEATURES]) -> f64 {
 /// validation NDCG@10 over the generated data, the three Flickr cities, the
 /// theme park and Foursquare, leave-last-out and next-trip.
 pub const TIME_OF_DAY_BANDWIDTH_HOURS: f32 = 0.7;
+
+/// Multiples of the local scale tried for nearness to the request's place
+/// beside the set one: see [`Hyperparameters::nearby_scale`]. On the
+/// generated data, next-trip, validation NDCG@10 rose from 0.6870 (1) to
+/// 0.6990 (4) and 0.6997 (16); none of the public data sets has requests
+/// that carry a place.
+pub const NEARBY_SCALES: [f32; 3] = [1.0, 4.0, 16.0];
 
 /// Recency half-lives (days) tried for every configuration.
 const HALF_LIVES: [f32; 4] = [1.0, 30.0, 365.0, 36_500.0];
@@ -370,47 +382,63 @@ pub fn tune(
         let mut half_lives = vec![config.recency_half_life_days];
         half_lives.extend(HALF_LIVES.iter().copied().filter(|h| *h != config.recency_half_life_days));
         let mut improved = false;
-        // The bandwidth below is tried at this configuration's best half-life only (one more pass, not four).
-        let mut own_best = (config.recency_half_life_days, f64::NEG_INFINITY);
+        // This configuration's best settings so far, where the trials after
+        // the half-lives start from (one more pass each, not four).
+        let mut own_best = (config.clone(), settings.clone(), f64::NEG_INFINITY);
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
-            let cases = build_cases(&model, &validation);
-            let (blend, moved_on_blend, score) = learn_blends(&cases, start, &space);
+            let (blend, moved_on_blend, score) = learn_on(&model, &validation, start, &space);
             let mut settings = settings.clone();
             settings.insert("recency_half_life_days".into(), half_life.to_string());
-            trials.push(Trial { settings, blend, moved_on_blend, ndcg_at_10: score });
-            if score > own_best.1 {
-                own_best = (half_life, score);
+            trials.push(Trial { settings: settings.clone(), blend, moved_on_blend, ndcg_at_10: score });
+            let hyperparameters = Hyperparameters { recency_half_life_days: half_life, ..config.clone() };
+            if score > own_best.2 {
+                own_best = (hyperparameters.clone(), settings, score);
             }
             if best.as_ref().is_none_or(|(_, _, _, _, s)| score > *s) {
-                let hyperparameters = Hyperparameters { recency_half_life_days: half_life, ..config.clone() };
                 best = Some((trials.len() - 1, hyperparameters, blend, moved_on_blend, score));
                 improved = true;
             }
         }
+        // Settings that change how a signal is computed, each tried from
+        // this configuration's best and kept, like a blend weight, only if it
+        // beats the best so far by the margin of noise.
+        let mut try_setting = |model: &mut Model, key: &str, value: f32, set: fn(&mut Hyperparameters, f32)| -> bool {
+            let mut hyperparameters = own_best.0.clone();
+            set(&mut hyperparameters, value);
+            model.hyperparameters = hyperparameters.clone();
+            let (blend, moved_on_blend, score) = learn_on(model, &validation, start, &space);
+            let mut settings = own_best.1.clone();
+            settings.insert(key.into(), value.to_string());
+            trials.push(Trial { settings: settings.clone(), blend, moved_on_blend, ndcg_at_10: score });
+            let kept = best.as_ref().is_none_or(|(_, _, _, _, s)| score > *s * (1.0 + MIN_RELATIVE_GAIN));
+            if kept {
+                best = Some((trials.len() - 1, hyperparameters.clone(), blend, moved_on_blend, score));
+                own_best = (hyperparameters, settings, score);
+            }
+            kept
+        };
         // How sharply hours are told apart: some places keep to their hour
         // (a theme park's parade), others are known only roughly from a few
         // visits (a city's viewpoints). The other choice is refitted (the
-        // profile is cheap) and tried at this configuration's best half-life.
+        // profile is cheap).
         if space[Feature::TimeOfDay as usize] != Freedom::Fixed {
             let bandwidth = if config.time_of_day_bandwidth_hours == 0.0 { TIME_OF_DAY_BANDWIDTH_HOURS } else { 0.0 };
-            let (half_life, _) = own_best;
             let previous_hourly = model.replace_hourly(TimeProfile::learn(&validation.train, 24, hour_of, bandwidth));
-            model.hyperparameters.recency_half_life_days = half_life;
-            let cases = build_cases(&model, &validation);
-            let (blend, moved_on_blend, score) = learn_blends(&cases, start, &space);
-            let mut settings = settings.clone();
-            settings.insert("recency_half_life_days".into(), half_life.to_string());
-            settings.insert("time_of_day_bandwidth_hours".into(), bandwidth.to_string());
-            trials.push(Trial { settings, blend, moved_on_blend, ndcg_at_10: score });
-            // Like a blend weight, the change must beat the margin of noise.
-            if best.as_ref().is_none_or(|(_, _, _, _, s)| score > *s * (1.0 + MIN_RELATIVE_GAIN)) {
-                let hyperparameters =
-                    Hyperparameters { recency_half_life_days: half_life, time_of_day_bandwidth_hours: bandwidth, ..config.clone() };
-                best = Some((trials.len() - 1, hyperparameters, blend, moved_on_blend, score));
+            if try_setting(&mut model, "time_of_day_bandwidth_hours", bandwidth, |hp, v| hp.time_of_day_bandwidth_hours = v) {
                 improved = true;
             } else {
                 model.replace_hourly(previous_hourly);
+            }
+        }
+        // How wide "near the request's place" is: next door, or this part of
+        // town (a traveller who has just arrived goes by the district, not
+        // by the hotel's neighbours; and under a large weight a wide scale
+        // falls off steadily with distance, as a product of signals would).
+        // Tried where requests carry a place.
+        if space[Feature::Nearby as usize] != Freedom::Fixed && validation.contexts.iter().any(|c| c.location.is_some()) {
+            for scales in NEARBY_SCALES.into_iter().filter(|&s| s != config.nearby_scale) {
+                improved |= try_setting(&mut model, "nearby_scale", scales, |hp, v| hp.nearby_scale = v);
             }
         }
         if improved {
@@ -666,6 +694,58 @@ mod tests {
             })
             .collect();
         assert!(ids.iter().all(|id| id.starts_with("c1-")), "{ids:?}");
+    }
+
+    /// Travellers pick attractions by appeal × `exp(-distance / reach_km)`
+    /// from their hotel, which their events give as where they are if
+    /// `located`. The town has four
+    /// districts 20 km apart, each of 50 attractions spread evenly over
+    /// 3 km × 3 km (the 14th nearest, the local scale, is about 0.9 km away).
+    fn hotel_guests(reach_km: f64, located: bool) -> TrainingData {
+        let mut b = TrainingDataBuilder::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        // Near the equator a degree is 111 km both ways.
+        let mut in_district = |d: usize| (d as f64 * 20.0 / 111.0 + rng.random::<f64>() * 3.0 / 111.0, rng.random::<f64>() * 3.0 / 111.0);
+        let places: Vec<(f64, f64)> = (0..200).map(|i| in_district(i % 4)).collect();
+        let hotels: Vec<(f64, f64)> = (0..400).map(|u| in_district(u % 4)).collect();
+        let appeal: Vec<f64> = (0..200).map(|_| (2.0 * rng.random::<f64>()).exp()).collect();
+        for (i, &place) in places.iter().enumerate() {
+            b.add_item_with_meta(&format!("i{i}"), ItemMeta { location: Some(place), ..Default::default() });
+        }
+        for (u, &hotel) in hotels.iter().enumerate() {
+            let weights: Vec<f64> =
+                places.iter().zip(&appeal).map(|(p, a)| a * (-crate::distance_km(hotel.0, hotel.1, p.0, p.1) / reach_km).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for step in 0..8 {
+                let mut left = rng.random::<f64>() * total;
+                let item = weights.iter().position(|w| {
+                    left -= w;
+                    left <= 0.0
+                });
+                let item = item.unwrap_or(places.len() - 1);
+                let at = Some((hotel.0 as f32, hotel.1 as f32)).filter(|_| located);
+                b.add_located_interaction(&format!("u{u}"), &format!("i{item}"), u as i64 * 60 + step * 1_800, "view", None, at);
+            }
+        }
+        b.build()
+    }
+
+    #[test]
+    fn how_far_near_reaches_is_learned_from_where_travellers_go() {
+        let tune_on = |data: &TrainingData| {
+            let outcome =
+                tune(data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
+            let tried: Vec<String> = outcome.report.trials.iter().filter_map(|t| t.settings.get("nearby_scale").cloned()).collect();
+            (tried, outcome.hyperparameters.nearby_scale)
+        };
+        // Guests who go anywhere in their district, a few local scales wide.
+        let (tried, chosen) = tune_on(&hotel_guests(3.0, true));
+        assert_eq!(tried, ["4", "16"]);
+        assert!(chosen > 1.0, "{chosen}");
+        // Requests that do not say where the guest is: nothing to try.
+        let (tried, chosen) = tune_on(&hotel_guests(3.0, false));
+        assert!(tried.is_empty(), "{tried:?}");
+        assert_eq!(chosen, 1.0);
     }
 
     #[test]
