@@ -35,7 +35,7 @@ pub use lifecycle::DefaultResources;
 pub use realtime::RecentEvent;
 pub use serving::{PromotionRequest, RankingRequest, RecommendationRequest, Recommendations, RecommendedItem};
 pub use tracking::{DataRecord, NewEvent, PutDataResult, TrackResult, sequence_number};
-pub use updates::RETRAINED_KEPT;
+pub use updates::{RECORD_ATTEMPTS, RETRAINED_KEPT};
 
 /// Per-call limits of ingestion, as the managed service sets them.
 pub mod tracking_limits {

@@ -16,6 +16,12 @@ use travelrec_store::{Campaign, CampaignUpdate, Lifecycle, SolutionVersion, Stat
 /// never touched).
 pub const RETRAINED_KEPT: usize = 2;
 
+/// Store calls recording a campaign's move are tried this many times, the
+/// first wait [`RECORD_FIRST_WAIT`], each next one three times longer (2 s
+/// in all).
+pub const RECORD_ATTEMPTS: u32 = 5;
+const RECORD_FIRST_WAIT: Duration = Duration::from_millis(50);
+
 /// The name prefix of the versions retraining trains.
 const RETRAINED_PREFIX: &str = "retrain-";
 
@@ -156,39 +162,87 @@ impl Service {
         Ok(campaign)
     }
 
-    /// Loads the new model while the old one serves, swaps, records the outcome.
+    /// Loads the new model while the old one serves, records the move, then
+    /// swaps. Recording first keeps what serves and what the store says
+    /// serves the same: a record that cannot be written (after
+    /// [`RECORD_ATTEMPTS`]) fails the move and the old model stays.
     async fn run_update(&self, campaign: Campaign) {
-        let Some(mut update) = campaign.latest_campaign_update.clone() else { return };
+        let Some(update) = campaign.latest_campaign_update.clone() else { return };
         let target = Campaign { solution_version_arn: update.solution_version_arn.clone(), ..campaign.clone() };
         let _swapping = self.inner.model_swap_lock.lock().await;
-        let loaded = self.deploy(&target).await;
-        let swapped = match loaded {
-            Ok(deployment) => match self.swap_deployment(&campaign.campaign_arn, deployment) {
-                true => Ok(()),
-                false => Err("the campaign stopped serving while the new model loaded".to_string()),
-            },
-            Err(e) => Err(e.message),
+        let deployment = match self.deploy(&target).await {
+            Ok(deployment) => deployment,
+            Err(e) => return self.record_failed_update(&campaign.campaign_arn, update, e.message).await,
         };
-        let _record = self.inner.campaign_records_lock.lock().await;
+        let records = self.inner.campaign_records_lock.lock().await;
         // A campaign deleted meanwhile is not written back.
-        let Ok(mut stored) = self.describe::<Campaign>(&campaign.campaign_arn).await else { return };
+        let Ok(Some(mut stored)) =
+            self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(&campaign.campaign_arn)).await
+        else {
+            return;
+        };
         if stored.lifecycle.status != Status::Active {
             return;
         }
-        match swapped {
-            Ok(()) => {
-                stored.solution_version_arn = update.solution_version_arn.clone();
-                update.lifecycle.set(Status::Active);
-                tracing::info!(campaign = %campaign.campaign_arn, version = %update.solution_version_arn, "campaign moved to a new model");
-            }
-            Err(reason) => {
-                tracing::warn!(campaign = %campaign.campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
-                update.lifecycle.fail(reason);
-            }
+        if !self.inner.deployments.read().contains_key(&campaign.campaign_arn) {
+            drop(records);
+            return self
+                .record_failed_update(&campaign.campaign_arn, update, "the campaign stopped serving while the new model loaded".into())
+                .await;
         }
+        stored.solution_version_arn = update.solution_version_arn.clone();
+        let mut moved = update.clone();
+        moved.lifecycle.set(Status::Active);
+        stored.latest_campaign_update = Some(moved);
+        if let Err(e) = self.with_retries("recording a campaign's new model", || self.store_dyn().put(stored.clone())).await {
+            drop(records);
+            return self.record_failed_update(&campaign.campaign_arn, update, format!("recording the move failed: {e}")).await;
+        }
+        // Deleting a campaign takes the records lock too: it still serves.
+        self.swap_deployment(&campaign.campaign_arn, deployment);
+        drop(records);
+        tracing::info!(campaign = %campaign.campaign_arn, version = %update.solution_version_arn, "campaign moved to a new model");
+    }
+
+    /// Marks the campaign's move failed with `reason`; the old model serves on.
+    async fn record_failed_update(&self, campaign_arn: &str, mut update: CampaignUpdate, reason: String) {
+        tracing::warn!(campaign = %campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
+        let _record = self.inner.campaign_records_lock.lock().await;
+        let Ok(Some(mut stored)) = self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(campaign_arn)).await
+        else {
+            return;
+        };
+        if stored.lifecycle.status != Status::Active {
+            return;
+        }
+        update.lifecycle.fail(reason);
         stored.latest_campaign_update = Some(update);
-        if let Err(e) = self.store_dyn().put(stored).await {
-            tracing::error!("recording a campaign update failed: {e}");
+        if let Err(e) = self.with_retries("recording a failed campaign update", || self.store_dyn().put(stored.clone())).await {
+            // The next start marks a move left in progress failed.
+            tracing::error!(campaign = %campaign_arn, "recording a failed campaign update: {e}; it shows as in progress until the next start");
         }
+    }
+
+    /// Runs a store call up to [`RECORD_ATTEMPTS`] times, waiting longer
+    /// after each failure: a database that drops its connections for a moment
+    /// does not leave a campaign's record behind what serves.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut call: F) -> std::result::Result<T, travelrec_store::StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, travelrec_store::StoreError>>,
+    {
+        let mut wait = RECORD_FIRST_WAIT;
+        for attempt in 1.. {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) if attempt < RECORD_ATTEMPTS => {
+                    tracing::warn!("{what} failed (attempt {attempt} of {RECORD_ATTEMPTS}), trying again in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait *= 3;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns by the last attempt")
     }
 }

@@ -3,12 +3,19 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use travelrec_service::{ErrorKind, NewEvent, Service, ServiceConfig};
-use travelrec_store::{Campaign, DatasetImportJob, EmbeddedStore, ImportMode, SolutionVersion, Status, Store};
+use travelrec_store::{
+    Campaign, DatasetImportJob, EmbeddedStore, ErasedRows, EventPosition, ImportMode, Resource, RowBatch, RowCursor, RowImport,
+    SolutionVersion, Status, Store, StoreError, TrackedEvent,
+};
 
 async fn start(dir: &Path) -> Service {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir).unwrap());
+    start_on(Arc::new(EmbeddedStore::open(dir).unwrap()), dir).await
+}
+
+async fn start_on(store: Arc<dyn Store>, dir: &Path) -> Service {
     let log = travelrec_stream::EventLog::open(&dir.join("log"), Default::default()).await.unwrap();
     let config = ServiceConfig { archive_dir: Some(dir.join("archive")), ..ServiceConfig::default() };
     Service::start(store, log, config).await.unwrap()
@@ -36,10 +43,14 @@ fn event(id: Option<&str>, item: &str) -> NewEvent {
 
 /// A deployed campaign over generated data, with a tracker.
 async fn deployed(dir: &Path, data: &Path) -> (Service, String, String, String) {
+    deployed_on(Arc::new(EmbeddedStore::open(dir).unwrap()), dir, data).await
+}
+
+async fn deployed_on(store: Arc<dyn Store>, dir: &Path, data: &Path) -> (Service, String, String, String) {
     let config =
         travelrec_datagen::GeneratorConfig { interactions: 20_000, users: 1_000, items_per_city: 15, cities: 6, ..Default::default() };
     travelrec_datagen::generate(&config, data).unwrap();
-    let service = start(dir).await;
+    let service = start_on(store, dir).await;
     let defaults = service.ensure_default_resources().await.unwrap();
     for (name, dataset, file) in
         [("items", &defaults.items_dataset_arn, "item_data.csv"), ("interactions", &defaults.interactions_dataset_arn, "event_data.csv")]
@@ -334,6 +345,144 @@ async fn retraining_swaps_the_new_model_in_without_a_failed_request() {
     let after: Campaign = service.describe(&campaign).await.unwrap();
     assert_eq!(after.solution_version_arn, first.solution_version_arn);
     assert_eq!(service.recommend(&campaign, "newcomer", 10).await.unwrap().items.len(), 10);
+}
+
+/// The embedded store, except that the next `failing` writes of a
+/// campaign's settled move (its `latestCampaignUpdate` no longer in
+/// progress) fail, as a database that drops its connections for a while would.
+struct FailingCampaignWrites {
+    store: EmbeddedStore,
+    failing: AtomicUsize,
+}
+
+impl FailingCampaignWrites {
+    fn check(&self, resource: &Resource) -> Result<(), StoreError> {
+        let settled_move = |c: &Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| !u.lifecycle.status.is_creating());
+        let failing = matches!(resource, Resource::Campaign(c) if settled_move(c))
+            && self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failing { Err(StoreError::Backend("connection reset by peer".into())) } else { Ok(()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FailingCampaignWrites {
+    async fn insert_resource(&self, resource: Resource) -> Result<(), StoreError> {
+        self.check(&resource)?;
+        self.store.insert_resource(resource).await
+    }
+    async fn put_resource(&self, resource: Resource) -> Result<(), StoreError> {
+        self.check(&resource)?;
+        self.store.put_resource(resource).await
+    }
+    async fn get_resource(&self, arn: &str) -> Result<Option<Resource>, StoreError> {
+        self.store.get_resource(arn).await
+    }
+    async fn list_resources(&self) -> Result<Vec<Resource>, StoreError> {
+        self.store.list_resources().await
+    }
+    async fn delete_resource(&self, arn: &str) -> Result<bool, StoreError> {
+        self.store.delete_resource(arn).await
+    }
+    async fn begin_import(&self, dataset_arn: &str, mode: ImportMode) -> Result<Box<dyn RowImport>, StoreError> {
+        self.store.begin_import(dataset_arn, mode).await
+    }
+    async fn read_rows(&self, dataset_arn: &str, cursor: RowCursor) -> Result<Option<(RowBatch, RowCursor)>, StoreError> {
+        self.store.read_rows(dataset_arn, cursor).await
+    }
+    async fn row_count(&self, dataset_arn: &str) -> Result<u64, StoreError> {
+        self.store.row_count(dataset_arn).await
+    }
+    async fn delete_rows(&self, dataset_arn: &str) -> Result<(), StoreError> {
+        self.store.delete_rows(dataset_arn).await
+    }
+    async fn put_events(&self, group: &str, events: Vec<(EventPosition, TrackedEvent)>) -> Result<(), StoreError> {
+        self.store.put_events(group, events).await
+    }
+    async fn read_events(
+        &self,
+        group: &str,
+        after: Option<EventPosition>,
+        limit: usize,
+    ) -> Result<Vec<(EventPosition, TrackedEvent)>, StoreError> {
+        self.store.read_events(group, after, limit).await
+    }
+    async fn known_event_ids(&self, group: &str, event_ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.store.known_event_ids(group, event_ids).await
+    }
+    async fn append_rows(&self, dataset_arn: &str, rows: RowBatch) -> Result<(), StoreError> {
+        self.store.append_rows(dataset_arn, rows).await
+    }
+    async fn erase_user(&self, group: &str, dataset_arns: &[String], user_id: &str) -> Result<ErasedRows, StoreError> {
+        self.store.erase_user(group, dataset_arns, user_id).await
+    }
+    async fn put_model(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.store.put_model(key, bytes).await
+    }
+    async fn get_model(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get_model(key).await
+    }
+    async fn delete_model(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete_model(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_serves_the_model_its_record_names_when_the_store_fails_during_a_move() {
+    let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = Arc::new(FailingCampaignWrites { store: EmbeddedStore::open(dir.path()).unwrap(), failing: AtomicUsize::new(0) });
+    let (service, campaign, _, _) = deployed_on(store.clone(), dir.path(), data.path()).await;
+    let personal: Campaign = service.describe(&campaign).await.unwrap();
+    let group = service.describe::<SolutionVersion>(&personal.solution_version_arn).await.unwrap().dataset_group_arn;
+    // A model that answers every user alike, to tell which one serves.
+    let popular = service.create_solution("popular", &group, "popularity-count", Default::default()).await.unwrap().solution_arn;
+    let popular = service.create_solution_version(&popular, "p0").await.unwrap().solution_version_arn;
+    until("the popularity model", async || {
+        service.describe::<SolutionVersion>(&popular).await.ok().filter(|v| v.lifecycle.status == Status::Active)
+    })
+    .await;
+    let ids = |r: travelrec_service::Recommendations| r.items.into_iter().map(|i| i.item_id).collect::<Vec<_>>();
+    let (one, other) = ("1", "2");
+    let personal_lists =
+        (ids(service.recommend(&campaign, one, 10).await.unwrap()), ids(service.recommend(&campaign, other, 10).await.unwrap()));
+    assert_ne!(personal_lists.0, personal_lists.1, "the personal model tells the two users apart");
+    // A store down for longer than the retries: recording the move and then
+    // its failure each give up after RECORD_ATTEMPTS; the record and what
+    // serves stay on the personal model.
+    const DOWN: usize = 1_000;
+    store.failing.store(DOWN, Ordering::SeqCst);
+    service.update_campaign(&campaign, &popular).await.unwrap();
+    let attempts = 2 * travelrec_service::RECORD_ATTEMPTS as usize;
+    until("every attempt to record the move", async || (store.failing.load(Ordering::SeqCst) == DOWN - attempts).then_some(())).await;
+    store.failing.store(0, Ordering::SeqCst);
+    let record: Campaign = service.describe(&campaign).await.unwrap();
+    assert_eq!(record.solution_version_arn, personal.solution_version_arn);
+    assert!(record.latest_campaign_update.unwrap().lifecycle.status.is_creating(), "its failure could not be recorded either");
+    assert_eq!(ids(service.recommend(&campaign, one, 10).await.unwrap()), personal_lists.0);
+    assert_eq!(ids(service.recommend(&campaign, other, 10).await.unwrap()), personal_lists.1);
+
+    // After a restart, a store that fails twice and recovers: the retries
+    // record the move, then the popularity model serves.
+    service.shutdown().await;
+    drop(service);
+    let service = start_on(store.clone(), dir.path()).await;
+    let failed: Campaign = service.describe(&campaign).await.unwrap();
+    assert_eq!(
+        failed.latest_campaign_update.unwrap().lifecycle.status,
+        Status::CreateFailed,
+        "a start marks a move left in progress failed"
+    );
+    store.failing.store(2, Ordering::SeqCst);
+    service.update_campaign(&campaign, &popular).await.unwrap();
+    let (serving, update) = until("the move", async || {
+        let c = service.describe::<Campaign>(&campaign).await.ok()?;
+        c.latest_campaign_update.filter(|u| !u.lifecycle.status.is_creating()).map(|u| (c.solution_version_arn, u))
+    })
+    .await;
+    assert_eq!(update.lifecycle.status, Status::Active, "{update:?}");
+    assert_eq!(serving, popular);
+    assert_eq!(store.failing.load(Ordering::SeqCst), 0, "both failures were met and retried");
+    let lists = (ids(service.recommend(&campaign, one, 10).await.unwrap()), ids(service.recommend(&campaign, other, 10).await.unwrap()));
+    assert_eq!(lists.0, lists.1, "the popularity model serves both users alike");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
