@@ -85,6 +85,7 @@ impl Service {
                     }
                 }
                 LogRecord::Rows { dataset_arn, rows, .. } => self.store_dyn().append_rows(&dataset_arn, rows).await?,
+                LogRecord::Erased => {}
             }
         }
         for (group, batch) in events {

@@ -7,20 +7,24 @@
 //! rewritten model (the user is served as a stranger at once); their events
 //! in the archive's files; the analytics' memory of having seen them.
 //!
+//! Their records in the event log are written over in place: the records of
+//! their tracked events become empty, and their rows leave the user-row
+//! records they share with others (a record's sequence stays, so the
+//! consumers' positions hold).
+//!
 //! Kept: the aggregates they contributed to (item popularity, item-to-item
-//! weights, event counts) until the next training, and the event log's raw
-//! records until retention deletes them (`--log-retention-days`). The store
-//! writer and the archiver never read those again (their offsets are past
-//! them); the analytics counts re-read them at a restart, without user ids
-//! on show. An import job running during the erasure may write the user's
-//! rows back: erase after imports finish.
+//! weights, event counts) until the next training, and the analytics'
+//! counts of their events until a restart recounts from the log. An import
+//! job running during the erasure may write the user's rows back: erase
+//! after imports finish.
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
+use crate::tracking::LogRecord;
 use serde::Serialize;
 use std::collections::HashSet;
 use travelrec_engine::Model;
-use travelrec_store::{Campaign, Dataset, DatasetGroup, DatasetType, SolutionVersion, Status};
+use travelrec_store::{Campaign, Dataset, DatasetGroup, DatasetType, RowBatch, SolutionVersion, Status};
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -36,6 +40,8 @@ pub struct Erasure {
     /// Campaigns that swapped in a rewritten model.
     pub campaigns: u64,
     pub archived_events: u64,
+    /// Event log records written over (emptied, or without the user's rows).
+    pub log_records: u64,
     /// Archive files rewritten (or removed, when only the user's events were in them).
     pub archive_files: u64,
 }
@@ -67,6 +73,8 @@ impl Service {
             self.write_what_is_logged_locked().await?;
             let rows = self.store_dyn().erase_user(dataset_group_arn, &datasets, user_id).await?;
             (erased.rows, erased.tracked_events) = (rows.rows, rows.tracked_events);
+            // The store holds every logged record now; the archiver, behind, finds these empty.
+            erased.log_records = self.erase_from_log(dataset_group_arn, user_id).await?;
         }
         // Events tracked while the store caught up went with it.
         erased.realtime_events += realtime.forget(user_id) as u64;
@@ -112,6 +120,21 @@ impl Service {
         Ok(erased)
     }
 
+    /// Writes over the event log's records of the user in the group, in
+    /// every partition (a record's partition key need not be its user).
+    async fn erase_from_log(&self, dataset_group_arn: &str, user_id: &str) -> Result<u64> {
+        let mut rewritten = 0;
+        for partition in 0..self.log().partitions() {
+            let (group, user) = (dataset_group_arn.to_string(), user_id.to_string());
+            rewritten += self
+                .log()
+                .rewrite_in_place(partition, move |record| without_user(&record.payload, &group, &user).map(|left| left.encode()))
+                .await
+                .map_err(crate::tracking::log_error)?;
+        }
+        Ok(rewritten)
+    }
+
     /// Rewrites the group's model snapshots that hold the user's history;
     /// returns their solution version ARNs.
     async fn forget_in_models(&self, dataset_group_arn: &str, user_id: &str, erased: &mut Erasure) -> Result<HashSet<String>> {
@@ -136,5 +159,60 @@ impl Service {
             }
         }
         Ok(rewritten)
+    }
+}
+
+/// What is left of a log record once `user` is erased from `group`, if the
+/// record held anything of theirs. It is never longer than the record.
+fn without_user(payload: &[u8], group: &str, user: &str) -> Option<LogRecord> {
+    match LogRecord::decode(payload).ok()? {
+        LogRecord::Events { dataset_group_arn, user_id, .. } if dataset_group_arn == group && user_id == user => Some(LogRecord::Erased),
+        LogRecord::Rows { dataset_group_arn, dataset_arn, rows: RowBatch::Users(rows) }
+            if dataset_group_arn == group && rows.iter().any(|r| r.user_id == user) =>
+        {
+            let others: Vec<_> = rows.into_iter().filter(|r| r.user_id != user).collect();
+            if others.is_empty() {
+                Some(LogRecord::Erased)
+            } else {
+                Some(LogRecord::Rows { dataset_group_arn, dataset_arn, rows: RowBatch::Users(others) })
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use travelrec_store::UserRow;
+
+    #[test]
+    fn a_log_record_loses_the_users_part_and_never_grows() {
+        let row = |user: &str| UserRow { user_id: user.into(), fields: vec![("HOME_CITY".into(), "Lisbon".into())] };
+        let rows = |users: &[&str]| LogRecord::Rows {
+            dataset_group_arn: "g".into(),
+            dataset_arn: "d".into(),
+            rows: RowBatch::Users(users.iter().map(|u| row(u)).collect()),
+        };
+        let events =
+            |group: &str, user: &str| LogRecord::Events { dataset_group_arn: group.into(), user_id: user.into(), events: Vec::new() };
+
+        let shared = rows(&["ana", "bo"]).encode();
+        let left = without_user(&shared, "g", "ana").expect("ana's row is in it");
+        assert_eq!(left, rows(&["bo"]));
+        assert!(left.encode().len() < shared.len());
+        let mut written_over = left.encode();
+        written_over.resize(shared.len(), 0);
+        assert_eq!(LogRecord::decode(&written_over), Ok(left.clone()));
+        assert_eq!(without_user(&rows(&["ana"]).encode(), "g", "ana"), Some(LogRecord::Erased));
+        assert_eq!(without_user(&events("g", "ana").encode(), "g", "ana"), Some(LogRecord::Erased));
+        // Another user, another group, an emptied record: nothing to do.
+        assert_eq!(without_user(&shared, "g", "cy"), None);
+        assert_eq!(without_user(&events("h", "ana").encode(), "g", "ana"), None);
+        assert_eq!(without_user(&LogRecord::Erased.encode(), "g", "ana"), None);
+        // An emptied record reads back as empty whatever padding follows it.
+        let mut padded = LogRecord::Erased.encode();
+        padded.resize(64, 0);
+        assert_eq!(LogRecord::decode(&padded), Ok(LogRecord::Erased));
     }
 }

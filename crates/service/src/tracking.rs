@@ -78,6 +78,9 @@ pub(crate) enum LogRecord {
         dataset_arn: String,
         rows: RowBatch,
     },
+    /// What was left of a record after erasing a user from it: nothing
+    /// (written over the record in place, the rest of it zeroes).
+    Erased,
 }
 
 impl LogRecord {

@@ -41,6 +41,15 @@ fn event(id: Option<&str>, item: &str) -> NewEvent {
     }
 }
 
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .flat_map(|path| if path.is_dir() { files_under(&path) } else { vec![path] })
+        .collect()
+}
+
 /// A deployed campaign over generated data, with a tracker.
 async fn deployed(dir: &Path, data: &Path) -> (Service, String, String, String) {
     deployed_on(Arc::new(EmbeddedStore::open(dir).unwrap()), dir, data).await
@@ -237,6 +246,13 @@ async fn an_erased_user_is_gone_from_the_store_the_models_the_archive_and_the_re
     // (This group's users' dataset was not imported: interactions only.)
     assert_eq!((erased.rows, erased.tracked_events, erased.realtime_events), (trained_rows, 2, 2), "{erased:?}");
     assert_eq!((erased.models, erased.campaigns, erased.archived_events, erased.archive_files), (1, 1, 2, 1), "{erased:?}");
+    // The one event log record of their tracked events is written over.
+    assert_eq!(erased.log_records, 1, "{erased:?}");
+    let log_holds = |needle: &[u8]| {
+        files_under(&dir.path().join("log")).iter().any(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(!log_holds(b"gone-1") && !log_holds(b"gone-2"), "the erased events' ids are gone from the event log's files");
+    assert!(log_holds(b"kept-1"), "the other user's event stays");
 
     // Served as a stranger at once; the other user as before.
     assert_eq!(ids(service.recommend(&campaign, &user, 10).await.unwrap()), stranger);

@@ -296,6 +296,9 @@ pub(crate) struct Shared {
     pub readable: watch::Sender<u64>,
     /// Retention runs one at a time (it removes segments from the front of the lists).
     pub retention_lock: parking_lot::Mutex<()>,
+    /// Rewriting records in place ([`EventLog::rewrite_in_place`]) holds it
+    /// exclusively, readers shared: no reader sees a record half rewritten.
+    pub rewrite_lock: parking_lot::RwLock<()>,
     /// Lets a test hold the writer still.
     #[cfg(test)]
     pub writer_gate: parking_lot::Mutex<()>,
@@ -611,6 +614,26 @@ impl EventLog {
     }
 
     /// The tails cut off by recovery when this log was opened.
+    /// Rewrites in place the readable records of `partition` for which
+    /// `rewrite` returns a new payload: the new payload, zero-padded to the
+    /// old one's length (it may not be longer), replaces it, and the key's
+    /// bytes are zeroed, so what the record held is gone from the segment
+    /// file (not from copies of it). Sequences, offsets and consumers'
+    /// positions stay as they were; readers wait while it runs. For erasing
+    /// a person's data before retention would. Returns the records rewritten.
+    pub async fn rewrite_in_place<F>(&self, partition: u32, rewrite: F) -> Result<u64, LogError>
+    where
+        F: Fn(&Record) -> Option<Vec<u8>> + Send + 'static,
+    {
+        self.partition_state(partition)?;
+        let shared = self.inner.shared.clone();
+        spawn_blocking(move || {
+            let _one_at_a_time = shared.retention_lock.lock();
+            rewrite_in_place_blocking(&shared, partition, &rewrite)
+        })
+        .await
+    }
+
     pub fn tail_repairs(&self) -> &[TailRepair] {
         &self.inner.tail_repairs
     }
@@ -729,6 +752,7 @@ fn open_blocking(dir: PathBuf, config: LogConfig) -> Result<Opened, LogError> {
         writer_failure: OnceLock::new(),
         readable: watch::Sender::new(0),
         retention_lock: parking_lot::Mutex::new(()),
+        rewrite_lock: parking_lot::RwLock::new(()),
         #[cfg(test)]
         writer_gate: parking_lot::Mutex::new(()),
     });
@@ -809,6 +833,7 @@ fn open_partition(dir: &Path, partition: u32) -> Result<(PartitionState, Partiti
 
 /// Reads records `from..=to` (all acknowledged) of a partition.
 fn read_range(shared: &Shared, partition: u32, from: u64, to: u64) -> Result<Vec<Record>, LogError> {
+    let _not_rewritten = shared.rewrite_lock.read();
     let segments = shared.partitions[partition as usize].segments.lock().clone();
     let mut records = Vec::with_capacity(((to - from + 1) as usize).min(4096));
     let mut next = from;
@@ -871,6 +896,53 @@ fn read_range(shared: &Shared, partition: u32, from: u64, to: u64) -> Result<Vec
         }
     }
     Ok(records)
+}
+
+/// A record's new bytes and the file offset they go to.
+type Patch = (u64, Vec<u8>);
+
+fn rewrite_in_place_blocking(shared: &Shared, partition: u32, rewrite: &dyn Fn(&Record) -> Option<Vec<u8>>) -> Result<u64, LogError> {
+    use std::os::unix::fs::FileExt;
+    // The caller holds the retention lock: no other rewrite or deletion runs,
+    // so the readable records stay as they are while they are scanned.
+    let state = &shared.partitions[partition as usize];
+    let visible = state.visible_sequence.load(Ordering::Acquire);
+    let segments = state.segments.lock().clone();
+    // Every new record is made before any is written: a refused one leaves the files as they were.
+    let mut patches: Vec<(&Path, Vec<Patch>)> = Vec::new();
+    for segment in &segments {
+        // Records past the visible one may be half written by the writer: they are left alone.
+        let mut scanner = SegmentScanner::open(&segment.path, partition, 0)?;
+        let mut in_segment = Vec::new();
+        while let Scanned::Record { record, offset, .. } = scanner.next_record()? {
+            if record.sequence > visible {
+                break;
+            }
+            if let Some(mut payload) = rewrite(&record) {
+                if payload.len() > record.payload.len() {
+                    return Err(LogError::TooLarge { what: "a rewritten payload", bytes: payload.len(), limit: record.payload.len() });
+                }
+                payload.resize(record.payload.len(), 0);
+                let mut bytes = Vec::with_capacity(format::encoded_len(record.key.len(), payload.len()));
+                format::encode_record(&mut bytes, record.sequence, record.appended_at_ms, &vec![0; record.key.len()], &payload);
+                in_segment.push((offset, bytes));
+            }
+        }
+        if !in_segment.is_empty() {
+            patches.push((&segment.path, in_segment));
+        }
+    }
+    let mut rewritten = 0;
+    let _no_readers = shared.rewrite_lock.write();
+    for (path, in_segment) in patches {
+        let file = fs::OpenOptions::new().write(true).open(path).map_err(LogError::io("open segment for rewriting", path))?;
+        for (offset, bytes) in &in_segment {
+            file.write_all_at(bytes, *offset).map_err(LogError::io("rewrite a record in", path))?;
+        }
+        file.sync_data().map_err(LogError::io("fsync", path))?;
+        rewritten += in_segment.len() as u64;
+    }
+    Ok(rewritten)
 }
 
 fn apply_retention_blocking(shared: &Shared, consumers: &BTreeMap<String, ConsumerOffsets>) -> Result<RetentionReport, LogError> {

@@ -564,3 +564,66 @@ async fn after_a_write_error_appends_fail_fast_until_the_log_is_reopened() {
     assert_eq!(records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), vec![vec![1; 100]]);
     assert_eq!(log.append(b"k", vec![4; 10]).await.unwrap().sequence, 2);
 }
+
+/// Whether `needle` occurs in any file under `dir`.
+fn bytes_on_disk_contain(dir: &Path, needle: &[u8]) -> bool {
+    fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).any(|path| {
+        if path.is_dir() {
+            bytes_on_disk_contain(&path, needle)
+        } else {
+            fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_rewritten_in_place_are_gone_from_the_files_and_the_rest_reads_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments: the rewritten records lie in closed ones and in the active one.
+    let log = EventLog::open(dir.path(), config(2, 1024)).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..120 {
+        let key = format!("user-{}", i % 6);
+        let payload = format!("{key} visited attraction {i}").into_bytes();
+        written.push((log.append(key.as_bytes(), payload.clone()).await.unwrap(), key, payload));
+    }
+    let partition = log.partition_for(b"user-3");
+    assert!(segment_files(dir.path(), partition).len() > 2);
+    // Appends go on while the records are rewritten.
+    let appending = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                log.append(format!("other-{i}").as_bytes(), format!("later {i}").into_bytes()).await.unwrap();
+            }
+        })
+    };
+    let erased =
+        log.rewrite_in_place(partition, |record| record.payload.starts_with(b"user-3 ").then(|| b"erased".to_vec())).await.unwrap();
+    appending.await.unwrap();
+    assert_eq!(erased, 20);
+    assert!(!bytes_on_disk_contain(dir.path(), b"user-3"), "the key and payload bytes are gone from the files");
+
+    // Every record keeps its sequence; the rewritten ones read back padded, with a zeroed key.
+    let read: BTreeMap<u64, Record> = read_all(&log, partition).await.into_iter().map(|r| (r.sequence, r)).collect();
+    for (id, key, payload) in written.iter().filter(|(id, ..)| id.partition == partition) {
+        let record = &read[&id.sequence];
+        if key == "user-3" {
+            assert_eq!(&record.payload[..6], b"erased");
+            assert!(record.payload[6..].iter().all(|&b| b == 0) && record.payload.len() == payload.len());
+            assert!(record.key.iter().all(|&b| b == 0) && record.key.len() == key.len());
+        } else {
+            assert_eq!((&record.key, &record.payload), (&key.as_bytes().to_vec(), payload));
+        }
+    }
+    // A reopened log finds every file whole (no torn tail to repair).
+    drop(log);
+    let log = EventLog::open(dir.path(), config(2, 1024)).await.unwrap();
+    assert!(log.tail_repairs().is_empty());
+    assert_eq!(read_all(&log, partition).await.len(), read.len());
+
+    // A new payload longer than the old one is refused, and nothing is written.
+    let error = log.rewrite_in_place(partition, |record| Some(vec![1; record.payload.len() + 1])).await.unwrap_err();
+    assert!(matches!(error, LogError::TooLarge { .. }), "{error}");
+    assert_eq!(read_all(&log, partition).await.into_iter().map(|r| (r.sequence, r)).collect::<BTreeMap<_, _>>(), read);
+}
