@@ -619,8 +619,11 @@ impl EventLog {
     /// old one's length (it may not be longer), replaces it, and the key's
     /// bytes are zeroed, so what the record held is gone from the segment
     /// file (not from copies of it). Sequences, offsets and consumers'
-    /// positions stay as they were; readers wait while it runs. For erasing
-    /// a person's data before retention would. Returns the records rewritten.
+    /// positions stay as they were; readers wait while the new bytes are
+    /// written (appends do not). For erasing a person's data before
+    /// retention would. A crash in the middle of the write can leave a record
+    /// torn: reading it then fails naming its file and offset. Returns the
+    /// records rewritten.
     pub async fn rewrite_in_place<F>(&self, partition: u32, rewrite: F) -> Result<u64, LogError>
     where
         F: Fn(&Record) -> Option<Vec<u8>> + Send + 'static,
