@@ -143,8 +143,8 @@ pub struct Hyperparameters {
     /// values say "in this part of town", which is what a traveller who has
     /// just arrived somewhere new goes by. Where requests carry locations,
     /// tuning also tries [`NEARBY_SCALES`](crate::tuning::NEARBY_SCALES) and
-    /// keeps one only if it beats the set value on validation by the margin
-    /// of noise. Solution configurations saved before this setting existed
+    /// keeps one only if its validation NDCG@10 beats the best setting tried
+    /// before it by the margin of noise. Solution configurations saved before this setting existed
     /// read it as 1.
     #[serde(default = "one")]
     pub nearby_scale: f32,

@@ -124,13 +124,25 @@ impl Service {
     /// every partition (a record's partition key need not be its user).
     async fn erase_from_log(&self, dataset_group_arn: &str, user_id: &str) -> Result<u64> {
         let mut rewritten = 0;
+        // Events logged after the store caught up are emptied before the
+        // store writer reads them: their ids, reserved until stored, are let go.
+        let unstored_ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         for partition in 0..self.log().partitions() {
-            let (group, user) = (dataset_group_arn.to_string(), user_id.to_string());
+            let (group, user, ids) = (dataset_group_arn.to_string(), user_id.to_string(), unstored_ids.clone());
             rewritten += self
                 .log()
-                .rewrite_in_place(partition, move |record| without_user(&record.payload, &group, &user).map(|left| left.encode()))
+                .rewrite_in_place(partition, move |record| {
+                    let left = without_user(&record.payload, &group, &user)?;
+                    if let Ok(LogRecord::Events { events, .. }) = LogRecord::decode(&record.payload) {
+                        ids.lock().expect("not poisoned").extend(events.into_iter().map(|e| e.event_id));
+                    }
+                    Some(left.encode())
+                })
                 .await
                 .map_err(crate::tracking::log_error)?;
+        }
+        for id in unstored_ids.lock().expect("not poisoned").iter() {
+            self.inner.pending_event_ids.remove(&crate::tracking::pending_key(dataset_group_arn, id));
         }
         Ok(rewritten)
     }

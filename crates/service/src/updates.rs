@@ -172,22 +172,29 @@ impl Service {
         let _swapping = self.inner.model_swap_lock.lock().await;
         let deployment = match self.deploy(&target).await {
             Ok(deployment) => deployment,
-            Err(e) => return self.record_failed_update(&campaign.campaign_arn, update, e.message).await,
+            Err(e) => return self.record_failed_update(&campaign.campaign_arn, &campaign.solution_version_arn, update, e.message).await,
         };
         let records = self.inner.campaign_records_lock.lock().await;
         // A campaign deleted meanwhile is not written back.
-        let Ok(Some(mut stored)) =
-            self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(&campaign.campaign_arn)).await
-        else {
-            return;
+        let mut stored = match self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(&campaign.campaign_arn)).await
+        {
+            Ok(Some(stored)) if stored.lifecycle.status == Status::Active => stored,
+            Ok(_) => return,
+            Err(e) => {
+                // Nothing was written: the next start marks the move failed.
+                tracing::error!(campaign = %campaign.campaign_arn, "moving to {}: reading the campaign failed: {e}; the old model serves on", update.solution_version_arn);
+                return;
+            }
         };
-        if stored.lifecycle.status != Status::Active {
-            return;
-        }
         if !self.inner.deployments.read().contains_key(&campaign.campaign_arn) {
             drop(records);
             return self
-                .record_failed_update(&campaign.campaign_arn, update, "the campaign stopped serving while the new model loaded".into())
+                .record_failed_update(
+                    &campaign.campaign_arn,
+                    &campaign.solution_version_arn,
+                    update,
+                    "the campaign stopped serving while the new model loaded".into(),
+                )
                 .await;
         }
         stored.solution_version_arn = update.solution_version_arn.clone();
@@ -196,7 +203,14 @@ impl Service {
         stored.latest_campaign_update = Some(moved);
         if let Err(e) = self.with_retries("recording a campaign's new model", || self.store_dyn().put(stored.clone())).await {
             drop(records);
-            return self.record_failed_update(&campaign.campaign_arn, update, format!("recording the move failed: {e}")).await;
+            return self
+                .record_failed_update(
+                    &campaign.campaign_arn,
+                    &campaign.solution_version_arn,
+                    update,
+                    format!("recording the move failed: {e}"),
+                )
+                .await;
         }
         // Deleting a campaign takes the records lock too: it still serves.
         self.swap_deployment(&campaign.campaign_arn, deployment);
@@ -204,8 +218,10 @@ impl Service {
         tracing::info!(campaign = %campaign.campaign_arn, version = %update.solution_version_arn, "campaign moved to a new model");
     }
 
-    /// Marks the campaign's move failed with `reason`; the old model serves on.
-    async fn record_failed_update(&self, campaign_arn: &str, mut update: CampaignUpdate, reason: String) {
+    /// Marks the campaign's move failed with `reason`; the model it served
+    /// before, `serving`, serves on and the record names it again (a write
+    /// that failed may still have stored the move).
+    async fn record_failed_update(&self, campaign_arn: &str, serving: &str, mut update: CampaignUpdate, reason: String) {
         tracing::warn!(campaign = %campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
         let _record = self.inner.campaign_records_lock.lock().await;
         let Ok(Some(mut stored)) = self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(campaign_arn)).await
@@ -216,6 +232,7 @@ impl Service {
             return;
         }
         update.lifecycle.fail(reason);
+        stored.solution_version_arn = serving.to_string();
         stored.latest_campaign_update = Some(update);
         if let Err(e) = self.with_retries("recording a failed campaign update", || self.store_dyn().put(stored.clone())).await {
             // The next start marks a move left in progress failed.

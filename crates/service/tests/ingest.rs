@@ -365,18 +365,29 @@ async fn retraining_swaps_the_new_model_in_without_a_failed_request() {
 
 /// The embedded store, except that the next `failing` writes of a
 /// campaign's settled move (its `latestCampaignUpdate` no longer in
-/// progress) fail, as a database that drops its connections for a while would.
+/// progress) fail, as a database that drops its connections for a while
+/// would; and the next `failing_after_writing` such writes are made but
+/// reported failed, as when the reply to a commit is lost.
 struct FailingCampaignWrites {
     store: EmbeddedStore,
     failing: AtomicUsize,
+    failing_after_writing: AtomicUsize,
 }
 
 impl FailingCampaignWrites {
+    fn settled_move(resource: &Resource) -> bool {
+        matches!(resource, Resource::Campaign(c) if c.latest_campaign_update.as_ref().is_some_and(|u| !u.lifecycle.status.is_creating()))
+    }
+
+    fn take(count: &AtomicUsize) -> bool {
+        count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+
     fn check(&self, resource: &Resource) -> Result<(), StoreError> {
-        let settled_move = |c: &Campaign| c.latest_campaign_update.as_ref().is_some_and(|u| !u.lifecycle.status.is_creating());
-        let failing = matches!(resource, Resource::Campaign(c) if settled_move(c))
-            && self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if failing { Err(StoreError::Backend("connection reset by peer".into())) } else { Ok(()) }
+        if Self::settled_move(resource) && Self::take(&self.failing) {
+            return Err(StoreError::Backend("connection reset by peer".into()));
+        }
+        Ok(())
     }
 }
 
@@ -388,7 +399,12 @@ impl Store for FailingCampaignWrites {
     }
     async fn put_resource(&self, resource: Resource) -> Result<(), StoreError> {
         self.check(&resource)?;
-        self.store.put_resource(resource).await
+        let settled_move = Self::settled_move(&resource);
+        self.store.put_resource(resource).await?;
+        if settled_move && Self::take(&self.failing_after_writing) {
+            return Err(StoreError::Backend("timed out waiting for the commit's reply".into()));
+        }
+        Ok(())
     }
     async fn get_resource(&self, arn: &str) -> Result<Option<Resource>, StoreError> {
         self.store.get_resource(arn).await
@@ -445,7 +461,11 @@ impl Store for FailingCampaignWrites {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_serves_the_model_its_record_names_when_the_store_fails_during_a_move() {
     let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let store = Arc::new(FailingCampaignWrites { store: EmbeddedStore::open(dir.path()).unwrap(), failing: AtomicUsize::new(0) });
+    let store = Arc::new(FailingCampaignWrites {
+        store: EmbeddedStore::open(dir.path()).unwrap(),
+        failing: AtomicUsize::new(0),
+        failing_after_writing: AtomicUsize::new(0),
+    });
     let (service, campaign, _, _) = deployed_on(store.clone(), dir.path(), data.path()).await;
     let personal: Campaign = service.describe(&campaign).await.unwrap();
     let group = service.describe::<SolutionVersion>(&personal.solution_version_arn).await.unwrap().dataset_group_arn;
@@ -499,6 +519,20 @@ async fn a_campaign_serves_the_model_its_record_names_when_the_store_fails_durin
     assert_eq!(store.failing.load(Ordering::SeqCst), 0, "both failures were met and retried");
     let lists = (ids(service.recommend(&campaign, one, 10).await.unwrap()), ids(service.recommend(&campaign, other, 10).await.unwrap()));
     assert_eq!(lists.0, lists.1, "the popularity model serves both users alike");
+
+    // Every attempt to record a move is written but reported failed: the
+    // move fails, and the record names the model that serves on.
+    store.failing_after_writing.store(travelrec_service::RECORD_ATTEMPTS as usize, Ordering::SeqCst);
+    service.update_campaign(&campaign, &personal.solution_version_arn).await.unwrap();
+    // (Each written attempt shows the move as done until the next one.)
+    let (serving, update) = until("the failed move back", async || {
+        let c = service.describe::<Campaign>(&campaign).await.ok()?;
+        c.latest_campaign_update.filter(|u| u.lifecycle.status == Status::CreateFailed).map(|u| (c.solution_version_arn, u))
+    })
+    .await;
+    assert!(update.lifecycle.failure_reason.unwrap().contains("recording the move failed"));
+    assert_eq!(serving, popular, "the record names what serves");
+    assert_eq!(ids(service.recommend(&campaign, one, 10).await.unwrap()), lists.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

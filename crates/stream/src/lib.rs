@@ -105,6 +105,7 @@
 
 mod error;
 mod format;
+mod journal;
 mod offsets;
 mod segment;
 mod writer;
@@ -302,6 +303,9 @@ pub(crate) struct Shared {
     /// Lets a test hold the writer still.
     #[cfg(test)]
     pub writer_gate: parking_lot::Mutex<()>,
+    /// Lets a test stop a rewrite as a crash would, once its journal is written.
+    #[cfg(test)]
+    pub crash_after_journal: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct PartitionState {
@@ -613,17 +617,16 @@ impl EventLog {
         .await
     }
 
-    /// The tails cut off by recovery when this log was opened.
     /// Rewrites in place the readable records of `partition` for which
     /// `rewrite` returns a new payload: the new payload, zero-padded to the
     /// old one's length (it may not be longer), replaces it, and the key's
     /// bytes are zeroed, so what the record held is gone from the segment
     /// file (not from copies of it). Sequences, offsets and consumers'
     /// positions stay as they were; readers wait while the new bytes are
-    /// written (appends do not). For erasing a person's data before
-    /// retention would. A crash in the middle of the write can leave a record
-    /// torn: reading it then fails naming its file and offset. Returns the
-    /// records rewritten.
+    /// written (appends do not). The new records go to a journal first, so a
+    /// crash in the middle is finished when the log is next opened. For
+    /// erasing a person's data before retention would. Returns the records
+    /// rewritten.
     pub async fn rewrite_in_place<F>(&self, partition: u32, rewrite: F) -> Result<u64, LogError>
     where
         F: Fn(&Record) -> Option<Vec<u8>> + Send + 'static,
@@ -637,6 +640,7 @@ impl EventLog {
         .await
     }
 
+    /// The tails cut off by recovery when this log was opened.
     pub fn tail_repairs(&self) -> &[TailRepair] {
         &self.inner.tail_repairs
     }
@@ -758,6 +762,8 @@ fn open_blocking(dir: PathBuf, config: LogConfig) -> Result<Opened, LogError> {
         rewrite_lock: parking_lot::RwLock::new(()),
         #[cfg(test)]
         writer_gate: parking_lot::Mutex::new(()),
+        #[cfg(test)]
+        crash_after_journal: std::sync::atomic::AtomicBool::new(false),
     });
     Ok(Opened { shared, offsets, writers, tail_repairs, dir_lock })
 }
@@ -800,6 +806,9 @@ fn check_or_write_meta(dir: &Path, partitions: u32) -> Result<(), LogError> {
 fn open_partition(dir: &Path, partition: u32) -> Result<(PartitionState, PartitionWriter, Option<TailRepair>), LogError> {
     let partition_dir = partition_dir(dir, partition);
     fs::create_dir_all(&partition_dir).map_err(LogError::io("create partition directory", &partition_dir))?;
+    if journal::recover(&partition_dir)? {
+        tracing::warn!(partition, "finished rewriting event log records that a crash had interrupted");
+    }
     let mut first_sequences = Vec::new();
     for entry in fs::read_dir(&partition_dir).map_err(LogError::io("list partition directory", &partition_dir))? {
         let entry = entry.map_err(LogError::io("list partition directory", &partition_dir))?;
@@ -901,51 +910,59 @@ fn read_range(shared: &Shared, partition: u32, from: u64, to: u64) -> Result<Vec
     Ok(records)
 }
 
-/// A record's new bytes and the file offset they go to.
-type Patch = (u64, Vec<u8>);
-
 fn rewrite_in_place_blocking(shared: &Shared, partition: u32, rewrite: &dyn Fn(&Record) -> Option<Vec<u8>>) -> Result<u64, LogError> {
-    use std::os::unix::fs::FileExt;
     // The caller holds the retention lock: no other rewrite or deletion runs,
     // so the readable records stay as they are while they are scanned.
     let state = &shared.partitions[partition as usize];
     let visible = state.visible_sequence.load(Ordering::Acquire);
     let segments = state.segments.lock().clone();
     // Every new record is made before any is written: a refused one leaves the files as they were.
-    let mut patches: Vec<(&Path, Vec<Patch>)> = Vec::new();
-    for segment in &segments {
-        // Records past the visible one may be half written by the writer: they are left alone.
+    let mut patched = Vec::new();
+    for (position, segment) in segments.iter().enumerate() {
         let mut scanner = SegmentScanner::open(&segment.path, partition, 0)?;
-        let mut in_segment = Vec::new();
-        while let Scanned::Record { record, offset, .. } = scanner.next_record()? {
-            if record.sequence > visible {
-                break;
-            }
-            if let Some(mut payload) = rewrite(&record) {
-                if payload.len() > record.payload.len() {
-                    return Err(LogError::TooLarge { what: "a rewritten payload", bytes: payload.len(), limit: record.payload.len() });
+        let mut patches = Vec::new();
+        let mut last_sequence = segment.first_sequence.saturating_sub(1);
+        loop {
+            match scanner.next_record()? {
+                // Records past the visible one may be half written by the writer: they are left alone.
+                Scanned::Record { record, .. } if record.sequence > visible => break,
+                Scanned::Record { record, offset, .. } => {
+                    last_sequence = record.sequence;
+                    let Some(mut payload) = rewrite(&record) else { continue };
+                    if payload.len() > record.payload.len() {
+                        return Err(LogError::TooLarge { what: "a rewritten payload", bytes: payload.len(), limit: record.payload.len() });
+                    }
+                    payload.resize(record.payload.len(), 0);
+                    let mut bytes = Vec::with_capacity(format::encoded_len(record.key.len(), payload.len()));
+                    format::encode_record(&mut bytes, record.sequence, record.appended_at_ms, &vec![0; record.key.len()], &payload);
+                    patches.push((offset, bytes));
                 }
-                payload.resize(record.payload.len(), 0);
-                let mut bytes = Vec::with_capacity(format::encoded_len(record.key.len(), payload.len()));
-                format::encode_record(&mut bytes, record.sequence, record.appended_at_ms, &vec![0; record.key.len()], &payload);
-                in_segment.push((offset, bytes));
+                Scanned::End => break,
+                // Only the active segment's bytes past the visible records may be unfinished.
+                Scanned::Bad { .. } if position + 1 == segments.len() && last_sequence >= visible => break,
+                Scanned::Bad { offset, reason } => return Err(LogError::Corrupt { path: segment.path.clone(), offset, reason }),
             }
         }
-        if !in_segment.is_empty() {
-            patches.push((&segment.path, in_segment));
+        if !patches.is_empty() {
+            patched.push(journal::SegmentPatches { first_sequence: segment.first_sequence, patches });
         }
     }
-    let mut rewritten = 0;
-    let _no_readers = shared.rewrite_lock.write();
-    for (path, in_segment) in patches {
-        let file = fs::OpenOptions::new().write(true).open(path).map_err(LogError::io("open segment for rewriting", path))?;
-        for (offset, bytes) in &in_segment {
-            file.write_all_at(bytes, *offset).map_err(LogError::io("rewrite a record in", path))?;
-        }
-        file.sync_data().map_err(LogError::io("fsync", path))?;
-        rewritten += in_segment.len() as u64;
+    if patched.is_empty() {
+        return Ok(0);
     }
-    Ok(rewritten)
+    // Journal first: a crash while the segments are written is finished at the next open.
+    let partition_dir = partition_dir(&shared.dir, partition);
+    journal::write(&partition_dir, &patched)?;
+    #[cfg(test)]
+    if shared.crash_after_journal.load(Ordering::SeqCst) {
+        return Err(LogError::WriterStopped);
+    }
+    {
+        let _no_readers = shared.rewrite_lock.write();
+        journal::apply(&partition_dir, &patched)?;
+    }
+    journal::remove(&partition_dir)?;
+    Ok(patched.iter().map(|s| s.patches.len() as u64).sum())
 }
 
 fn apply_retention_blocking(shared: &Shared, consumers: &BTreeMap<String, ConsumerOffsets>) -> Result<RetentionReport, LogError> {

@@ -97,3 +97,51 @@ async fn the_request_queue_is_bounded_too() {
         reply.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_rewrite_a_crash_interrupted_is_finished_when_the_log_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { partitions: 1, segment_bytes: 512, ..LogConfig::default() };
+    let log = EventLog::open(dir.path(), config.clone()).await.unwrap();
+    for i in 0..40 {
+        let key = if i % 4 == 0 { "erase-me" } else { "keep-me" };
+        log.append(key.as_bytes(), format!("{key} record {i}").into_bytes()).await.unwrap();
+    }
+    log.inner.shared.crash_after_journal.store(true, Ordering::SeqCst);
+    let rewrite = |r: &Record| r.key.starts_with(b"erase-me").then(|| b"gone".to_vec());
+    log.rewrite_in_place(0, rewrite).await.unwrap_err();
+    drop(log);
+
+    // The crash also tore the first record being written over: half its new bytes landed.
+    let partition_dir = format::partition_dir(dir.path(), 0);
+    let patched = journal::parse(&std::fs::read(journal::path(&partition_dir)).unwrap()).unwrap();
+    assert!(patched.len() > 1, "the rewrite spans segments");
+    let (offset, bytes) = &patched[0].patches[0];
+    let segment = partition_dir.join(format::segment_file_name(patched[0].first_sequence));
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&segment).unwrap(),
+        &bytes[..bytes.len() / 2],
+        *offset,
+    )
+    .unwrap();
+
+    let log = EventLog::open(dir.path(), config.clone()).await.unwrap();
+    assert!(!journal::path(&partition_dir).exists(), "the journal is gone once applied");
+    let records = log.read(0, 1, 100).await.unwrap();
+    assert_eq!(records.len(), 40);
+    for (i, record) in records.iter().enumerate() {
+        if i % 4 == 0 {
+            assert_eq!(&record.payload[..4], b"gone", "record {i}");
+            assert!(record.key.iter().all(|&b| b == 0));
+        } else {
+            assert_eq!(record.payload, format!("keep-me record {i}").into_bytes());
+        }
+    }
+    drop(log);
+
+    // A journal cut short (the crash came while it was written) is dropped, and the records stay.
+    std::fs::write(journal::path(&partition_dir), b"TRJ1 half a journ").unwrap();
+    let log = EventLog::open(dir.path(), config).await.unwrap();
+    assert!(!journal::path(&partition_dir).exists());
+    assert_eq!(log.read(0, 1, 100).await.unwrap(), records);
+}
