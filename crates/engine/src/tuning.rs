@@ -610,11 +610,15 @@ mod tests {
         b.build()
     }
 
+    /// The default recipe tuned with the defaults, validated on each user's newest interaction.
+    fn tuned_on_newest(data: &TrainingData) -> TuningOutcome {
+        tune(data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap()
+    }
+
     #[test]
     fn hours_are_told_apart_as_sharply_as_validation_shows_they_are() {
         let tuned = |data: &TrainingData| {
-            let outcome =
-                tune(data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
+            let outcome = tuned_on_newest(data);
             let tried = outcome.report.trials.iter().any(|t| t.settings.contains_key("time_of_day_bandwidth_hours"));
             assert!(tried, "{:?}", outcome.report.trials);
             outcome.hyperparameters.time_of_day_bandwidth_hours
@@ -734,8 +738,7 @@ mod tests {
     #[test]
     fn how_far_near_reaches_is_learned_from_where_travellers_go() {
         let tune_on = |data: &TrainingData| {
-            let outcome =
-                tune(data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
+            let outcome = tuned_on_newest(data);
             let tried: Vec<String> = outcome.report.trials.iter().filter_map(|t| t.settings.get("nearby_scale").cloned()).collect();
             (tried, outcome.hyperparameters.nearby_scale)
         };
@@ -760,8 +763,7 @@ mod tests {
             }
         }
         let data = b.build();
-        let outcome =
-            tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::LastItem, &crate::no_progress).unwrap();
+        let outcome = tuned_on_newest(&data);
         assert!(outcome.blend.get(Feature::Sequence) > 0.0, "{:?}", outcome.blend);
         // The items state no seasons, and the month says nothing here: the
         // season signal may stay off (only stated seasons keep a floor).

@@ -172,7 +172,7 @@ impl Service {
         let _swapping = self.inner.model_swap_lock.lock().await;
         let deployment = match self.deploy(&target).await {
             Ok(deployment) => deployment,
-            Err(e) => return self.record_failed_update(&campaign.campaign_arn, &campaign.solution_version_arn, update, e.message).await,
+            Err(e) => return self.record_failed_update(&campaign, update, e.message).await,
         };
         let records = self.inner.campaign_records_lock.lock().await;
         // A campaign deleted meanwhile is not written back.
@@ -188,14 +188,7 @@ impl Service {
         };
         if !self.inner.deployments.read().contains_key(&campaign.campaign_arn) {
             drop(records);
-            return self
-                .record_failed_update(
-                    &campaign.campaign_arn,
-                    &campaign.solution_version_arn,
-                    update,
-                    "the campaign stopped serving while the new model loaded".into(),
-                )
-                .await;
+            return self.record_failed_update(&campaign, update, "the campaign stopped serving while the new model loaded".into()).await;
         }
         stored.solution_version_arn = update.solution_version_arn.clone();
         let mut moved = update.clone();
@@ -203,14 +196,7 @@ impl Service {
         stored.latest_campaign_update = Some(moved);
         if let Err(e) = self.with_retries("recording a campaign's new model", || self.store_dyn().put(stored.clone())).await {
             drop(records);
-            return self
-                .record_failed_update(
-                    &campaign.campaign_arn,
-                    &campaign.solution_version_arn,
-                    update,
-                    format!("recording the move failed: {e}"),
-                )
-                .await;
+            return self.record_failed_update(&campaign, update, format!("recording the move failed: {e}")).await;
         }
         // Deleting a campaign takes the records lock too: it still serves.
         self.swap_deployment(&campaign.campaign_arn, deployment);
@@ -219,9 +205,10 @@ impl Service {
     }
 
     /// Marks the campaign's move failed with `reason`; the model it served
-    /// before, `serving`, serves on and the record names it again (a write
+    /// when the move began serves on and the record names it again (a write
     /// that failed may still have stored the move).
-    async fn record_failed_update(&self, campaign_arn: &str, serving: &str, mut update: CampaignUpdate, reason: String) {
+    async fn record_failed_update(&self, campaign: &Campaign, mut update: CampaignUpdate, reason: String) {
+        let (campaign_arn, serving) = (campaign.campaign_arn.as_str(), campaign.solution_version_arn.as_str());
         tracing::warn!(campaign = %campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
         let _record = self.inner.campaign_records_lock.lock().await;
         let Ok(Some(mut stored)) = self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(campaign_arn)).await
