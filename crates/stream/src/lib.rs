@@ -15,8 +15,11 @@
 //! - [`Durability::Fsync`] (default): an append resolves `Ok` only after its
 //!   records were written and `fdatasync`ed. No acknowledged record is lost
 //!   by a process crash or power loss, and none is stored twice (the log never
-//!   re-writes a record; a caller that retries after an *error* may store a
-//!   record twice, as with any at-least-once stream).
+//!   appends a record again; a caller that retries after an *error* may store
+//!   a record twice, as with any at-least-once stream).
+//! - A record changes only through [`EventLog::rewrite_in_place`] (erasure):
+//!   its key is zeroed and its payload replaced by one no longer, at the same
+//!   offset with the same sequence, through a journal a crash cannot tear.
 //! - [`Durability::Batch`]: an append resolves after `write(2)`; files are
 //!   fsynced every `interval`. Survives a process crash, may lose up to
 //!   `interval` of acknowledged records on power loss.
@@ -38,6 +41,7 @@
 //!   partition-0000/               one directory per partition ("shardId-000000000000")
 //!     00000000000000000001.log    segment: records from sequence 1 (20-digit first sequence)
 //!     00000000000000052117.log    the newest segment is the active one
+//!     rewrite.journal             only while records are written over (see the journal module)
 //!   offsets/
 //!     {consumer}.json             {"consumer": "...", "next_sequence_by_partition": {"0": 17, "3": 5}}
 //! ```
