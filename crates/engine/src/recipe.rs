@@ -144,9 +144,8 @@ pub struct Hyperparameters {
     /// just arrived somewhere new goes by. Where requests carry locations,
     /// tuning also tries [`NEARBY_SCALES`](crate::tuning::NEARBY_SCALES) and
     /// keeps one only if its validation NDCG@10 beats the best setting tried
-    /// before it by the margin of noise. Solution configurations saved before this setting existed
-    /// read it as 1.
-    #[serde(default = "one")]
+    /// before it by the margin of noise. Solution configurations saved
+    /// before this setting existed read it as 1 (the default).
     pub nearby_scale: f32,
     /// Window for trending-now: the last N days against the N before.
     pub trending_window_days: f32,
@@ -189,11 +188,6 @@ pub struct Hyperparameters {
     pub use_season: bool,
     pub use_time_of_day: bool,
     pub use_local_events: bool,
-}
-
-/// Serde's default for settings whose neutral value is 1.
-fn one() -> f32 {
-    1.0
 }
 
 impl Default for Hyperparameters {

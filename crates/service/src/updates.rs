@@ -176,10 +176,9 @@ impl Service {
         };
         let records = self.inner.campaign_records_lock.lock().await;
         // A campaign deleted meanwhile is not written back.
-        let mut stored = match self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(&campaign.campaign_arn)).await
-        {
-            Ok(Some(stored)) if stored.lifecycle.status == Status::Active => stored,
-            Ok(_) => return,
+        let mut stored = match self.stored_active_campaign(&campaign.campaign_arn).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
             Err(e) => {
                 // Nothing was written: the next start marks the move failed.
                 tracing::error!(campaign = %campaign.campaign_arn, "moving to {}: reading the campaign failed: {e}; the old model serves on", update.solution_version_arn);
@@ -211,13 +210,7 @@ impl Service {
         let (campaign_arn, serving) = (campaign.campaign_arn.as_str(), campaign.solution_version_arn.as_str());
         tracing::warn!(campaign = %campaign_arn, "moving to {} failed: {reason}", update.solution_version_arn);
         let _record = self.inner.campaign_records_lock.lock().await;
-        let Ok(Some(mut stored)) = self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(campaign_arn)).await
-        else {
-            return;
-        };
-        if stored.lifecycle.status != Status::Active {
-            return;
-        }
+        let Ok(Some(mut stored)) = self.stored_active_campaign(campaign_arn).await else { return };
         update.lifecycle.fail(reason);
         stored.solution_version_arn = serving.to_string();
         stored.latest_campaign_update = Some(update);
@@ -225,6 +218,13 @@ impl Service {
             // The next start marks a move left in progress failed.
             tracing::error!(campaign = %campaign_arn, "recording a failed campaign update: {e}; it shows as in progress until the next start");
         }
+    }
+
+    /// The campaign's record, with retries; `None` once it is no longer
+    /// ACTIVE (deleted meanwhile: nothing is written back).
+    async fn stored_active_campaign(&self, campaign_arn: &str) -> std::result::Result<Option<Campaign>, travelrec_store::StoreError> {
+        let stored = self.with_retries("reading the campaign", || self.store_dyn().get::<Campaign>(campaign_arn)).await?;
+        Ok(stored.filter(|c| c.lifecycle.status == Status::Active))
     }
 
     /// Runs a store call up to [`RECORD_ATTEMPTS`] times, waiting longer

@@ -194,7 +194,6 @@ impl PostgresStore {
     }
 }
 
-/// The URL without its password, for error messages.
 /// What to check when connecting failed: TLS (a certificate the URL's
 /// `sslmode` does not accept arrives as an I/O error) or the server itself.
 fn connect_hint(error: &sqlx::Error) -> &'static str {
@@ -209,6 +208,7 @@ fn connect_hint(error: &sqlx::Error) -> &'static str {
 
 const TLS_HINT: &str = "; check the URL's sslmode and sslrootcert against the server's certificate";
 
+/// The URL without its password, for error messages.
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
