@@ -247,7 +247,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Quickstart(args) => quickstart::run(args).await,
             Command::Serve(args) => serve(args).await,
@@ -260,7 +260,12 @@ fn main() -> Result<()> {
             Command::Bench(BenchCommand::Load(args)) => bench_load::run(args),
             Command::Bench(BenchCommand::Store(args)) => bench_store::run(args).await,
         }
-    })
+    });
+    // A training job still running when the server stops is not waited for
+    // (dropping the runtime would wait for its thread): the next start marks
+    // it interrupted, to be started again.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn open_service(args: &StoreArgs) -> Result<Service> {
