@@ -298,14 +298,12 @@ pub struct Model {
     pub item_meta: Vec<ItemMeta>,
     pub components: Components,
     pub blend: Blend,
-    /// The blend for a user who has moved on ([`Model::moved_on`]): a
-    /// request that places them far from everything in their history (more
-    /// than [`MOVED_ON_KM`] from their last located item), or comes days
-    /// after their newest event: a traveller on a new trip. Their history
-    /// then says what they like but not where they are or what they just
-    /// did, so the signals weigh differently; learned on validation cases of
-    /// that kind. `None` when the validation split held too few of them, or
-    /// when one blend did as well on validation (then `blend` serves).
+    /// The blend for a request that places the user far from everything in
+    /// their history (more than [`MOVED_ON_KM`] from their last located
+    /// item): a traveller who has arrived somewhere new. Their history then
+    /// says what they like but not where they are, so the signals weigh
+    /// differently; learned on validation cases of that kind. `None` when
+    /// the validation split held too few of them (then `blend` serves).
     pub moved_on_blend: Option<Blend>,
     pub histories: Histories,
     pub summary: TrainingSummary,
@@ -364,8 +362,6 @@ pub struct Profile {
     pub location: Option<(f64, f64)>,
     /// Every item in the history.
     pub seen: Vec<u32>,
-    /// The moment of the newest event (Unix seconds; 0 without history).
-    pub newest: i64,
 }
 
 /// How many of the newest distinct items drive the sequence signal.
@@ -374,7 +370,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 9;
+    pub const FORMAT_VERSION: u32 = 8;
 
     /// Removes what the model holds of one user: their history (what a
     /// query for them starts from). The item-to-item weights and counts keep
@@ -505,32 +501,13 @@ impl Model {
 
     /// Whether the request places the user somewhere their history is not:
     /// more than [`MOVED_ON_KM`] from their last located item (with
-    /// `use_location` on). Proximity then counts from the request.
-    pub fn moved_away(&self, profile: &Profile, context: &Context) -> bool {
+    /// `use_location` on). Proximity then counts from the request, and
+    /// [`Model::moved_on_blend`] weighs the signals.
+    pub fn moved_on(&self, profile: &Profile, context: &Context) -> bool {
         match (profile.location, context.location) {
             (Some(last), Some(now)) => self.hyperparameters.use_location && distance_km(last.0, last.1, now.0, now.1) > MOVED_ON_KM,
             _ => false,
         }
-    }
-
-    /// Whether the request comes a new trip's pause (more than
-    /// [`TRIP_GAP_SECONDS`](crate::split::TRIP_GAP_SECONDS)) after the
-    /// user's newest event (with `use_pause` on): their last session is
-    /// over, and what followed its last attraction no longer says what comes next.
-    pub fn paused(&self, profile: &Profile, context: &Context) -> bool {
-        match context.time {
-            Some(now) if self.hyperparameters.use_pause && !profile.seen.is_empty() => {
-                now - profile.newest > crate::split::TRIP_GAP_SECONDS
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether the user has moved on from their history, in place
-    /// ([`Model::moved_away`]) or in time ([`Model::paused`]): a new trip.
-    /// [`Model::moved_on_blend`] then weighs the signals.
-    pub fn moved_on(&self, profile: &Profile, context: &Context) -> bool {
-        self.moved_away(profile, context) || self.paused(profile, context)
     }
 
     /// The blend that scores `profile` in `context`.
@@ -851,7 +828,7 @@ impl Model {
                 break;
             }
         }
-        Profile { weighted, last, location, seen, newest }
+        Profile { weighted, last, location, seen }
     }
 
     /// Every signal for every item, before blending. Signals whose weight in
@@ -909,7 +886,7 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let here = if self.moved_away(profile, context) {
+        let here = if self.moved_on(profile, context) {
             context.location
         } else {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
@@ -1615,7 +1592,7 @@ mod tests {
         let fingerprint = model.to_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         assert_eq!(
             (Model::FORMAT_VERSION, fingerprint),
-            (9, 15_849_719_523_834_920_874),
+            (8, 8_907_169_561_070_666_965),
             "the snapshot's bytes changed: if its layout did, bump Model::FORMAT_VERSION; then set the fingerprint"
         );
     }

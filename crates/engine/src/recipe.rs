@@ -188,15 +188,6 @@ pub struct Hyperparameters {
     pub use_season: bool,
     pub use_time_of_day: bool,
     pub use_local_events: bool,
-    /// Whether a request a new trip's pause after the user's newest event
-    /// is scored with the moved-on blend (see [`crate::Model::paused`]).
-    /// Solution configurations saved before this setting existed read it as on.
-    #[serde(default = "on")]
-    pub use_pause: bool,
-}
-
-fn on() -> bool {
-    true
 }
 
 impl Default for Hyperparameters {
@@ -236,7 +227,6 @@ impl Default for Hyperparameters {
             use_season: true,
             use_time_of_day: true,
             use_local_events: true,
-            use_pause: true,
         }
     }
 }
@@ -274,7 +264,6 @@ impl Hyperparameters {
         "use_season",
         "use_time_of_day",
         "use_local_events",
-        "use_pause",
     ];
 
     /// Defaults overridden by a string map, validating every key and value.
@@ -355,7 +344,6 @@ impl Hyperparameters {
                 "use_season" => hp.use_season = boolean()?,
                 "use_time_of_day" => hp.use_time_of_day = boolean()?,
                 "use_local_events" => hp.use_local_events = boolean()?,
-                "use_pause" => hp.use_pause = boolean()?,
                 "hpo_budget" => hp.hpo_budget = count()?,
                 "validation_users" => hp.validation_users = count()?,
                 "exploration_weight" => hp.exploration_weight = fraction()?,

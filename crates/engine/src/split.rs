@@ -224,7 +224,7 @@ fn last_trip(data: &TrainingData, events: &[u32]) -> Option<std::ops::Range<usiz
 }
 
 /// Whether the event at `start` happened far from the last located item
-/// before it: the user has moved away, as [`Model::moved_away`](crate::Model::moved_away)
+/// before it: the user has moved on, as [`Model::moved_on`](crate::Model::moved_on)
 /// judges a request placed there.
 fn arrives_away(data: &TrainingData, events: &[u32], start: usize) -> bool {
     let Some((lat, lon)) = data.events[events[start] as usize].location else { return false };

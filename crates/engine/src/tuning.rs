@@ -59,7 +59,7 @@ struct UserCase {
     /// DCG@10 of a perfect ranking of every held-out item (also those
     /// that are not candidates, which count as misses).
     ideal_dcg: f64,
-    /// The request placed the user far from their history, in place or in time ([`Model::moved_on`]).
+    /// The request placed the user far from their history ([`Model::moved_on`]).
     moved_on: bool,
 }
 
@@ -142,23 +142,9 @@ fn build_cases(model: &Model, validation: &crate::split::Split) -> Vec<UserCase>
         .collect()
 }
 
-/// The blends learned on the validation cases of `model` as it is set, as
-/// `split` divides them, and their NDCG@10.
-fn learn_on(
-    model: &Model,
-    validation: &crate::split::Split,
-    start: Blend,
-    space: &[Freedom; FEATURES],
-    split: BlendSplit,
-) -> (Blend, Option<Blend>, f64) {
-    learn_blends(&build_cases(model, validation), start, space, split)
-}
-
-/// Whether `cases` hold enough of both users who have moved on and users
-/// who have not to learn a blend for each.
-fn enough_of_both(cases: &[UserCase]) -> bool {
-    let moved_on = cases.iter().filter(|c| c.moved_on).count();
-    moved_on >= MIN_MOVED_ON_CASES && cases.len() - moved_on >= MIN_MOVED_ON_CASES
+/// The blends learned on the validation cases of `model` as it is set, and their NDCG@10.
+fn learn_on(model: &Model, validation: &crate::split::Split, start: Blend, space: &[Freedom; FEATURES]) -> (Blend, Option<Blend>, f64) {
+    learn_blends(&build_cases(model, validation), start, space)
 }
 
 fn mean_ndcg(cases: &[&UserCase], weights: &[f32; FEATURES]) -> f64 {
@@ -218,83 +204,23 @@ impl Freedom {
     }
 }
 
-/// Validation cases of each kind, users who have moved on and users who have
-/// not, needed to learn a blend for each; with fewer, one blend serves every request.
+/// Validation cases of users who have moved on needed to learn a blend of
+/// their own; with fewer, one blend serves every request.
 const MIN_MOVED_ON_CASES: usize = 30;
 
-/// How the validation cases are split between blends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BlendSplit {
-    /// One blend for every request.
-    One,
-    /// One blend learned on every case, and from there one for users who have moved on.
-    SharedThenMovedOn,
-    /// One blend learned on the cases of users where their history is, and
-    /// from there one for users who have moved on.
-    SettledThenMovedOn,
-}
-
-impl BlendSplit {
-    /// The blend for users where their history is, and the one for users who have moved on.
-    fn learn(self, cases: &[&UserCase], start: Blend, space: &[Freedom; FEATURES]) -> (Blend, Option<Blend>) {
-        let moved: Vec<&UserCase> = cases.iter().copied().filter(|c| c.moved_on).collect();
-        let base = match self {
-            BlendSplit::One | BlendSplit::SharedThenMovedOn => context_after_history(cases, start, space).0,
-            BlendSplit::SettledThenMovedOn => {
-                let settled: Vec<&UserCase> = cases.iter().copied().filter(|c| !c.moved_on).collect();
-                context_after_history(&settled, start, space).0
-            }
-        };
-        match self {
-            BlendSplit::One => (base, None),
-            _ => (base, Some(context_after_history(&moved, base, space).0)),
-        }
-    }
-}
-
-/// NDCG@10 of `cases`, each scored with its blend.
-fn mean_ndcg_of(cases: &[&UserCase], blend: &Blend, moved_on_blend: Option<&Blend>) -> f64 {
-    let Some(moved_on_blend) = moved_on_blend else { return mean_ndcg(cases, &blend.weights) };
+/// The blend for users where their history is, and the one for users who
+/// have moved on when there are enough such cases, each learned on its own
+/// cases; their NDCG@10 over all cases.
+fn learn_blends(cases: &[UserCase], start: Blend, space: &[Freedom; FEATURES]) -> (Blend, Option<Blend>, f64) {
     let (moved, settled): (Vec<&UserCase>, Vec<&UserCase>) = cases.iter().partition(|c| c.moved_on);
-    (mean_ndcg(&settled, &blend.weights) * settled.len() as f64 + mean_ndcg(&moved, &moved_on_blend.weights) * moved.len() as f64)
-        / cases.len().max(1) as f64
-}
-
-/// Which split of the validation cases between blends does best on cases
-/// the blends were not learned on (two folds, each learned on the other),
-/// given enough of both kinds of case. Learned on the cases they are scored
-/// on, two blends nearly always win, having twice the freedom; on a small
-/// data set that freedom fits noise.
-fn choose_split(cases: &[UserCase], start: Blend, space: &[Freedom; FEATURES]) -> BlendSplit {
-    if !enough_of_both(cases) {
-        return BlendSplit::One;
+    if moved.len() < MIN_MOVED_ON_CASES {
+        let (blend, score) = context_after_history(&cases.iter().collect::<Vec<_>>(), start, space);
+        return (blend, None, score);
     }
-    let fold = |k: usize, held: bool| -> Vec<&UserCase> {
-        cases.iter().enumerate().filter(|(i, _)| (i % 2 == k) == held).map(|(_, c)| c).collect()
-    };
-    let cross_fitted = |split: BlendSplit| -> f64 {
-        (0..2)
-            .map(|k| {
-                let scored_on = fold(k, true);
-                let (blend, moved_on_blend) = split.learn(&fold(k, false), start, space);
-                mean_ndcg_of(&scored_on, &blend, moved_on_blend.as_ref()) * scored_on.len() as f64
-            })
-            .sum()
-    };
-    // The simpler split wins ties.
-    [BlendSplit::One, BlendSplit::SharedThenMovedOn, BlendSplit::SettledThenMovedOn]
-        .into_iter()
-        .map(|split| (split, cross_fitted(split)))
-        .fold((BlendSplit::One, f64::MIN), |best, (split, score)| if score > best.1 { (split, score) } else { best })
-        .0
-}
-
-/// The blends learned on `cases` as `split` divides them, and their NDCG@10 over all cases.
-fn learn_blends(cases: &[UserCase], start: Blend, space: &[Freedom; FEATURES], split: BlendSplit) -> (Blend, Option<Blend>, f64) {
-    let all: Vec<&UserCase> = cases.iter().collect();
-    let (blend, moved_on_blend) = split.learn(&all, start, space);
-    let score = mean_ndcg_of(&all, &blend, moved_on_blend.as_ref());
-    (blend, moved_on_blend, score)
+    let (blend, settled_score) = context_after_history(&settled, start, space);
+    let (moved_blend, moved_score) = coordinate_ascent(&moved, blend, space);
+    let score = (settled_score * settled.len() as f64 + moved_score * moved.len() as f64) / cases.len() as f64;
+    (blend, Some(moved_blend), score)
 }
 
 /// Coordinate ascent in two stages, first the signals of the user and the
@@ -404,39 +330,6 @@ fn candidates(hp: &Hyperparameters, items: usize) -> Vec<(Hyperparameters, BTree
     out
 }
 
-/// Which blend weights the data lets `model`'s blend learn, and how.
-fn space_of(model: &Model, data: &TrainingData, validation: &crate::split::Split) -> [Freedom; FEATURES] {
-    let config = &model.hyperparameters;
-    let has_locations = data.item_meta.iter().any(|m| m.location.is_some());
-    let has_times = !validation.holdout.excludes_seen();
-    let has_events = !data.local_events.is_empty();
-    let has_categories = data.item_meta.iter().any(|m| !m.categories.is_empty());
-    let has_stated_seasons = data.item_meta.iter().any(|m| m.season_months != 0);
-    let free = |on: bool| if on { Freedom::Free } else { Freedom::Fixed };
-    Feature::ALL.map(|feature| match feature {
-        Feature::Collaborative => Freedom::Fixed,
-        Feature::Sequence => free(model.components.transitions.is_some()),
-        Feature::Popularity | Feature::Trending => Freedom::Free,
-        Feature::Proximity => free(has_locations),
-        Feature::Repeat if has_times => Freedom::Signed,
-        Feature::Repeat => Freedom::Fixed,
-        Feature::Nearby => free(has_locations && config.use_location),
-        Feature::Season if has_times && config.use_season && has_stated_seasons => Freedom::KnownDirection,
-        Feature::Season => free(has_times && config.use_season),
-        Feature::TimeOfDay if has_times && config.use_time_of_day => Freedom::Signed,
-        Feature::TimeOfDay => Freedom::Fixed,
-        Feature::LocalEvent if has_events && config.use_local_events => Freedom::KnownDirection,
-        Feature::LocalEvent => Freedom::Fixed,
-        Feature::Taste => free(has_categories),
-    })
-}
-
-/// Where blend learning starts: the collaborative score (when there is one) and a little popularity.
-fn start_of(model: &Model) -> Blend {
-    let has_collaborative = !matches!(model.components.collaborative, crate::model::Collaborative::None);
-    Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 })
-}
-
 /// Learns the blend (and, with `perform_hpo`, the hyperparameters) of a
 /// personalised recipe on a validation split of `data`.
 pub fn tune(
@@ -453,7 +346,6 @@ pub fn tune(
     let configurations = candidates(hp, data.items.len());
     let mut trials = Vec::new();
     let mut best: Option<(usize, Hyperparameters, Blend, Option<Blend>, f64)> = None;
-    let mut blend_split: Option<BlendSplit> = None;
     // The model of the best configuration so far, kept for the validation metrics below.
     let mut best_model: Option<Model> = None;
     for (index, (config, settings)) in configurations.iter().enumerate() {
@@ -462,14 +354,32 @@ pub fn tune(
         progress(base, "learning blend weights on a validation split");
         let components = fit_components(&validation.train, recipe, config, &|f, stage| progress(base + share * 0.8 * f, stage))?;
         let mut model = assemble(&validation.train, recipe, config, components, Blend::default());
-        let space = space_of(&model, data, &validation);
-        let start = start_of(&model);
+        let has_locations = data.item_meta.iter().any(|m| m.location.is_some());
+        let has_collaborative = !matches!(model.components.collaborative, crate::model::Collaborative::None);
+        let has_times = !validation.holdout.excludes_seen();
+        let has_events = !data.local_events.is_empty();
+        let has_categories = data.item_meta.iter().any(|m| !m.categories.is_empty());
+        let has_stated_seasons = data.item_meta.iter().any(|m| m.season_months != 0);
+        let free = |on: bool| if on { Freedom::Free } else { Freedom::Fixed };
+        let space = Feature::ALL.map(|feature| match feature {
+            Feature::Collaborative => Freedom::Fixed,
+            Feature::Sequence => free(model.components.transitions.is_some()),
+            Feature::Popularity | Feature::Trending => Freedom::Free,
+            Feature::Proximity => free(has_locations),
+            Feature::Repeat if has_times => Freedom::Signed,
+            Feature::Repeat => Freedom::Fixed,
+            Feature::Nearby => free(has_locations && config.use_location),
+            Feature::Season if has_times && config.use_season && has_stated_seasons => Freedom::KnownDirection,
+            Feature::Season => free(has_times && config.use_season),
+            Feature::TimeOfDay if has_times && config.use_time_of_day => Freedom::Signed,
+            Feature::TimeOfDay => Freedom::Fixed,
+            Feature::LocalEvent if has_events && config.use_local_events => Freedom::KnownDirection,
+            Feature::LocalEvent => Freedom::Fixed,
+            Feature::Taste => free(has_categories),
+        });
+        let start = Blend::default().with(Feature::Collaborative, if has_collaborative { 1.0 } else { 0.0 });
         // How fast old events fade only changes scoring, so it is searched
         // here, without refitting: from "the last day" to "never".
-        // Whether users who have moved on get a blend of their own is
-        // decided once, on the first configuration as given (six blend
-        // searches more); the others are compared under that choice.
-        let split = *blend_split.get_or_insert_with(|| choose_split(&build_cases(&model, &validation), start, &space));
         let mut half_lives = vec![config.recency_half_life_days];
         half_lives.extend(HALF_LIVES.iter().copied().filter(|h| *h != config.recency_half_life_days));
         let mut improved = false;
@@ -478,7 +388,7 @@ pub fn tune(
         let mut own_best = (config.clone(), settings.clone(), f64::NEG_INFINITY);
         for half_life in half_lives {
             model.hyperparameters.recency_half_life_days = half_life;
-            let (blend, moved_on_blend, score) = learn_on(&model, &validation, start, &space, split);
+            let (blend, moved_on_blend, score) = learn_on(&model, &validation, start, &space);
             let mut settings = settings.clone();
             settings.insert("recency_half_life_days".into(), half_life.to_string());
             trials.push(Trial { settings: settings.clone(), blend, moved_on_blend, ndcg_at_10: score });
@@ -498,7 +408,7 @@ pub fn tune(
             let mut hyperparameters = own_best.0.clone();
             set(&mut hyperparameters, value);
             model.hyperparameters = hyperparameters.clone();
-            let (blend, moved_on_blend, score) = learn_on(model, &validation, start, &space, split);
+            let (blend, moved_on_blend, score) = learn_on(model, &validation, start, &space);
             let mut settings = own_best.1.clone();
             settings.insert(key.into(), value.to_string());
             trials.push(Trial { settings: settings.clone(), blend, moved_on_blend, ndcg_at_10: score });
@@ -545,7 +455,6 @@ pub fn tune(
     model.hyperparameters = hyperparameters.clone();
     model.blend = blend;
     model.moved_on_blend = moved_on_blend;
-
     let metrics = evaluate_model(&model, &validation);
     Ok(TuningOutcome {
         hyperparameters,
@@ -735,71 +644,6 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// Within a trip, each attraction is followed by its fixed successor (a
-    /// walk among 10 to 29); every trip starts, a week after the last, at
-    /// one of six gateways (0 to 5), and lasts one to five steps.
-    /// What comes next depends on whether the user is still on their trip.
-    fn trips_that_start_at_gateways() -> TrainingData {
-        let mut b = TrainingDataBuilder::new();
-        for i in 0..30 {
-            b.add_item(&format!("a{i}"));
-        }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        for u in 0..400 {
-            for trip in 0..3 {
-                let start = trip * 7 * 86_400 + u * 60;
-                let length = rng.random_range(1..=5);
-                let mut item = rng.random_range(0..6);
-                for step in 0..length {
-                    b.add_interaction(&format!("u{u}"), &format!("a{item}"), start + step * 1_800, "view", None);
-                    item = successor(item);
-                }
-            }
-        }
-        b.build()
-    }
-
-    fn successor(item: usize) -> usize {
-        10 + (item * 7 + 3) % 20
-    }
-
-    #[test]
-    fn a_request_days_after_the_last_event_starts_a_new_trip() {
-        let data = trips_that_start_at_gateways();
-        let model = crate::recipe::train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        let moved_on = model.moved_on_blend.expect("validation holds both kinds of request, and they differ");
-        assert!(moved_on.get(Feature::Sequence) < model.blend.get(Feature::Sequence), "{moved_on:?} against {:?}", model.blend);
-        // A user two steps into a trip from gateway 1, asked within the hour and a week later.
-        let trip: Vec<usize> = std::iter::successors(Some(1), |&i| Some(successor(i))).take(2).collect();
-        let history: Vec<crate::HistoryEvent> = trip
-            .iter()
-            .enumerate()
-            .map(|(step, &i)| crate::HistoryEvent::new(model.item_index(&format!("a{i}")).unwrap(), 0, step as i64 * 1_800))
-            .collect();
-        let next = format!("a{}", successor(trip[1]));
-        let place_of_next = |model: &Model, time: i64| -> usize {
-            let context = crate::Context { time: Some(time), ..Default::default() };
-            let query = crate::Query { history: &history, k: 30, context, ..Default::default() };
-            let ranked: Vec<&str> = model
-                .query(&query)
-                .into_iter()
-                .map(|r| match r.candidate {
-                    crate::Candidate::Known(i) => model.item_id(i),
-                    crate::Candidate::Extra(_) => unreachable!(),
-                })
-                .collect();
-            ranked.iter().position(|id| *id == next).expect("every item is ranked")
-        };
-        let (within_the_hour, next_week) = (1_800 + 3_600, 1_800 + 7 * 86_400);
-        assert_eq!(place_of_next(&model, within_the_hour), 0, "the walk goes on");
-        // A week later the walk's next step counts for less; without the pause it leads still.
-        assert!(place_of_next(&model, next_week) > 0);
-        let no_pause = Hyperparameters { use_pause: false, ..Hyperparameters::default() };
-        let model = crate::recipe::train(&data, Recipe::UserPersonalization, &no_pause, &crate::no_progress).unwrap();
-        assert_eq!(model.moved_on_blend, None);
-        assert_eq!(place_of_next(&model, next_week), 0);
-    }
-
     /// Two cities 1,500 km apart, 20 attractions each, more popular the
     /// lower their number. Every user spends a trip in one city, then, after
     /// a week, one in the other; each walk starts at the hotel and the
@@ -831,19 +675,16 @@ mod tests {
     }
 
     #[test]
-    fn travellers_who_arrive_somewhere_new_get_that_place_first() {
+    fn travellers_who_arrive_somewhere_new_get_a_blend_of_their_own() {
         let data = two_city_travellers();
-        // Validated on whole next trips, every case is an arrival: one
-        // blend, learned on them, serves.
         let outcome =
             tune(&data, Recipe::UserPersonalization, &Hyperparameters::default(), Holdout::NextTrip, &crate::no_progress).unwrap();
-        assert_eq!(outcome.moved_on_blend, None);
-        // A served model, validated on newest interactions and on arrivals,
-        // learns a blend for each.
+        let moved_on = outcome.moved_on_blend.expect("every validation user arrives in the other city");
+        assert_ne!(moved_on, outcome.blend);
+        // A served model, validated on newest interactions, learns it too:
+        // the arrivals among its validation users are asked as such.
         let model = crate::recipe::train(&data, Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        // Nearness to where they stand serves both kinds of request here, so
-        // a second blend need not be kept; either way, arrivals are answered
-        // with the place they arrived in.
+        assert!(model.moved_on_blend.is_some());
         // A user whose whole history is in city 0, now standing in city 1.
         let history: Vec<crate::HistoryEvent> =
             (0..5).map(|i| crate::HistoryEvent::new(model.item_index(&format!("c0-{i}")).unwrap(), 0, i * 60)).collect();

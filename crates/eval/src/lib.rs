@@ -247,7 +247,6 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 use_season: false,
                 use_time_of_day: false,
                 use_local_events: false,
-                use_pause: false,
                 ..hyperparameters(config, seed)
             };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
