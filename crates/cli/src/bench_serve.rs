@@ -189,6 +189,25 @@ async fn deploy(items: u32, interactions_per_item: u64) -> Result<Deployed> {
     })
 }
 
+/// Prints the signals the model blends, and how many of the bench's users
+/// the context's LOCATION moves on (they are scored with the moved-on blend,
+/// whose signals can differ): what a context call computes beyond a plain one.
+fn describe_blends(model: &Model, users: &[String], context: &Context) {
+    let signals = |blend: &travelrec_engine::Blend| {
+        travelrec_engine::Feature::ALL
+            .into_iter()
+            .filter(|&f| blend.get(f) != 0.0)
+            .map(|f| format!("{} {:.2}", f.name(), blend.get(f)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("  blend: {}", signals(&model.blend));
+    if let Some(moved_on) = &model.moved_on_blend {
+        let moved = users.iter().filter(|u| model.moved_on(&model.profile(model.histories.get(u), &[]), context)).count();
+        println!("  moved-on blend (for {moved} of the {} users in the context calls): {}", users.len(), signals(moved_on));
+    }
+}
+
 /// A named service call, built from a request index.
 type Scenario<'a> = (&'a str, Box<dyn Fn(usize) -> RecommendationRequest + 'a>);
 
@@ -311,8 +330,22 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         let query = Query { history: history(i), k: 25, ..Query::default() };
         std::hint::black_box(model.query(&query));
     });
+    // The service call's context (as the service reads it), bar the day's local events.
+    let context_map: BTreeMap<String, String> =
+        [("LOCATION".to_string(), d.location.clone()), ("DATE".to_string(), "2026-07-14".to_string())].into();
+    let requested = travelrec_service::context::parse_context(&context_map)?;
+    let in_context = Context { location: requested.location, time: requested.time, ..Context::default() };
+    let served_in_context = time_sync("engine: Model::query in context", count, |i| {
+        let query = Query { history: history(i), k: 25, context: in_context.clone(), ..Query::default() };
+        std::hint::black_box(model.query(&query));
+    });
+    describe_blends(model, &d.users, &in_context);
     let engine_base = micros(&naive, 0.5);
-    for (name, h) in [("engine: naive (score all, full sort)", &naive), ("engine: Model::query", &served)] {
+    for (name, h) in [
+        ("engine: naive (score all, full sort)", &naive),
+        ("engine: Model::query", &served),
+        ("engine: Model::query + LOCATION, DATE", &served_in_context),
+    ] {
         rows.push(Row {
             items,
             scenario: name.into(),
@@ -333,8 +366,6 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         num_results: 25,
         ..RecommendationRequest::default()
     };
-    let context_map: BTreeMap<String, String> =
-        [("LOCATION".to_string(), d.location.clone()), ("DATE".to_string(), "2026-07-14".to_string())].into();
     // Fresh events: each measured user has just clicked five attractions.
     let fresh_users: Vec<String> = (0..200).map(|u| format!("bench-fresh-{u}")).collect();
     for (u, user) in fresh_users.iter().enumerate() {

@@ -171,12 +171,12 @@ impl Feature {
         FEATURE_NAMES[self as usize]
     }
 
-    /// Signals that are zero but at a few items (the user's own, and what
-    /// follows their last ones): a query writes and blends them at those
+    /// Signals that are zero but at a few items (the user's own, what
+    /// follows their last ones, the attractions around a place): a query writes and blends them at those
     /// items only, after the dense signals, instead of a pass over the
     /// catalogue each.
     pub fn sparse(self) -> bool {
-        matches!(self, Feature::Sequence | Feature::Repeat)
+        matches!(self, Feature::Sequence | Feature::Repeat | Feature::Proximity | Feature::Nearby)
     }
 
     /// Signals that depend on the request's context.
@@ -892,7 +892,7 @@ impl Model {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness(here, 1.0, f.signal(Feature::Proximity));
+            self.nearness_signal(here, 1.0, Feature::Proximity, f, complete);
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
@@ -918,7 +918,7 @@ impl Model {
                 // The user has moved on: proximity already counts from here.
                 f.copy_signal(Feature::Proximity, Feature::Nearby);
             } else {
-                self.nearness(now, scales, f.signal(Feature::Nearby));
+                self.nearness_signal(now, scales, Feature::Nearby, f, complete);
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
@@ -1009,8 +1009,8 @@ impl Model {
     }
 
     /// `out[i] = exp(-distance(here, item i) / scale)` for located items
-    /// within [`NEARNESS_REACH`] scales of `here` (the others stay 0: their
-    /// nearness would be below e⁻³⁰). The scale is `scales` times the
+    /// within [`NEARNESS_REACH`] scales of `here`, each recorded in
+    /// `touched` (the others stay 0: their nearness would be below e⁻³⁰). The scale is `scales` times the
     /// distance to the K-th nearest located item, so "near" means the same in
     /// a theme park, a city and a country; `proximity_km` caps it from below.
     ///
@@ -1020,7 +1020,18 @@ impl Model {
     ///
     /// The scale is found once per place and kept: most queries count from
     /// the user's last item or a CITY's centre.
-    fn nearness(&self, here: (f64, f64), scales: f32, out: &mut [f32]) {
+    /// Writes [`Model::nearness`] as the signal `feature`: at the items in
+    /// reach only unless `complete` (most of a catalogue is out of reach).
+    fn nearness_signal(&self, here: (f64, f64), scales: f32, feature: Feature, f: &mut FeatureBuffers, complete: bool) {
+        if complete {
+            self.nearness(here, scales, f.signal(feature), &mut Vec::new());
+        } else {
+            let (out, touched) = f.sparse_signal(feature);
+            self.nearness(here, scales, out, touched);
+        }
+    }
+
+    fn nearness(&self, here: (f64, f64), scales: f32, out: &mut [f32], touched: &mut Vec<u32>) {
         let derived = self.derived();
         let located = &derived.by_latitude;
         if located.items.is_empty() {
@@ -1042,6 +1053,7 @@ impl Model {
         for (&item, &value) in located.items[band].iter().zip(&nearness) {
             if value >= 0.0 {
                 out[item as usize] = value;
+                touched.push(item);
             }
         }
     }
@@ -1275,14 +1287,23 @@ impl FeatureBuffers {
     }
 
     /// `to` becomes a copy of `from` (written earlier in this query, or
-    /// zeroed), with no zeroing first.
+    /// zeroed): at `from`'s items only when it was written sparsely.
     fn copy_signal(&mut self, from: Feature, to: Feature) {
         debug_assert!(self.written[from as usize], "{from:?} is not written in this query");
-        let (from, to) = (from as usize, to as usize);
-        assert!(from < to, "a signal is copied to a later one");
-        let (before, after) = self.values.split_at_mut(to);
-        after[0].copy_from_slice(&before[from]);
-        self.written[to] = true;
+        assert!((from as usize) < (to as usize), "a signal is copied to a later one");
+        if self.sparse_written(from).is_some() {
+            let items = std::mem::take(&mut self.touched[from as usize]);
+            self.sparse_signal(to).1.extend_from_slice(&items);
+            let (before, after) = self.values.split_at_mut(to as usize);
+            items.iter().for_each(|&i| after[0][i as usize] = before[from as usize][i as usize]);
+            self.touched[from as usize] = items;
+        } else {
+            let (from, to) = (from as usize, to as usize);
+            let (before, after) = self.values.split_at_mut(to);
+            after[0].copy_from_slice(&before[from]);
+            self.written[to] = true;
+            self.clean[to] = false;
+        }
     }
 
     /// The signal's values in this query, `None` when nothing wrote them (all zero).
@@ -1704,35 +1725,43 @@ mod tests {
         assert_eq!(before, after);
     }
 
-    /// A query blends the sparse signals (repeat, sequence) at their items
-    /// after the dense ones, and reads a day's local events where they are
-    /// kept; training blends every signal over the catalogue. Both give the
-    /// same scores, query after query, whatever the context.
+    /// A query blends the sparse signals (repeat, sequence, proximity,
+    /// nearby) at their items after the dense ones, and reads a day's local
+    /// events where they are kept; training blends every signal over the
+    /// catalogue. Both give the same scores, query after query, whatever the context.
     #[test]
     fn a_query_blends_sparse_and_kept_signals_as_training_does() {
         let mut builder = TrainingDataBuilder::new();
+        // A grid about 10 km apart (so an event is near its host only), and unlocated items.
+        for i in 0..50 {
+            let location = (i % 5 != 4).then(|| (38.0 + 0.1 * (i % 10) as f64, -9.0 + 0.1 * (i / 10) as f64));
+            builder.add_item_with_meta(&format!("i{i}"), ItemMeta { location, ..ItemMeta::default() });
+        }
         for u in 0..40 {
             for k in 0..6 {
                 builder.add_interaction(&format!("u{u}"), &format!("i{}", (u * 5 + k * 3) % 50), 1_000 + 60 * k as i64, "view", None);
             }
         }
         let mut model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
-        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.0, -0.4, 0.0, 0.5, -0.3, 0.8, 0.4] };
+        model.blend = Blend { weights: [1.0, 0.7, 0.3, 0.2, 0.5, -0.4, 0.6, 0.5, -0.3, 0.8, 0.4] };
         let n = model.items.len();
         let mut complete = FeatureBuffers::new(n);
         let (mut expected, mut got) = (vec![0f32; n], vec![0f32; n]);
         for (u, user) in (0..40).map(|u| (u, format!("u{u}"))) {
             let profile = model.profile(model.histories.get(&user), &[]);
             assert!(!profile.last.is_empty() && !profile.weighted.is_empty());
-            // Every other user asks at a moment, on a day with its own events.
-            let context = match u % 2 {
+            // Users ask without context, at a moment on a day with its own
+            // events, from somewhere among the items, or from far away (moved on).
+            let context = match u % 4 {
                 0 => Context::default(),
-                _ => Context {
+                1 => Context {
                     time: Some(1_000 + u as i64 * 86_400 * 40),
                     hour: Some(u as usize % 24),
                     events: vec![crate::ActiveEvent { item: Some(u as u32 % 7), location: None }],
                     ..Context::default()
                 },
+                2 => Context { location: Some((38.0 + 0.02 * u as f64, -8.9)), ..Context::default() },
+                _ => Context { location: Some((34.7, 135.5)), ..Context::default() },
             };
             model.features(&profile, &context, &model.blend, &mut complete);
             // The day's events, not another day's kept signal (no item has a
@@ -1741,6 +1770,8 @@ mod tests {
             let hosts: Vec<usize> = (0..n).filter(|&i| events[i] != 0.0).collect();
             let host = context.events.first().and_then(|e| e.item).map(|i| i as usize);
             assert_eq!(hosts, host.into_iter().collect::<Vec<_>>(), "{user}");
+            let near = complete.values[Feature::Nearby as usize].iter().filter(|&&v| v > 0.0).count();
+            assert_eq!(near > 0, context.location.is_some(), "{user}");
             complete.blend(&model.blend, &mut expected);
             model.score_profile(&profile, &context, &model.blend, &mut got);
             for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
@@ -1837,8 +1868,8 @@ mod tests {
         let n = model.items.len();
         let places = [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)];
         for (here, scales) in places.into_iter().flat_map(|here| [(here, 1.0f32), (here, 16.0)]) {
-            let mut banded = vec![0f32; n];
-            model.nearness(here, scales, &mut banded);
+            let (mut banded, mut touched) = (vec![0f32; n], Vec::new());
+            model.nearness(here, scales, &mut banded, &mut touched);
             // Every located item, the straightforward way.
             let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
             let squared: Vec<f32> = model
@@ -1863,16 +1894,20 @@ mod tests {
                 );
             }
             assert!(banded.iter().filter(|&&v| v > 0.0).count() >= k, "here {here:?}");
+            // The items written are recorded, once each: those in reach.
+            let in_reach: Vec<u32> = (0..n as u32).filter(|&i| squared[i as usize].sqrt() <= NEARNESS_REACH * scale).collect();
+            touched.sort_unstable();
+            assert_eq!(touched, in_reach, "here {here:?} × {scales}");
         }
         // A scale kept by place is what the search finds, the first time
         // (found and kept) and after (read).
         for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
             let here = model.item_meta[item as usize].location.unwrap();
             let mut first = vec![0f32; n];
-            model.nearness(here, 1.0, &mut first);
+            model.nearness(here, 1.0, &mut first, &mut Vec::new());
             for _ in 0..2 {
                 let mut again = vec![0f32; n];
-                model.nearness(here, 1.0, &mut again);
+                model.nearness(here, 1.0, &mut again, &mut Vec::new());
                 assert_eq!(again, first, "item {item}");
             }
             let searched = model.kth_nearest_squared_km(here);
