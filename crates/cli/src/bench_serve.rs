@@ -385,6 +385,16 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         ("service: fresh events folded in", Box::new(|i| base(&fresh_users[i % fresh_users.len()]))),
         ("service: + context (LOCATION, DATE)", Box::new(|i| RecommendationRequest { context: context_map.clone(), ..base(user(i)) })),
         (
+            "service: + context, a new LOCATION each call",
+            Box::new(|i| {
+                let mut context = context_map.clone();
+                // Up to a few km from the fixed place: never a place seen before.
+                let (latitude, longitude) = requested.location.expect("the bench's context has a LOCATION");
+                context.insert("LOCATION".into(), format!("{:.6},{:.6}", latitude + i as f64 * 1e-6, longitude - i as f64 * 1e-6));
+                RecommendationRequest { context, ..base(user(i)) }
+            }),
+        ),
+        (
             "service: + filter (not booked)",
             Box::new(|i| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(user(i)) }),
         ),
@@ -525,9 +535,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         memory.push(size_memory);
     }
     println!();
-    println!("{:>7}  {:<38} {:>10} {:>10} {:>8}", "items", "scenario (in-process)", "p50 µs", "p99 µs", "ratio");
+    println!("{:>7}  {:<46} {:>10} {:>10} {:>8}", "items", "scenario (in-process)", "p50 µs", "p99 µs", "ratio");
     for r in &rows {
-        println!("{:>7}  {:<38} {:>10.1} {:>10.1} {:>7.2}×", r.items, r.scenario, r.p50_us, r.p99_us, r.ratio);
+        println!("{:>7}  {:<46} {:>10.1} {:>10.1} {:>7.2}×", r.items, r.scenario, r.p50_us, r.p99_us, r.ratio);
     }
     println!("ratios: engine rows against the naive engine path, service rows against the plain warm-user call (same size, same run)");
     if !approximation.is_empty() {

@@ -75,14 +75,6 @@ pub fn dot_rows_bf16(x: &[f32], rows: &[u16], out: &mut [f32]) {
     }
 }
 
-/// Replaces `out`'s contents with `values`, in the version compiled for
-/// this CPU: for a `map` over slices whose closure vectorises.
-#[multiversion(targets("x86_64+avx2"))]
-pub fn collect_into(values: impl Iterator<Item = f32>, out: &mut Vec<f32>) {
-    out.clear();
-    out.extend(values);
-}
-
 /// `out[i] = table[index[i]]` (an index past the end reads the last entry):
 /// with the bound written as a minimum rather than a check that may panic,
 /// AVX2 does eight lookups an instruction.

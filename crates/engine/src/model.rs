@@ -3,7 +3,7 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
-use crate::kernels::{collect_into, exp_nonpositive, gather, minimum, summarise_finite};
+use crate::kernels::{exp_nonpositive, gather, minimum, summarise_finite};
 use crate::sparse::ItemLinks;
 use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
@@ -322,8 +322,8 @@ pub(crate) struct Derived {
     popularity: Vec<f32>,
     /// The weight of each of the model's event types.
     event_type_weights: Vec<f32>,
-    /// The located items in latitude order (what nearness scans).
-    by_latitude: ByLatitude,
+    /// The located items in strips of latitude (what nearness scans).
+    places: PlaceGrid,
     /// Every item's city and categories as numbers, for exploration.
     traits: TraitIds,
     /// Cold items by city number, and those without a city, for exploration.
@@ -341,7 +341,22 @@ pub(crate) struct Derived {
     /// Per set of local events running at a request's moment, every item's
     /// local-event signal: the same for every user on that day.
     local_events: Kept<EventsKey, std::sync::Arc<[f32]>>,
+    /// Per request place and scale, the nearby signal at the items in
+    /// reach: the same for every user asking from there (a CITY's centre, a
+    /// venue's LOCATION), and at a wide `nearby_scale` it reaches most of a
+    /// continent's items.
+    nearby: Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>,
 }
+
+/// A nearness signal at the items in reach (the others are 0).
+#[derive(Debug, Default)]
+struct NearSignal {
+    items: Vec<u32>,
+    values: Vec<f32>,
+}
+
+/// Request places whose nearby signal is kept.
+const NEARBY_PLACES: usize = 64;
 
 /// A set of running events as a key: each one's host (or `u32::MAX`) and place (as bits).
 type EventsKey = Vec<(u32, u64, u64)>;
@@ -553,9 +568,12 @@ impl Model {
                 .collect();
             blend_sources(&sources, out);
             for feature in Feature::ALL.into_iter().filter(|f| f.sparse() && blend.get(*f) != 0.0) {
+                let weight = blend.get(feature);
                 if let Some((values, items)) = features.sparse_written(feature) {
-                    let weight = blend.get(feature);
                     items.iter().for_each(|&i| out[i as usize] += weight * values[i as usize]);
+                }
+                if let (Feature::Nearby, Some(kept)) = (feature, &features.nearby) {
+                    kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] += weight * v);
                 }
             }
         })
@@ -579,13 +597,14 @@ impl Model {
                     None => cold_without_city.push(item),
                 }
             }
-            let by_latitude = ByLatitude::new(&self.item_meta);
+            let places = PlaceGrid::new(&self.item_meta);
             Derived {
                 popularity: popularity_feature(&self.components.popularity),
                 event_type_weights: self.hyperparameters.weights_for(&self.event_types),
                 // Room for every item's place, and as many from requests.
-                nearness_scales: Kept::new(by_latitude.items.len() + REQUEST_PLACES),
-                by_latitude,
+                nearness_scales: Kept::new(places.items.len() + REQUEST_PLACES),
+                nearby: Kept::new(NEARBY_PLACES),
+                places,
                 traits,
                 cold_by_city,
                 cold_without_city,
@@ -892,7 +911,16 @@ impl Model {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
         };
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
-            self.nearness_signal(here, 1.0, Feature::Proximity, f, complete);
+            if complete {
+                let out = f.signal(Feature::Proximity);
+                self.nearness(here, 1.0, |i, v| out[i as usize] = v);
+            } else {
+                let (out, touched) = f.sparse_signal(Feature::Proximity);
+                self.nearness(here, 1.0, |i, v| {
+                    out[i as usize] = v;
+                    touched.push(i);
+                });
+            }
         }
         if on(Feature::Repeat) {
             let strongest = profile.weighted.iter().fold(0f32, |m, &(_, w)| m.max(w));
@@ -918,7 +946,14 @@ impl Model {
                 // The user has moved on: proximity already counts from here.
                 f.copy_signal(Feature::Proximity, Feature::Nearby);
             } else {
-                self.nearness_signal(now, scales, Feature::Nearby, f, complete);
+                let kept = self.nearby(now, scales);
+                if complete {
+                    let out = f.signal(Feature::Nearby);
+                    kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] = v);
+                } else {
+                    // Blended from where it is kept.
+                    f.nearby = Some(kept);
+                }
             }
         }
         if let (true, true, Some(time)) = (complete, on(Feature::Season), context.time) {
@@ -958,12 +993,13 @@ impl Model {
                 let place = event.location.or_else(|| event.item.and_then(|i| self.item_meta.get(i as usize)).and_then(|m| m.location));
                 if let Some(place) = place {
                     // Walking distance: half-life-like decay over 0.5 km, nothing beyond 5 km.
-                    let located = &self.derived().by_latitude;
-                    let band = located.band(place.0, 5.0);
-                    for (at, squared) in band.clone().zip(located.squared_km_over(place, band)) {
-                        if squared < 25.0 {
-                            let value = &mut out[located.items[at] as usize];
-                            *value = value.max(exp_nonpositive(-squared.sqrt() / 0.5));
+                    let places = &self.derived().places;
+                    for run in places.near(place, 5.0) {
+                        for (at, squared) in run.clone().zip(places.squared_km_over(place, run)) {
+                            if squared < 25.0 {
+                                let value = &mut out[places.items[at] as usize];
+                                *value = value.max(exp_nonpositive(-squared.sqrt() / 0.5));
+                            }
                         }
                     }
                 }
@@ -1008,70 +1044,71 @@ impl Model {
         }
     }
 
-    /// `out[i] = exp(-distance(here, item i) / scale)` for located items
-    /// within [`NEARNESS_REACH`] scales of `here`, each recorded in
-    /// `touched` (the others stay 0: their nearness would be below e⁻³⁰). The scale is `scales` times the
-    /// distance to the K-th nearest located item, so "near" means the same in
-    /// a theme park, a city and a country; `proximity_km` caps it from below.
+    /// The nearby signal from the request's place, kept per place.
+    fn nearby(&self, here: (f64, f64), scales: f32) -> std::sync::Arc<NearSignal> {
+        self.derived().nearby.get_or_insert_with((place_key(here), scales.to_bits()), || {
+            let mut signal = NearSignal::default();
+            self.nearness(here, scales, |i, v| {
+                signal.items.push(i);
+                signal.values.push(v);
+            });
+            std::sync::Arc::new(signal)
+        })
+    }
+
+    /// `write(i, exp(-distance(here, item i) / scale))` for each located
+    /// item within [`NEARNESS_REACH`] scales of `here`, once (the others'
+    /// nearness would be below e⁻³⁰: 0).
+    /// The scale is `scales` times the distance to the K-th nearest located
+    /// item, so "near" means the same in a theme park, a city and a country;
+    /// `proximity_km` caps it from below.
     ///
-    /// Only the items in a band of latitudes around `here` are looked at (a
-    /// binary search over the items in latitude order): the items of here's
-    /// city, not the whole catalogue.
+    /// Only the items in a box around `here` are looked at ([`PlaceGrid`]):
+    /// the items of here's city, not the whole catalogue.
     ///
     /// The scale is found once per place and kept: most queries count from
     /// the user's last item or a CITY's centre.
-    /// Writes [`Model::nearness`] as the signal `feature`: at the items in
-    /// reach only unless `complete` (most of a catalogue is out of reach).
-    fn nearness_signal(&self, here: (f64, f64), scales: f32, feature: Feature, f: &mut FeatureBuffers, complete: bool) {
-        if complete {
-            self.nearness(here, scales, f.signal(feature), &mut Vec::new());
-        } else {
-            let (out, touched) = f.sparse_signal(feature);
-            self.nearness(here, scales, out, touched);
-        }
-    }
-
-    fn nearness(&self, here: (f64, f64), scales: f32, out: &mut [f32], touched: &mut Vec<u32>) {
+    fn nearness(&self, here: (f64, f64), scales: f32, mut write: impl FnMut(u32, f32)) {
         let derived = self.derived();
-        let located = &derived.by_latitude;
-        if located.items.is_empty() {
+        let places = &derived.places;
+        if places.items.is_empty() {
             return;
         }
         let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(here), || self.kth_nearest_squared_km(here));
         let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6) * scales;
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
-        // Every item of the band in one branch-free pass, which vectorises
-        // (-1 marks those beyond reach), then written to the items.
-        let band = located.band(here.0, reach_km);
         let reach_squared = reach_km * reach_km;
         let mut nearness = Vec::new();
-        let values = located.squared_km_over(here, band.clone()).map(|squared| {
-            let value = exp_nonpositive(-squared.sqrt() * inverse);
-            if squared <= reach_squared { value } else { -1.0 }
-        });
-        collect_into(values, &mut nearness);
-        for (&item, &value) in located.items[band].iter().zip(&nearness) {
-            if value >= 0.0 {
-                out[item as usize] = value;
-                touched.push(item);
+        let (here_lat, here_lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
+        let decay = Decay { here_lat, here_lon, cos_here: here_lat.cos(), inverse, reach_squared };
+        for run in places.near(here, reach_km) {
+            // Every item of the run in one branch-free pass (-1 marks those
+            // beyond reach), then written to the items.
+            nearness.resize(run.len(), 0.0);
+            decay_by_distance(&places.latitudes[run.clone()], &places.longitudes[run.clone()], decay, &mut nearness);
+            for (&item, &value) in places.items[run].iter().zip(&nearness) {
+                if value >= 0.0 {
+                    write(item, value);
+                }
             }
         }
     }
 
     /// The squared distance in km² from `here` to the K-th nearest located
     /// item: "near" is relative to how dense attractions are around here
-    /// (K ≈ √located, 3 to 30). Found in a band of latitudes widened until K
-    /// of its items lie within its half-width: no item outside the band is
+    /// (K ≈ √located, 3 to 30). Found in a box around here widened until K
+    /// of its items lie within its half-width: no item outside the box is
     /// nearer than that.
     fn kth_nearest_squared_km(&self, here: (f64, f64)) -> f32 {
-        let located = &self.derived().by_latitude;
-        let k = ((located.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(located.items.len());
+        let places = &self.derived().places;
+        let k = ((places.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(places.items.len());
         let mut half_width_km = self.hyperparameters.proximity_km.max(0.1);
         let mut squared = Vec::new();
         loop {
-            let band = located.band(here.0, half_width_km);
-            let everything = band.len() == located.items.len();
-            collect_into(located.squared_km_over(here, band), &mut squared);
+            let runs = places.near(here, half_width_km);
+            let everything = runs.iter().map(|run| run.len()).sum::<usize>() == places.items.len();
+            squared.clear();
+            runs.into_iter().for_each(|run| squared.extend(places.squared_km_over(here, run)));
             let kth = kth_smallest(&squared, k);
             if everything || kth <= half_width_km * half_width_km {
                 return kth;
@@ -1138,47 +1175,82 @@ impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
 /// How far, in nearness scales, an item still counts as near (e^-30 ≈ 1e-13 beyond).
 const NEARNESS_REACH: f32 = 30.0;
 
-/// Located items sorted by latitude: the items within some distance of a
-/// place lie in a band of latitudes, found by binary search.
+/// Located items in strips of latitude ([`STRIP_RADIANS`] wide), each strip
+/// sorted by longitude: the items within some distance of a place lie in a
+/// few runs of positions, one per strip, found by binary search — the items
+/// of the place's city, not every item at its latitude the world over.
 #[derive(Debug, Clone, Default)]
-struct ByLatitude {
-    /// Radians, ascending.
+struct PlaceGrid {
+    /// Radians.
     latitudes: Vec<f32>,
-    /// Radians, in the same order.
+    /// Radians, ascending within each strip.
     longitudes: Vec<f32>,
     /// Model item index at each position.
     items: Vec<u32>,
+    /// Each strip that holds items: its number ([`strip_of`]) and its first
+    /// position, in ascending order.
+    strips: Vec<(i32, usize)>,
 }
 
-impl ByLatitude {
+/// The width of a [`PlaceGrid`] strip: about 64 km.
+const STRIP_RADIANS: f32 = 0.01;
+
+fn strip_of(latitude_radians: f32) -> i32 {
+    (latitude_radians / STRIP_RADIANS).floor() as i32
+}
+
+impl PlaceGrid {
     fn new(items: &[ItemMeta]) -> Self {
         let mut located: Vec<(u32, f32, f32)> = items
             .iter()
             .enumerate()
             .filter_map(|(i, meta)| meta.location.map(|(lat, lon)| (i as u32, lat.to_radians() as f32, lon.to_radians() as f32)))
             .collect();
-        located.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        located.sort_by(|a, b| strip_of(a.1).cmp(&strip_of(b.1)).then(a.2.total_cmp(&b.2)).then(a.0.cmp(&b.0)));
+        let mut strips: Vec<(i32, usize)> = Vec::new();
+        for (position, &(_, latitude, _)) in located.iter().enumerate() {
+            if strips.last().is_none_or(|&(strip, _)| strip != strip_of(latitude)) {
+                strips.push((strip_of(latitude), position));
+            }
+        }
         Self {
             latitudes: located.iter().map(|l| l.1).collect(),
             longitudes: located.iter().map(|l| l.2).collect(),
             items: located.iter().map(|l| l.0).collect(),
+            strips,
         }
     }
 
-    /// Positions of the items whose latitude lies within `half_width_km` of `latitude` (degrees).
-    fn band(&self, latitude: f64, half_width_km: f32) -> std::ops::Range<usize> {
-        let (middle, half) = (latitude.to_radians() as f32, half_width_km / EARTH_KM);
-        let start = self.latitudes.partition_point(|&l| l < middle - half);
-        let end = self.latitudes.partition_point(|&l| l <= middle + half);
-        start..end.max(start)
+    /// Runs of positions that hold every item within `half_width_km` of
+    /// `(latitude, longitude)` (degrees) by [`PlaceGrid::squared_km_over`]'s
+    /// distance, and some items a little beyond: the box around the place,
+    /// strip by strip.
+    fn near(&self, (latitude, longitude): (f64, f64), half_width_km: f32) -> Vec<std::ops::Range<usize>> {
+        let (here_lat, here_lon) = (latitude.to_radians() as f32, longitude.to_radians() as f32);
+        // A hair wider, so that rounding never leaves out an item at the edge.
+        let half = half_width_km / EARTH_KM * 1.001 + 1e-7;
+        // The distance's east-west part is the longitude difference times
+        // the cosine at here: near a pole, every longitude is near.
+        let half_lon = half / here_lat.cos().max(1e-9);
+        let first = self.strips.partition_point(|&(strip, _)| strip < strip_of(here_lat - half));
+        let last = self.strips.partition_point(|&(strip, _)| strip <= strip_of(here_lat + half));
+        (first..last)
+            .filter_map(|s| {
+                let start = self.strips[s].1;
+                let end = self.strips.get(s + 1).map_or(self.items.len(), |next| next.1);
+                let longitudes = &self.longitudes[start..end];
+                let from = longitudes.partition_point(|&l| l < here_lon - half_lon);
+                let to = longitudes.partition_point(|&l| l <= here_lon + half_lon);
+                (to > from).then(|| start + from..start + to)
+            })
+            .collect()
     }
 
     /// Squared distances in km² from `(latitude, longitude)` (degrees) to the
     /// items at the positions `range`, in order. Equirectangular around the
     /// place: exact enough for nearness (under 1 % off within a few hundred
-    /// km), a multiply-add per item instead of a haversine's trigonometry,
-    /// and never less than the latitude difference (so a band holds every
-    /// item within its half-width). Read from two slices, so loops over it vectorise.
+    /// km), a multiply-add per item instead of a haversine's trigonometry.
+    /// Read from two slices, so loops over it vectorise.
     fn squared_km_over(&self, (latitude, longitude): (f64, f64), range: std::ops::Range<usize>) -> impl Iterator<Item = f32> + '_ {
         let (here_lat, here_lon) = (latitude.to_radians() as f32, longitude.to_radians() as f32);
         let cos_here = here_lat.cos();
@@ -1186,6 +1258,34 @@ impl ByLatitude {
             let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
             EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
         })
+    }
+}
+
+/// Where nearness counts from and how it decays (see [`decay_by_distance`]).
+#[derive(Debug, Clone, Copy)]
+struct Decay {
+    /// Radians.
+    here_lat: f32,
+    here_lon: f32,
+    cos_here: f32,
+    /// 1 / the scale in km.
+    inverse: f32,
+    /// Beyond this squared distance in km², an item is out of reach.
+    reach_squared: f32,
+}
+
+/// `out[j] = exp(-distance_j · inverse)` for the item at `(latitudes[j],
+/// longitudes[j])` (radians), or -1 when it is out of reach; distances as
+/// [`PlaceGrid::squared_km_over`] has them. Compiled for AVX2 where there
+/// is one: eight items an instruction, square root and exponential included.
+#[multiversion(targets("x86_64+avx2"))]
+fn decay_by_distance(latitudes: &[f32], longitudes: &[f32], decay: Decay, out: &mut [f32]) {
+    let Decay { here_lat, here_lon, cos_here, inverse, reach_squared } = decay;
+    for ((o, &lat), &lon) in out.iter_mut().zip(latitudes).zip(longitudes) {
+        let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
+        let squared = EARTH_KM * EARTH_KM * (dx * dx + dy * dy);
+        let value = exp_nonpositive(-squared.sqrt() * inverse);
+        *o = if squared <= reach_squared { value } else { -1.0 };
     }
 }
 
@@ -1228,6 +1328,9 @@ pub struct FeatureBuffers {
     /// zeroes those items only, and the blend adds it at those items only.
     touched: [Vec<u32>; FEATURES],
     clean: [bool; FEATURES],
+    /// This query's nearby signal where it is kept, when it was not written
+    /// in its buffer: blended at its items like a sparse signal.
+    nearby: Option<std::sync::Arc<NearSignal>>,
 }
 
 impl FeatureBuffers {
@@ -1237,12 +1340,14 @@ impl FeatureBuffers {
             written: [false; FEATURES],
             touched: Default::default(),
             clean: [true; FEATURES],
+            nearby: None,
         }
     }
 
     /// Starts a query: the signals `zeroed` says are zeroed now (and count
     /// as written); every other one is stale until [`FeatureBuffers::signal`].
     fn start(&mut self, zeroed: impl Fn(Feature) -> bool) {
+        self.nearby = None;
         for (((values, written), clean), feature) in self.values.iter_mut().zip(&mut self.written).zip(&mut self.clean).zip(Feature::ALL) {
             *written = zeroed(feature);
             if *written {
@@ -1747,35 +1852,39 @@ mod tests {
         let n = model.items.len();
         let mut complete = FeatureBuffers::new(n);
         let (mut expected, mut got) = (vec![0f32; n], vec![0f32; n]);
-        for (u, user) in (0..40).map(|u| (u, format!("u{u}"))) {
-            let profile = model.profile(model.histories.get(&user), &[]);
-            assert!(!profile.last.is_empty() && !profile.weighted.is_empty());
-            // Users ask without context, at a moment on a day with its own
-            // events, from somewhere among the items, or from far away (moved on).
-            let context = match u % 4 {
-                0 => Context::default(),
-                1 => Context {
-                    time: Some(1_000 + u as i64 * 86_400 * 40),
-                    hour: Some(u as usize % 24),
-                    events: vec![crate::ActiveEvent { item: Some(u as u32 % 7), location: None }],
-                    ..Context::default()
-                },
-                2 => Context { location: Some((38.0 + 0.02 * u as f64, -8.9)), ..Context::default() },
-                _ => Context { location: Some((34.7, 135.5)), ..Context::default() },
-            };
-            model.features(&profile, &context, &model.blend, &mut complete);
-            // The day's events, not another day's kept signal (no item has a
-            // place here, so only the host is near its event).
-            let events = &complete.values[Feature::LocalEvent as usize];
-            let hosts: Vec<usize> = (0..n).filter(|&i| events[i] != 0.0).collect();
-            let host = context.events.first().and_then(|e| e.item).map(|i| i as usize);
-            assert_eq!(hosts, host.into_iter().collect::<Vec<_>>(), "{user}");
-            let near = complete.values[Feature::Nearby as usize].iter().filter(|&&v| v > 0.0).count();
-            assert_eq!(near > 0, context.location.is_some(), "{user}");
-            complete.blend(&model.blend, &mut expected);
-            model.score_profile(&profile, &context, &model.blend, &mut got);
-            for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
-                assert!((e - g).abs() <= 1e-4 * e.abs().max(1.0), "{user}, item {i}: {g} against {e}");
+        // Nearby copied from proximity or its own pass (kept per place), at a wider scale too.
+        for nearby_scale in [1.0, 16.0] {
+            model.hyperparameters.nearby_scale = nearby_scale;
+            for (u, user) in (0..40).map(|u| (u, format!("u{u}"))) {
+                let profile = model.profile(model.histories.get(&user), &[]);
+                assert!(!profile.last.is_empty() && !profile.weighted.is_empty());
+                // Users ask without context, at a moment on a day with its own
+                // events, from somewhere among the items, or from far away (moved on).
+                let context = match u % 4 {
+                    0 => Context::default(),
+                    1 => Context {
+                        time: Some(1_000 + u as i64 * 86_400 * 40),
+                        hour: Some(u as usize % 24),
+                        events: vec![crate::ActiveEvent { item: Some(u as u32 % 7), location: None }],
+                        ..Context::default()
+                    },
+                    2 => Context { location: Some((38.0 + 0.02 * u as f64, -8.9)), ..Context::default() },
+                    _ => Context { location: Some((34.7, 135.5)), ..Context::default() },
+                };
+                model.features(&profile, &context, &model.blend, &mut complete);
+                // The day's events, not another day's kept signal (no item has a
+                // place here, so only the host is near its event).
+                let events = &complete.values[Feature::LocalEvent as usize];
+                let hosts: Vec<usize> = (0..n).filter(|&i| events[i] != 0.0).collect();
+                let host = context.events.first().and_then(|e| e.item).map(|i| i as usize);
+                assert_eq!(hosts, host.into_iter().collect::<Vec<_>>(), "{user}");
+                let near = complete.values[Feature::Nearby as usize].iter().filter(|&&v| v > 0.0).count();
+                assert_eq!(near > 0, context.location.is_some(), "{user}");
+                complete.blend(&model.blend, &mut expected);
+                model.score_profile(&profile, &context, &model.blend, &mut got);
+                for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+                    assert!((e - g).abs() <= 1e-4 * e.abs().max(1.0), "{user}, item {i}: {g} against {e}");
+                }
             }
         }
     }
@@ -1841,11 +1950,12 @@ mod tests {
         }
     }
 
-    /// Nearness looks only at a band of latitudes; it must give what a scan
-    /// of every item gives (the K-th nearest as the scale, or a multiple of
-    /// it, 0 beyond the reach).
+    /// Nearness looks only at a box around the place; it must give what a
+    /// scan of every item gives (the K-th nearest as the scale, or a
+    /// multiple of it, 0 beyond the reach), at the poles and across the
+    /// antimeridian too.
     #[test]
-    fn nearness_from_the_latitude_band_equals_a_scan_of_every_item() {
+    fn nearness_from_the_place_grid_equals_a_scan_of_every_item() {
         let mut builder = TrainingDataBuilder::new();
         // Two clusters far apart (Lisbon, Osaka), a scattering, and unlocated items.
         let mut state = 12345u64;
@@ -1866,10 +1976,14 @@ mod tests {
         builder.add_interaction("v", "i1", 1, "view", None);
         let model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
         let n = model.items.len();
-        let places = [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0)];
+        let places =
+            [(38.75, -9.15), (34.7, 135.5), (0.0, 0.0), (38.72, -9.1 + 40.0), (89.0, 10.0), (-89.5, 0.0), (-20.0, 179.99), (10.0, -179.99)];
         for (here, scales) in places.into_iter().flat_map(|here| [(here, 1.0f32), (here, 16.0)]) {
             let (mut banded, mut touched) = (vec![0f32; n], Vec::new());
-            model.nearness(here, scales, &mut banded, &mut touched);
+            model.nearness(here, scales, |i, v| {
+                banded[i as usize] = v;
+                touched.push(i);
+            });
             // Every located item, the straightforward way.
             let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
             let squared: Vec<f32> = model
@@ -1904,10 +2018,10 @@ mod tests {
         for item in (0..n as u32).step_by(7).filter(|&i| model.item_meta[i as usize].location.is_some()) {
             let here = model.item_meta[item as usize].location.unwrap();
             let mut first = vec![0f32; n];
-            model.nearness(here, 1.0, &mut first, &mut Vec::new());
+            model.nearness(here, 1.0, |i, v| first[i as usize] = v);
             for _ in 0..2 {
                 let mut again = vec![0f32; n];
-                model.nearness(here, 1.0, &mut again, &mut Vec::new());
+                model.nearness(here, 1.0, |i, v| again[i as usize] = v);
                 assert_eq!(again, first, "item {item}");
             }
             let searched = model.kth_nearest_squared_km(here);
