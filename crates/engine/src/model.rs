@@ -172,9 +172,9 @@ impl Feature {
     }
 
     /// Signals that are zero but at a few items (the user's own, what
-    /// follows their last ones, the attractions around a place): a query writes and blends them at those
-    /// items only, after the dense signals, instead of a pass over the
-    /// catalogue each.
+    /// follows their last ones, the attractions around a place): a query
+    /// writes and blends them at those items only, after the dense signals,
+    /// instead of a pass over the catalogue each.
     pub fn sparse(self) -> bool {
         matches!(self, Feature::Sequence | Feature::Repeat | Feature::Proximity | Feature::Nearby)
     }
