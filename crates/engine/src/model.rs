@@ -1254,11 +1254,20 @@ impl PlaceGrid {
     fn squared_km_over(&self, (latitude, longitude): (f64, f64), range: std::ops::Range<usize>) -> impl Iterator<Item = f32> + '_ {
         let (here_lat, here_lon) = (latitude.to_radians() as f32, longitude.to_radians() as f32);
         let cos_here = here_lat.cos();
-        self.latitudes[range.clone()].iter().zip(&self.longitudes[range]).map(move |(&lat, &lon)| {
-            let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
-            EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
-        })
+        self.latitudes[range.clone()]
+            .iter()
+            .zip(&self.longitudes[range])
+            .map(move |(&lat, &lon)| squared_km((here_lat, here_lon), cos_here, (lat, lon)))
     }
+}
+
+/// The squared distance in km² between two places in radians, east-west
+/// scaled by `cos_here`, the cosine of here's latitude (see
+/// [`PlaceGrid::squared_km_over`]). Inlined, so the loops over it vectorise.
+#[inline(always)]
+fn squared_km((here_lat, here_lon): (f32, f32), cos_here: f32, (lat, lon): (f32, f32)) -> f32 {
+    let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
+    EARTH_KM * EARTH_KM * (dx * dx + dy * dy)
 }
 
 /// Where nearness counts from and how it decays (see [`decay_by_distance`]).
@@ -1275,15 +1284,14 @@ struct Decay {
 }
 
 /// `out[j] = exp(-distance_j · inverse)` for the item at `(latitudes[j],
-/// longitudes[j])` (radians), or -1 when it is out of reach; distances as
-/// [`PlaceGrid::squared_km_over`] has them. Compiled for AVX2 where there
+/// longitudes[j])` (radians), or -1 when it is out of reach ([`squared_km`]
+/// from here). Compiled for AVX2 where there
 /// is one: eight items an instruction, square root and exponential included.
 #[multiversion(targets("x86_64+avx2"))]
 fn decay_by_distance(latitudes: &[f32], longitudes: &[f32], decay: Decay, out: &mut [f32]) {
     let Decay { here_lat, here_lon, cos_here, inverse, reach_squared } = decay;
     for ((o, &lat), &lon) in out.iter_mut().zip(latitudes).zip(longitudes) {
-        let (dx, dy) = ((lon - here_lon) * cos_here, lat - here_lat);
-        let squared = EARTH_KM * EARTH_KM * (dx * dx + dy * dy);
+        let squared = squared_km((here_lat, here_lon), cos_here, (lat, lon));
         let value = exp_nonpositive(-squared.sqrt() * inverse);
         *o = if squared <= reach_squared { value } else { -1.0 };
     }
