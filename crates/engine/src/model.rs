@@ -324,6 +324,9 @@ pub(crate) struct Derived {
     event_type_weights: Vec<f32>,
     /// The located items in strips of latitude (what nearness scans).
     places: PlaceGrid,
+    /// The located items' own places ([`place_key`]): nearness counts from
+    /// these exactly, so an item is nearest its own place.
+    item_places: std::collections::HashSet<(u64, u64)>,
     /// Every item's city and categories as numbers, for exploration.
     traits: TraitIds,
     /// Cold items by city number, and those without a city, for exploration.
@@ -355,8 +358,15 @@ struct NearSignal {
     values: Vec<f32>,
 }
 
-/// Request places whose nearby signal is kept.
-const NEARBY_PLACES: usize = 64;
+/// Bytes of nearby signals kept (at most 8 bytes per located item each):
+/// room for the cells of a city or two however large the catalogue.
+const NEARBY_BYTES: usize = 32 << 20;
+
+/// Places whose nearby signal is kept, for `located` items: as many as
+/// [`NEARBY_BYTES`] holds, 64 to 4096.
+fn nearby_places(located: usize) -> usize {
+    (NEARBY_BYTES / (8 * located.max(1))).clamp(64, 4096)
+}
 
 /// A set of running events as a key: each one's host (or `u32::MAX`) and place (as bits).
 type EventsKey = Vec<(u32, u64, u64)>;
@@ -603,7 +613,8 @@ impl Model {
                 event_type_weights: self.hyperparameters.weights_for(&self.event_types),
                 // Room for every item's place, and as many from requests.
                 nearness_scales: Kept::new(places.items.len() + REQUEST_PLACES),
-                nearby: Kept::new(NEARBY_PLACES),
+                nearby: Kept::new(nearby_places(places.items.len())),
+                item_places: self.item_meta.iter().filter_map(|meta| meta.location.map(place_key)).collect(),
                 places,
                 traits,
                 cold_by_city,
@@ -1044,11 +1055,15 @@ impl Model {
         }
     }
 
-    /// The nearby signal from the request's place, kept per place.
+    /// The nearby signal from the request's place, kept per place (the
+    /// [`Model::nearness_origin`] it rounds to).
     fn nearby(&self, here: (f64, f64), scales: f32) -> std::sync::Arc<NearSignal> {
-        self.derived().nearby.get_or_insert_with((place_key(here), scales.to_bits()), || {
+        let Some(origin) = self.nearness_origin(here, scales) else {
+            return Default::default();
+        };
+        self.derived().nearby.get_or_insert_with((place_key(origin.place), scales.to_bits()), || {
             let mut signal = NearSignal::default();
-            self.nearness(here, scales, |i, v| {
+            self.nearness_from(origin, |i, v| {
                 signal.items.push(i);
                 signal.values.push(v);
             });
@@ -1066,16 +1081,62 @@ impl Model {
     /// Only the items in a box around `here` are looked at ([`PlaceGrid`]):
     /// the items of here's city, not the whole catalogue.
     ///
-    /// The scale is found once per place and kept: most queries count from
-    /// the user's last item or a CITY's centre.
-    fn nearness(&self, here: (f64, f64), scales: f32, mut write: impl FnMut(u32, f32)) {
-        let derived = self.derived();
-        let places = &derived.places;
-        if places.items.is_empty() {
-            return;
+    /// Nearness counts from `here` rounded to [`Model::nearness_origin`]:
+    /// a traveller a few steps on shares the scale found, and the signal
+    /// kept, for where they were.
+    fn nearness(&self, here: (f64, f64), scales: f32, write: impl FnMut(u32, f32)) {
+        if let Some(origin) = self.nearness_origin(here, scales) {
+            self.nearness_from(origin, write);
         }
-        let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(here), || self.kth_nearest_squared_km(here));
-        let scale = kth_squared.sqrt().max(self.hyperparameters.proximity_km * 0.01).max(1e-6) * scales;
+    }
+
+    /// `here` rounded to the centre of a cell at most 1/64 of its nearness
+    /// scale wide (a power of two in km), and the scale there; an item's
+    /// own place as it is (the item there is at distance 0: the
+    /// attraction the user is at comes first, not one a metre off). Nearness
+    /// counted from the centre is within about e^±1.2 % of nearness counted
+    /// from here, for every item: the centre is at most 1.1 % of the scale
+    /// away (and the flat-earth distance's east-west scale, the cosine at
+    /// the centre, adds a little far out).
+    ///
+    /// The scale (from the K-th nearest item, [`Model::kth_nearest_squared_km`])
+    /// decides the cell and is found at the cell's centre, so the cell is
+    /// found coarse to fine: a cell too wide for the scale at its centre
+    /// gives way to the cell that scale asks for, until one fits. Scales are
+    /// kept per centre, so each step after the first query there is a
+    /// lookup. Everything found is a function of the centre alone: the same
+    /// whichever query asked first. None without located items.
+    fn nearness_origin(&self, here: (f64, f64), scales: f32) -> Option<NearnessOrigin> {
+        let derived = self.derived();
+        if derived.places.items.is_empty() {
+            return None;
+        }
+        let floor_km = (self.hyperparameters.proximity_km * 0.01).max(1e-6);
+        let scale_at = |place: (f64, f64)| {
+            let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(place), || self.kth_nearest_squared_km(place));
+            kth_squared.sqrt().max(floor_km) * scales
+        };
+        if derived.item_places.contains(&place_key(here)) {
+            return Some(NearnessOrigin { place: here, scale_km: scale_at(here) });
+        }
+        let mut level = COARSEST_CELL_LEVEL;
+        loop {
+            let centre = cell_centre(here, (level as f64).exp2());
+            let scale_km = scale_at(centre);
+            // The widest cell this scale allows: 2^fits km, at most scale / 64.
+            let fits = ((scale_km / 64.0).log2().floor() as i32).min(COARSEST_CELL_LEVEL);
+            if fits >= level {
+                return Some(NearnessOrigin { place: centre, scale_km });
+            }
+            level = fits;
+        }
+    }
+
+    /// `write(i, exp(-distance(origin, item i) / scale))` for each located
+    /// item within [`NEARNESS_REACH`] scales of the origin (see [`Model::nearness`]).
+    fn nearness_from(&self, origin: NearnessOrigin, mut write: impl FnMut(u32, f32)) {
+        let places = &self.derived().places;
+        let (here, scale) = (origin.place, origin.scale_km);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
         let reach_squared = reach_km * reach_km;
         let mut nearness = Vec::new();
@@ -1170,6 +1231,32 @@ impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
         values.insert(key, value.clone());
         value
     }
+}
+
+/// Where nearness counts from: a request's place rounded to a cell
+/// ([`Model::nearness_origin`]), and the nearness scale there in km.
+#[derive(Debug, Clone, Copy)]
+struct NearnessOrigin {
+    place: (f64, f64),
+    scale_km: f32,
+}
+
+/// The widest cell a place rounds to for nearness: 2^8 = 256 km (a scale
+/// past 16,000 km would ask for wider; it is served by these, only shared less).
+const COARSEST_CELL_LEVEL: i32 = 8;
+
+/// Kilometres in a degree of latitude.
+const KM_PER_DEGREE: f64 = EARTH_KM as f64 * std::f64::consts::PI / 180.0;
+
+/// The centre of the cell about `cell_km` × `cell_km` that holds `(latitude,
+/// longitude)` (degrees): rows `cell_km` of latitude high, each cut into
+/// cells `cell_km` wide at the row's centre (so cells stay square-ish
+/// towards the poles, where a degree of longitude shrinks).
+fn cell_centre((latitude, longitude): (f64, f64), cell_km: f64) -> (f64, f64) {
+    let row_degrees = cell_km / KM_PER_DEGREE;
+    let row = (((latitude / row_degrees).floor() + 0.5) * row_degrees).clamp(-90.0, 90.0);
+    let column_degrees = row_degrees / row.to_radians().cos().max(1e-3);
+    (row, ((longitude / column_degrees).floor() + 0.5) * column_degrees)
 }
 
 /// How far, in nearness scales, an item still counts as near (e^-30 ≈ 1e-13 beyond).
@@ -1958,8 +2045,9 @@ mod tests {
         }
     }
 
-    /// Nearness looks only at a box around the place; it must give what a
-    /// scan of every item gives (the K-th nearest as the scale, or a
+    /// Nearness looks only at a box around the place it counts from (the
+    /// request's place rounded to a cell); it must give what a scan of
+    /// every item from there gives (the K-th nearest as the scale, or a
     /// multiple of it, 0 beyond the reach), at the poles and across the
     /// antimeridian too.
     #[test]
@@ -1992,8 +2080,9 @@ mod tests {
                 banded[i as usize] = v;
                 touched.push(i);
             });
-            // Every located item, the straightforward way.
-            let (lat, lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
+            // Every located item, the straightforward way, from where nearness counts.
+            let origin = model.nearness_origin(here, scales).unwrap();
+            let (lat, lon) = (origin.place.0.to_radians() as f32, origin.place.1.to_radians() as f32);
             let squared: Vec<f32> = model
                 .item_meta
                 .iter()
@@ -2008,6 +2097,7 @@ mod tests {
             sorted.sort_by(f32::total_cmp);
             let k = ((sorted.len() as f32).sqrt().round() as usize).clamp(3, 30);
             let scale = sorted[k - 1].sqrt().max(model.hyperparameters.proximity_km * 0.01) * scales;
+            assert!((origin.scale_km - scale).abs() <= 1e-6 * scale, "here {here:?} × {scales}: {} vs {scale}", origin.scale_km);
             for (item, (&b, &d)) in banded.iter().zip(&squared).enumerate() {
                 let expected = if d.is_nan() || d.sqrt() > NEARNESS_REACH * scale { 0.0 } else { (-d.sqrt() / scale).exp() };
                 assert!(
@@ -2032,9 +2122,96 @@ mod tests {
                 model.nearness(here, 1.0, |i, v| again[i as usize] = v);
                 assert_eq!(again, first, "item {item}");
             }
-            let searched = model.kth_nearest_squared_km(here);
-            assert_eq!(model.derived().nearness_scales.get_or_insert_with(place_key(here), || f32::NAN), searched);
+            let origin = model.nearness_origin(here, 1.0).unwrap().place;
+            assert_eq!((origin, first[item as usize]), (here, 1.0), "an item's own place counts as it is");
+            let searched = model.kth_nearest_squared_km(origin);
+            assert_eq!(model.derived().nearness_scales.get_or_insert_with(place_key(origin), || f32::NAN), searched);
         }
+    }
+
+    /// Rounding a place to its cell moves nearness by at most about e^±1.2 %
+    /// for every item (and the reach's edge by as much); a traveller a few
+    /// metres on counts from the same centre.
+    #[test]
+    fn nearness_from_a_rounded_place_stays_within_its_bound() {
+        let mut builder = TrainingDataBuilder::new();
+        let mut state = 99u64;
+        let mut random = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for i in 0..600 {
+            // A city (Lisbon), a theme park (a few hundred metres), and scattered places.
+            let location = match i % 3 {
+                0 => (38.7 + 0.1 * random(), -9.2 + 0.1 * random()),
+                1 => (28.37 + 0.004 * random(), -81.55 + 0.004 * random()),
+                _ => (-60.0 + 120.0 * random(), -170.0 + 340.0 * random()),
+            };
+            builder.add_item_with_meta(&format!("i{i}"), ItemMeta { location: Some(location), ..ItemMeta::default() });
+        }
+        builder.add_interaction("u", "i0", 1, "view", None);
+        builder.add_interaction("v", "i1", 1, "view", None);
+        let model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        let n = model.items.len();
+        for step in 0..200 {
+            let here = match step % 3 {
+                0 => (38.7 + 0.1 * random(), -9.2 + 0.1 * random()),
+                1 => (28.37 + 0.004 * random(), -81.55 + 0.004 * random()),
+                _ => (-60.0 + 120.0 * random(), -170.0 + 340.0 * random()),
+            };
+            for scales in [1.0f32, 16.0] {
+                let origin = model.nearness_origin(here, scales).unwrap();
+                let km = |(a, b): (f64, f64), (c, d): (f64, f64)| {
+                    let (dx, dy) = ((d - b).to_radians() * a.to_radians().cos(), (c - a).to_radians());
+                    EARTH_KM as f64 * (dx * dx + dy * dy).sqrt()
+                };
+                let moved = km(here, origin.place) / origin.scale_km as f64;
+                assert!(moved <= 0.0111, "here {here:?} × {scales}: the centre is {moved} scales away");
+                // Every item's nearness, from the centre and from here exactly.
+                let mut rounded = vec![0f32; n];
+                model.nearness(here, scales, |i, v| rounded[i as usize] = v);
+                for (item, meta) in model.item_meta.iter().enumerate() {
+                    // Within reach, and where the flat-earth distance holds (a few hundred km).
+                    let distance = km(here, meta.location.unwrap()) / origin.scale_km as f64;
+                    if distance > NEARNESS_REACH as f64 - 0.02 || km(here, meta.location.unwrap()) > 500.0 {
+                        continue;
+                    }
+                    let exact = (-distance).exp() as f32;
+                    let ratio = rounded[item] / exact;
+                    // 1.1 % from the move, a little more from the flat-earth distance's
+                    // east-west scale (the cosine at the centre, not at here), and
+                    // the f32 radians' metre or so, much of a theme park's scale.
+                    let bound = 0.0125 + 0.0015 / origin.scale_km;
+                    assert!(ratio.ln().abs() <= bound, "here {here:?} × {scales}, item {item}: {} vs {exact}", rounded[item]);
+                }
+                // A step of a metre or so east: the same centre, nothing found anew.
+                let step_on = (here.0, here.1 + 1e-5);
+                if cell_centre(step_on, origin.scale_km as f64 / 64.0) == cell_centre(here, origin.scale_km as f64 / 64.0) {
+                    continue;
+                }
+                let again = model.nearness_origin(step_on, scales).unwrap();
+                assert!(km(again.place, origin.place) <= origin.scale_km as f64 / 32.0, "here {here:?}: {again:?} vs {origin:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_traveller_walking_on_counts_from_a_few_centres() {
+        let mut builder = TrainingDataBuilder::new();
+        for i in 0..400 {
+            let location = (51.3 + 0.4 * (i % 20) as f64 / 20.0, -0.5 + 0.8 * (i / 20) as f64 / 20.0);
+            builder.add_item_with_meta(&format!("i{i}"), ItemMeta { location: Some(location), ..ItemMeta::default() });
+        }
+        builder.add_interaction("u", "i0", 1, "view", None);
+        builder.add_interaction("v", "i1", 1, "view", None);
+        let model = train(&builder.build(), Recipe::UserPersonalization, &Hyperparameters::default(), &crate::no_progress).unwrap();
+        // A kilometre's walk in one-metre steps.
+        let centres: std::collections::HashSet<(u64, u64)> =
+            (0..1000).map(|step| place_key(model.nearness_origin((51.5 + step as f64 * 9e-6, -0.1), 16.0).unwrap().place)).collect();
+        assert!(centres.len() <= 4, "{} centres", centres.len());
+        let near: std::collections::HashSet<(u64, u64)> =
+            (0..1000).map(|step| place_key(model.nearness_origin((51.5 + step as f64 * 9e-6, -0.1), 1.0).unwrap().place)).collect();
+        assert!(near.len() > 4 && near.len() <= 1000 / 8, "{} centres at the local scale", near.len());
     }
 
     #[test]
