@@ -120,7 +120,8 @@ fn announce(label: &str, count: usize) {
 /// Times `run` for `count` calls (after a short warm-up), in nanoseconds.
 fn time_sync(label: &str, count: usize, mut run: impl FnMut(usize)) -> Histogram<u64> {
     announce(label, count);
-    (0..count.min(50)).for_each(&mut run);
+    // Warmed on calls of their own, so no measured call finds what a warm-up call kept.
+    (count..count + count.min(50)).for_each(&mut run);
     let mut h = histogram();
     for i in 0..count {
         let started = Instant::now();
@@ -128,6 +129,24 @@ fn time_sync(label: &str, count: usize, mut run: impl FnMut(usize)) -> Histogram
         h.record(started.elapsed().as_nanos().max(1) as u64).expect("in bounds");
     }
     h
+}
+
+/// Call `i` of a traveller on the move: about 10 m on from the call
+/// before, north-west (a 30 km walk over 3,000 calls), never a place asked
+/// about before.
+fn walked(latitude: f64, longitude: f64, i: usize) -> (f64, f64) {
+    (latitude + i as f64 * 7e-5, longitude - i as f64 * 9e-5)
+}
+
+/// Call `i` from anywhere within about 10 km of the place: travellers all
+/// over a city, each call somewhere new (what nearness keeps per place
+/// rarely helps).
+fn scattered_in_city(latitude: f64, longitude: f64, i: usize) -> (f64, f64) {
+    let hash = |salt: u64| {
+        let x = (i as u64 ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((x ^ (x >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (latitude + 0.18 * (hash(1) - 0.5), longitude + 0.28 * (hash(2) - 0.5))
 }
 
 /// The naive path: every item scored into a fresh vector, the whole catalogue sorted.
@@ -208,8 +227,9 @@ fn describe_blends(model: &Model, users: &[String], context: &Context) {
     }
 }
 
-/// A named service call, built from a request index.
-type Scenario<'a> = (&'a str, Box<dyn Fn(usize) -> RecommendationRequest + 'a>);
+/// A named service call, built from a request index (which user) and the
+/// scenario's call number (how far a traveller has walked).
+type Scenario<'a> = (&'a str, Box<dyn Fn(usize, usize) -> RecommendationRequest + 'a>);
 
 /// Times every scenario's service call, taking turns request by request, so
 /// that whatever else the machine does in the meantime falls on all of them
@@ -221,7 +241,7 @@ async fn time_service_scenarios(d: &Deployed, count: usize, scenarios: &[Scenari
     let mut histograms: Vec<Histogram<u64>> = scenarios.iter().map(|_| histogram()).collect();
     for i in 0..count + 50 {
         for (j, ((_, request), h)) in scenarios.iter().zip(&mut histograms).enumerate() {
-            let request = request(i * scenarios.len() + j);
+            let request = request(i * scenarios.len() + j, i);
             let started = Instant::now();
             let result = d.service.get_recommendations(&request).await?;
             let elapsed = started.elapsed().as_nanos().max(1) as u64;
@@ -339,12 +359,25 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         let query = Query { history: history(i), k: 25, context: in_context.clone(), ..Query::default() };
         std::hint::black_box(model.query(&query));
     });
+    let (latitude, longitude) = in_context.location.expect("the bench's context has a LOCATION");
+    let walking = |i: usize| Context { location: Some(walked(latitude, longitude, i)), ..in_context.clone() };
+    let scattered = |i: usize| Context { location: Some(scattered_in_city(latitude, longitude, i)), ..in_context.clone() };
+    let served_walking = time_sync("engine: Model::query in context, walking on", count, |i| {
+        let query = Query { history: history(i), k: 25, context: walking(i), ..Query::default() };
+        std::hint::black_box(model.query(&query));
+    });
+    let served_scattered = time_sync("engine: Model::query in context, anywhere in the city", count, |i| {
+        let query = Query { history: history(i), k: 25, context: scattered(i), ..Query::default() };
+        std::hint::black_box(model.query(&query));
+    });
     describe_blends(model, &d.users, &in_context);
     let engine_base = micros(&naive, 0.5);
     for (name, h) in [
         ("engine: naive (score all, full sort)", &naive),
         ("engine: Model::query", &served),
         ("engine: Model::query + LOCATION, DATE", &served_in_context),
+        ("engine: Model::query + LOCATION walking on", &served_walking),
+        ("engine: Model::query + LOCATION anywhere in city", &served_scattered),
     ] {
         rows.push(Row {
             items,
@@ -381,26 +414,34 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
     }
     let user = |i: usize| d.users[i % d.users.len()].as_str();
     let scenarios: Vec<Scenario> = vec![
-        ("service: warm user", Box::new(|i| base(user(i)))),
-        ("service: fresh events folded in", Box::new(|i| base(&fresh_users[i % fresh_users.len()]))),
-        ("service: + context (LOCATION, DATE)", Box::new(|i| RecommendationRequest { context: context_map.clone(), ..base(user(i)) })),
+        ("service: warm user", Box::new(|i, _| base(user(i)))),
+        ("service: fresh events folded in", Box::new(|i, _| base(&fresh_users[i % fresh_users.len()]))),
+        ("service: + context (LOCATION, DATE)", Box::new(|i, _| RecommendationRequest { context: context_map.clone(), ..base(user(i)) })),
         (
-            "service: + context, a new LOCATION each call",
-            Box::new(|i| {
+            "service: + context, LOCATION walking on",
+            Box::new(|i, call| {
                 let mut context = context_map.clone();
-                // Up to a few km from the fixed place: never a place seen before.
-                let (latitude, longitude) = requested.location.expect("the bench's context has a LOCATION");
-                context.insert("LOCATION".into(), format!("{:.6},{:.6}", latitude + i as f64 * 1e-6, longitude - i as f64 * 1e-6));
+                let (latitude, longitude) = walked(latitude, longitude, call);
+                context.insert("LOCATION".into(), format!("{latitude:.6},{longitude:.6}"));
+                RecommendationRequest { context, ..base(user(i)) }
+            }),
+        ),
+        (
+            "service: + context, LOCATION anywhere in city",
+            Box::new(|i, _| {
+                let mut context = context_map.clone();
+                let (latitude, longitude) = scattered_in_city(latitude, longitude, i);
+                context.insert("LOCATION".into(), format!("{latitude:.6},{longitude:.6}"));
                 RecommendationRequest { context, ..base(user(i)) }
             }),
         ),
         (
             "service: + filter (not booked)",
-            Box::new(|i| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(user(i)) }),
+            Box::new(|i, _| RecommendationRequest { filter_arn: Some(booked.filter_arn.clone()), ..base(user(i)) }),
         ),
         (
             "service: + context + filter",
-            Box::new(|i| RecommendationRequest {
+            Box::new(|i, _| RecommendationRequest {
                 context: context_map.clone(),
                 filter_arn: Some(booked.filter_arn.clone()),
                 ..base(user(i))
@@ -408,7 +449,7 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         ),
         (
             "service: + promotion (20 %)",
-            Box::new(|i| RecommendationRequest {
+            Box::new(|i, _| RecommendationRequest {
                 promotions: vec![PromotionRequest {
                     name: "city".into(),
                     percent_promoted_items: 20,

@@ -745,9 +745,10 @@ fn the_serving_benchmark_runs_and_prints_its_table() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("engine: naive") && table.contains("service: + context + filter") && table.contains("ratio"), "{table}");
-    assert!(table.contains("engine: Model::query + LOCATION") && table.contains("a new LOCATION each call"), "{table}");
+    assert!(table.contains("engine: Model::query + LOCATION") && table.contains("LOCATION walking on"), "{table}");
+    assert!(table.contains("LOCATION anywhere in city"), "{table}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
-    assert_eq!(report["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 13);
     assert!(report["memory"][0]["realtime_bytes_per_user"].as_f64().unwrap() > 0.0, "{report}");
     // CI installs wrk; elsewhere the HTTP part says it was skipped.
     let wrk_installed = std::process::Command::new("wrk").arg("--version").output().is_ok();
