@@ -1112,23 +1112,31 @@ impl Model {
             return None;
         }
         let floor_km = (self.hyperparameters.proximity_km * 0.01).max(1e-6);
-        let scale_at = |place: (f64, f64)| {
-            let kth_squared = derived.nearness_scales.get_or_insert_with(place_key(place), || self.kth_nearest_squared_km(place));
-            kth_squared.sqrt().max(floor_km) * scales
+        // The K-th nearest distance at a place, kept; searched from a box as
+        // wide as `start_km` the first time.
+        let kth_at = |place: (f64, f64), start_km: f32| {
+            derived.nearness_scales.get_or_insert_with(place_key(place), || self.kth_nearest_squared_km(place, start_km)).sqrt()
         };
+        let first_box_km = self.hyperparameters.proximity_km.max(0.1);
         if derived.item_places.contains(&place_key(here)) {
-            return Some(NearnessOrigin { place: here, scale_km: scale_at(here) });
+            return Some(NearnessOrigin { place: here, scale_km: kth_at(here, first_box_km).max(floor_km) * scales });
         }
         let mut level = COARSEST_CELL_LEVEL;
+        let mut coarser: Option<((f64, f64), f32)> = None;
         loop {
             let centre = cell_centre(here, (level as f64).exp2());
-            let scale_km = scale_at(centre);
+            // The K-th nearest is at most as far from here as from the
+            // coarser cell's centre plus the way between: the box to search
+            // first (a hair wider for the flat-earth distance).
+            let start_km = coarser.map_or(first_box_km, |(before, kth)| (kth + flat_km(before, centre)) * 1.01 + 1e-3);
+            let kth = kth_at(centre, start_km);
+            let scale_km = kth.max(floor_km) * scales;
             // The widest cell this scale allows: 2^fits km, at most scale / 64.
             let fits = ((scale_km / 64.0).log2().floor() as i32).min(COARSEST_CELL_LEVEL);
             if fits >= level {
                 return Some(NearnessOrigin { place: centre, scale_km });
             }
-            level = fits;
+            (level, coarser) = (fits, Some((centre, kth)));
         }
     }
 
@@ -1159,11 +1167,12 @@ impl Model {
     /// item: "near" is relative to how dense attractions are around here
     /// (K ≈ √located, 3 to 30). Found in a box around here widened until K
     /// of its items lie within its half-width: no item outside the box is
-    /// nearer than that.
-    fn kth_nearest_squared_km(&self, here: (f64, f64)) -> f32 {
+    /// nearer than that. The box starts `start_km` wide: where the answer
+    /// is about known, one pass.
+    fn kth_nearest_squared_km(&self, here: (f64, f64), start_km: f32) -> f32 {
         let places = &self.derived().places;
         let k = ((places.items.len() as f32).sqrt().round() as usize).clamp(3, 30).min(places.items.len());
-        let mut half_width_km = self.hyperparameters.proximity_km.max(0.1);
+        let mut half_width_km = start_km.max(1e-3);
         let mut squared = Vec::new();
         loop {
             let runs = places.near(here, half_width_km);
@@ -1247,6 +1256,13 @@ const COARSEST_CELL_LEVEL: i32 = 8;
 
 /// Kilometres in a degree of latitude.
 const KM_PER_DEGREE: f64 = EARTH_KM as f64 * std::f64::consts::PI / 180.0;
+
+/// The flat-earth distance in km between two places in degrees ([`squared_km`]).
+fn flat_km(here: (f64, f64), there: (f64, f64)) -> f32 {
+    let radians = |(latitude, longitude): (f64, f64)| (latitude.to_radians() as f32, longitude.to_radians() as f32);
+    let here = radians(here);
+    squared_km(here, here.0.cos(), radians(there)).sqrt()
+}
 
 /// The centre of the cell about `cell_km` × `cell_km` that holds `(latitude,
 /// longitude)` (degrees): rows `cell_km` of latitude high, each cut into
@@ -2124,7 +2140,10 @@ mod tests {
             }
             let origin = model.nearness_origin(here, 1.0).unwrap().place;
             assert_eq!((origin, first[item as usize]), (here, 1.0), "an item's own place counts as it is");
-            let searched = model.kth_nearest_squared_km(origin);
+            let searched = model.kth_nearest_squared_km(origin, 1.0);
+            for start_km in [1e-3, 0.3, 40.0, 5000.0] {
+                assert_eq!(model.kth_nearest_squared_km(origin, start_km), searched, "item {item}, from a box {start_km} km wide");
+            }
             assert_eq!(model.derived().nearness_scales.get_or_insert_with(place_key(origin), || f32::NAN), searched);
         }
     }
