@@ -332,9 +332,10 @@ pub(crate) struct Derived {
     /// Cold items by city number, and those without a city, for exploration.
     cold_by_city: Vec<Vec<u32>>,
     cold_without_city: Vec<u32>,
-    /// Around each place nearness has counted from (a user's last item, a
-    /// request's LOCATION or a CITY's centre), the squared distance to the
-    /// K-th nearest located item, what the nearness scale derives from.
+    /// Around each place nearness has counted from (an item's own place, or
+    /// the centre of a cell a request's LOCATION rounds to, see
+    /// [`Model::nearness_origin`]), the squared distance to the K-th nearest
+    /// located item, what the nearness scale derives from.
     nearness_scales: Kept<(u64, u64), f32>,
     /// Per month, every item's season signal; per hour, its time-of-day
     /// signal. Each built the first time a request asks for that month or
@@ -2061,6 +2062,14 @@ mod tests {
         }
     }
 
+    /// A repeatable stream of numbers in [0, 1) from `seed` (a linear congruential generator).
+    fn uniform(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        }
+    }
+
     /// Nearness looks only at a box around the place it counts from (the
     /// request's place rounded to a cell); it must give what a scan of
     /// every item from there gives (the K-th nearest as the scale, or a
@@ -2070,11 +2079,7 @@ mod tests {
     fn nearness_from_the_place_grid_equals_a_scan_of_every_item() {
         let mut builder = TrainingDataBuilder::new();
         // Two clusters far apart (Lisbon, Osaka), a scattering, and unlocated items.
-        let mut state = 12345u64;
-        let mut random = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as f64 / (1u64 << 31) as f64
-        };
+        let mut random = uniform(12345u64);
         for i in 0..900 {
             let location = match i % 4 {
                 0 => Some((38.7 + 0.1 * random(), -9.2 + 0.1 * random())),
@@ -2154,11 +2159,7 @@ mod tests {
     #[test]
     fn nearness_from_a_rounded_place_stays_within_its_bound() {
         let mut builder = TrainingDataBuilder::new();
-        let mut state = 99u64;
-        let mut random = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as f64 / (1u64 << 31) as f64
-        };
+        let mut random = uniform(99u64);
         for i in 0..600 {
             // A city (Lisbon), a theme park (a few hundred metres), and scattered places.
             let location = match i % 3 {
