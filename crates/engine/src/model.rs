@@ -298,12 +298,14 @@ pub struct Model {
     pub item_meta: Vec<ItemMeta>,
     pub components: Components,
     pub blend: Blend,
-    /// The blend for a request that places the user far from everything in
-    /// their history (more than [`MOVED_ON_KM`] from their last located
-    /// item): a traveller who has arrived somewhere new. Their history then
-    /// says what they like but not where they are, so the signals weigh
-    /// differently; learned on validation cases of that kind. `None` when
-    /// the validation split held too few of them (then `blend` serves).
+    /// The blend for a user who has moved on ([`Model::moved_on`]): a
+    /// request that places them far from everything in their history (more
+    /// than [`MOVED_ON_KM`] from their last located item), or comes hours
+    /// after their newest event. A traveller who has arrived somewhere new,
+    /// or set out again, is not where their history says or in the middle of
+    /// what they did last, so the signals weigh differently; learned on
+    /// validation cases of that kind. `None` when the validation split held
+    /// too few cases of either kind (then `blend` serves).
     pub moved_on_blend: Option<Blend>,
     pub histories: Histories,
     pub summary: TrainingSummary,
@@ -388,6 +390,8 @@ pub struct Profile {
     pub location: Option<(f64, f64)>,
     /// Every item in the history.
     pub seen: Vec<u32>,
+    /// The moment of the newest event (Unix seconds), if there is one.
+    pub newest: Option<i64>,
 }
 
 /// How many of the newest distinct items drive the sequence signal.
@@ -396,7 +400,7 @@ const LAST_ITEMS: usize = 3;
 const MAGIC: &[u8; 8] = b"TRECMDL\0";
 
 impl Model {
-    pub const FORMAT_VERSION: u32 = 8;
+    pub const FORMAT_VERSION: u32 = 9;
 
     /// Removes what the model holds of one user: their history (what a
     /// query for them starts from). The item-to-item weights and counts keep
@@ -527,13 +531,31 @@ impl Model {
 
     /// Whether the request places the user somewhere their history is not:
     /// more than [`MOVED_ON_KM`] from their last located item (with
-    /// `use_location` on). Proximity then counts from the request, and
-    /// [`Model::moved_on_blend`] weighs the signals.
-    pub fn moved_on(&self, profile: &Profile, context: &Context) -> bool {
+    /// `use_location` on). Proximity then counts from the request.
+    pub fn moved_away(&self, profile: &Profile, context: &Context) -> bool {
         match (profile.location, context.location) {
             (Some(last), Some(now)) => self.hyperparameters.use_location && distance_km(last.0, last.1, now.0, now.1) > MOVED_ON_KM,
             _ => false,
         }
+    }
+
+    /// Whether the request comes more than
+    /// [`new_outing_after_hours`](crate::Hyperparameters::new_outing_after_hours)
+    /// after the user's newest event (0 hours: never): their last outing is
+    /// over, and what they did last says less about what comes next.
+    pub fn on_a_new_outing(&self, profile: &Profile, context: &Context) -> bool {
+        let after_hours = self.hyperparameters.new_outing_after_hours;
+        match (profile.newest, context.time) {
+            (Some(newest), Some(now)) if after_hours > 0.0 => (now - newest) as f64 > after_hours as f64 * 3600.0,
+            _ => false,
+        }
+    }
+
+    /// Whether the user has moved on from their history, in place
+    /// ([`Model::moved_away`]) or in time ([`Model::on_a_new_outing`]):
+    /// [`Model::moved_on_blend`] then weighs the signals.
+    pub fn moved_on(&self, profile: &Profile, context: &Context) -> bool {
+        self.moved_away(profile, context) || self.on_a_new_outing(profile, context)
     }
 
     /// The blend that scores `profile` in `context`.
@@ -859,7 +881,7 @@ impl Model {
                 break;
             }
         }
-        Profile { weighted, last, location, seen }
+        Profile { weighted, last, location, seen, newest: (!events.is_empty()).then_some(newest) }
     }
 
     /// Every signal for every item, before blending. Signals whose weight in
@@ -917,7 +939,7 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let here = if self.moved_on(profile, context) {
+        let here = if self.moved_away(profile, context) {
             context.location
         } else {
             profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
@@ -1830,7 +1852,7 @@ mod tests {
         let fingerprint = model.to_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         assert_eq!(
             (Model::FORMAT_VERSION, fingerprint),
-            (8, 8_907_169_561_070_666_965),
+            (9, 8_093_507_445_969_339_588),
             "the snapshot's bytes changed: if its layout did, bump Model::FORMAT_VERSION; then set the fingerprint"
         );
     }

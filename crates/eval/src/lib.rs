@@ -247,6 +247,7 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 use_season: false,
                 use_time_of_day: false,
                 use_local_events: false,
+                new_outing_after_hours: 0.0,
                 ..hyperparameters(config, seed)
             };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;

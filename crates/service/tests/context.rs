@@ -34,6 +34,8 @@ struct Fixture {
     attractions: Vec<Attraction>,
     /// (host item, first day, last day) of each local event.
     local_events: Vec<(String, String, String)>,
+    /// Each user's newest interaction (Unix seconds).
+    newest: std::collections::HashMap<String, i64>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -90,7 +92,13 @@ impl Fixture {
                 local_events.push((row[3].to_string(), row[6].to_string(), row[7].to_string()));
             }
         }
-        Fixture { service, campaign, group: defaults.dataset_group_arn, attractions, local_events, _dirs: (dir, data) }
+        let mut newest = std::collections::HashMap::<String, i64>::new();
+        for row in csv::Reader::from_path(data.path().join(travelrec_datagen::INTERACTIONS_FILE)).unwrap().records() {
+            let row = row.unwrap();
+            let time: i64 = row[2].parse().unwrap();
+            newest.entry(row[0].to_string()).and_modify(|t| *t = (*t).max(time)).or_insert(time);
+        }
+        Fixture { service, campaign, group: defaults.dataset_group_arn, attractions, local_events, newest, _dirs: (dir, data) }
     }
 
     fn attraction(&self, id: &str) -> &Attraction {
@@ -151,7 +159,10 @@ async fn context_location_season_and_local_events_move_the_ranking() {
 
     // An attraction out of season drops: ranked among its city's attractions
     // in a month of its season and in a month outside it, it never rises and
-    // falls on the whole (how far is the learned season weight's call).
+    // falls on the whole (how far is the learned season weight's call). Both
+    // dates are in the year after the data, so that both requests find every
+    // user on a new outing (scored with that blend): only the season tells
+    // them apart.
     let seasonal: Vec<&Attraction> = f.attractions.iter().filter(|a| a.months.len() <= 8).collect();
     assert!(seasonal.len() >= 5, "the generator makes seasonal attractions");
     let (mut inside_positions, mut outside_positions, mut dropped) = (0, 0, 0);
@@ -159,8 +170,8 @@ async fn context_location_season_and_local_events_move_the_ranking() {
         let inside = attraction.months[attraction.months.len() / 2];
         let outside = (1..=12).find(|m| !attraction.months.contains(m)).unwrap();
         let candidates = f.city_items(&attraction.city);
-        let in_season = f.position(&user, &attraction.id, &candidates, &format!("2026-{inside:02}-15")).await;
-        let off_season = f.position(&user, &attraction.id, &candidates, &format!("2026-{outside:02}-15")).await;
+        let in_season = f.position(&user, &attraction.id, &candidates, &format!("2027-{inside:02}-15")).await;
+        let off_season = f.position(&user, &attraction.id, &candidates, &format!("2027-{outside:02}-15")).await;
         assert!(off_season >= in_season, "{} ({:?}) rose out of season: {in_season} → {off_season}", attraction.id, attraction.months);
         dropped += usize::from(off_season > in_season);
         inside_positions += in_season;
@@ -183,7 +194,17 @@ async fn context_location_season_and_local_events_move_the_ranking() {
         if !attraction.months.contains(&month(day)) || !attraction.months.contains(&month(week_before)) {
             continue;
         }
-        // Event dates are in the generator's years; the model sees the calendar day.
+        // Event dates are in the generator's years; the model sees the
+        // calendar day. Both requests must find the user on the same side of
+        // a new outing's pause after their newest event, or the blends differ.
+        let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+        // (Whichever pause tuning kept.)
+        let pauses = travelrec_engine::tuning::NEW_OUTING_AFTER_HOURS.map(|hours| (hours * 3_600.0) as i64);
+        let newest = f.newest.get(&user).copied();
+        let sides = |d: chrono::NaiveDate| pauses.map(|pause| newest.is_some_and(|newest| midnight(d) - newest > pause));
+        if sides(day) != sides(week_before) {
+            continue;
+        }
         let candidates = f.city_items(&attraction.city);
         let during = f.position(&user, host, &candidates, &day.to_string()).await;
         let before = f.position(&user, host, &candidates, &week_before.to_string()).await;
