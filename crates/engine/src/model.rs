@@ -351,8 +351,15 @@ pub(crate) struct Derived {
     /// reach: the same for every user asking from there (a CITY's centre, a
     /// venue's LOCATION), and at a wide `nearby_scale` it reaches most of a
     /// continent's items.
-    nearby: Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>,
+    nearby: NearSignals,
+    /// The same for proximity from a request's place (one scale), kept
+    /// apart: its cells are small, and a stream of new places must not
+    /// evict the wide nearby signals, which cost far more to find again.
+    proximity: NearSignals,
 }
+
+/// Nearness signals kept per (place, scale as bits).
+type NearSignals = Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>;
 
 /// A nearness signal at the items in reach (the others are 0).
 #[derive(Debug, Default)]
@@ -361,8 +368,9 @@ struct NearSignal {
     values: Vec<f32>,
 }
 
-/// Bytes of nearby signals kept (at most 8 bytes per located item each):
-/// room for the cells of a city or two however large the catalogue.
+/// Bytes of nearby signals kept, and as many of proximity's (at most 8
+/// bytes per located item each): room for the cells of a city or two
+/// however large the catalogue.
 const NEARBY_BYTES: usize = 32 << 20;
 
 /// Places whose nearby signal is kept, for `located` items: as many as
@@ -605,7 +613,7 @@ impl Model {
                 if let Some((values, items)) = features.sparse_written(feature) {
                     items.iter().for_each(|&i| out[i as usize] += weight * values[i as usize]);
                 }
-                if let (Feature::Nearby, Some(kept)) = (feature, &features.nearby) {
+                for (_, kept) in features.kept.iter().filter(|(kept_feature, _)| *kept_feature == feature) {
                     kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] += weight * v);
                 }
             }
@@ -637,6 +645,7 @@ impl Model {
                 // Room for every item's place, and as many from requests.
                 nearness_scales: Kept::new(places.items.len() + REQUEST_PLACES),
                 nearby: Kept::new(nearby_places(places.items.len())),
+                proximity: Kept::new(nearby_places(places.items.len())),
                 item_places: self.item_meta.iter().filter_map(|meta| meta.location.map(place_key)).collect(),
                 places,
                 traits,
@@ -939,15 +948,18 @@ impl Model {
         }
         // Where the user is: their last located item, unless the request
         // places them somewhere else altogether (a new trip) — then there.
-        let here = if self.moved_away(profile, context) {
-            context.location
-        } else {
-            profile.location.or(context.location.filter(|_| self.hyperparameters.use_location))
-        };
+        let moved_away = self.moved_away(profile, context);
+        let here =
+            if moved_away { context.location } else { profile.location.or(context.location.filter(|_| self.hyperparameters.use_location)) };
+        // From the request's place, nearness is kept per place, as nearby's
+        // is (the user's last item differs from user to user).
+        let from_request = moved_away || profile.location.is_none();
         if let (true, Some(here)) = (on(Feature::Proximity), here) {
             if complete {
                 let out = f.signal(Feature::Proximity);
                 self.nearness(here, 1.0, |i, v| out[i as usize] = v);
+            } else if from_request {
+                f.kept.push((Feature::Proximity, self.kept_nearness(&self.derived().proximity, here, 1.0)));
             } else {
                 let (out, touched) = f.sparse_signal(Feature::Proximity);
                 self.nearness(here, 1.0, |i, v| {
@@ -976,17 +988,21 @@ impl Model {
         }
         if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
             let scales = self.hyperparameters.nearby_scale;
-            if on(Feature::Proximity) && here == Some(now) && scales == 1.0 {
-                // The user has moved on: proximity already counts from here.
+            let kept_proximity = f.kept.iter().find(|(feature, _)| *feature == Feature::Proximity).map(|(_, kept)| kept.clone());
+            if let (true, Some(kept)) = (here == Some(now) && scales == 1.0, kept_proximity) {
+                // Proximity already counts from here, kept.
+                f.kept.push((Feature::Nearby, kept));
+            } else if on(Feature::Proximity) && here == Some(now) && scales == 1.0 {
+                // Proximity already counts from here.
                 f.copy_signal(Feature::Proximity, Feature::Nearby);
             } else {
-                let kept = self.nearby(now, scales);
+                let kept = self.kept_nearness(&self.derived().nearby, now, scales);
                 if complete {
                     let out = f.signal(Feature::Nearby);
                     kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] = v);
                 } else {
                     // Blended from where it is kept.
-                    f.nearby = Some(kept);
+                    f.kept.push((Feature::Nearby, kept));
                 }
             }
         }
@@ -1078,13 +1094,15 @@ impl Model {
         }
     }
 
-    /// The nearby signal from the request's place, kept per place (the
-    /// [`Model::nearness_origin`] it rounds to).
-    fn nearby(&self, here: (f64, f64), scales: f32) -> std::sync::Arc<NearSignal> {
+    /// Nearness from the request's place over `scales` local scales (the
+    /// nearby signal, or proximity at 1 when the request places the user),
+    /// kept in `kept` per place (the [`Model::nearness_origin`] it rounds
+    /// to) and scale.
+    fn kept_nearness(&self, kept: &NearSignals, here: (f64, f64), scales: f32) -> std::sync::Arc<NearSignal> {
         let Some(origin) = self.nearness_origin(here, scales) else {
             return Default::default();
         };
-        self.derived().nearby.get_or_insert_with((place_key(origin.place), scales.to_bits()), || {
+        kept.get_or_insert_with((place_key(origin.place), scales.to_bits()), || {
             let mut signal = NearSignal::default();
             self.nearness_from(origin, |i, v| {
                 signal.items.push(i);
@@ -1462,9 +1480,10 @@ pub struct FeatureBuffers {
     /// zeroes those items only, and the blend adds it at those items only.
     touched: [Vec<u32>; FEATURES],
     clean: [bool; FEATURES],
-    /// This query's nearby signal where it is kept, when it was not written
-    /// in its buffer: blended at its items like a sparse signal.
-    nearby: Option<std::sync::Arc<NearSignal>>,
+    /// This query's nearness signals (nearby, or proximity from the
+    /// request's place) where they are kept, when they were not written in
+    /// their buffers: blended at their items like sparse signals.
+    kept: Vec<(Feature, std::sync::Arc<NearSignal>)>,
 }
 
 impl FeatureBuffers {
@@ -1474,14 +1493,14 @@ impl FeatureBuffers {
             written: [false; FEATURES],
             touched: Default::default(),
             clean: [true; FEATURES],
-            nearby: None,
+            kept: Vec::new(),
         }
     }
 
     /// Starts a query: the signals `zeroed` says are zeroed now (and count
     /// as written); every other one is stale until [`FeatureBuffers::signal`].
     fn start(&mut self, zeroed: impl Fn(Feature) -> bool) {
-        self.nearby = None;
+        self.kept.clear();
         for (((values, written), clean), feature) in self.values.iter_mut().zip(&mut self.written).zip(&mut self.clean).zip(Feature::ALL) {
             *written = zeroed(feature);
             if *written {
