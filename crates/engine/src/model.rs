@@ -355,7 +355,11 @@ pub(crate) struct Derived {
     /// The same for proximity from a request's place (one scale), kept
     /// apart: its cells are small, and a stream of new places must not
     /// evict the wide nearby signals, which cost far more to find again.
+    /// Kept from a place's second request on ([`Derived::proximity_asked`]):
+    /// the first writes into the query's buffers.
     proximity: NearSignals,
+    /// Places (as proximity's keys) asked about once.
+    proximity_asked: Kept<((u64, u64), u32), ()>,
 }
 
 /// Nearness signals kept per (place, scale as bits).
@@ -646,6 +650,7 @@ impl Model {
                 nearness_scales: Kept::new(places.items.len() + REQUEST_PLACES),
                 nearby: Kept::new(nearby_places(places.items.len())),
                 proximity: Kept::new(nearby_places(places.items.len())),
+                proximity_asked: Kept::new(REQUEST_PLACES),
                 item_places: self.item_meta.iter().filter_map(|meta| meta.location.map(place_key)).collect(),
                 places,
                 traits,
@@ -958,8 +963,21 @@ impl Model {
             if complete {
                 let out = f.signal(Feature::Proximity);
                 self.nearness(here, 1.0, |i, v| out[i as usize] = v);
-            } else if from_request {
-                f.kept.push((Feature::Proximity, self.kept_nearness(&self.derived().proximity, here, 1.0)));
+            } else if let (true, Some(origin)) = (from_request, self.nearness_origin(here, 1.0)) {
+                let derived = self.derived();
+                let key = (place_key(origin.place), 1f32.to_bits());
+                match derived.proximity.get(&key) {
+                    Some(kept) => f.kept.push((Feature::Proximity, kept)),
+                    None if derived.proximity_asked.insert_new(key) => {
+                        // A place asked about once may never be again: written, not kept.
+                        let (out, touched) = f.sparse_signal(Feature::Proximity);
+                        self.nearness_from(origin, |i, v| {
+                            out[i as usize] = v;
+                            touched.push(i);
+                        });
+                    }
+                    None => f.kept.push((Feature::Proximity, self.kept_nearness(&derived.proximity, here, 1.0))),
+                }
             } else {
                 let (out, touched) = f.sparse_signal(Feature::Proximity);
                 self.nearness(here, 1.0, |i, v| {
@@ -1268,6 +1286,10 @@ impl<K, V> Clone for Kept<K, V> {
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+    }
+
     fn get_or_insert_with(&self, key: K, find: impl FnOnce() -> V) -> V {
         if let Some(value) = self.values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
             return value.clone();
@@ -1280,6 +1302,20 @@ impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
         }
         values.insert(key, value.clone());
         value
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Kept<K, ()> {
+    /// Adds `key`; whether it was not there (it may have been emptied out since).
+    fn insert_new(&self, key: K) -> bool {
+        if self.get(&key).is_some() {
+            return false;
+        }
+        let mut values = self.values.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if values.len() >= self.capacity {
+            values.clear();
+        }
+        values.insert(key, ()).is_none()
     }
 }
 
