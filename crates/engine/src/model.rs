@@ -362,7 +362,7 @@ pub(crate) struct Derived {
     proximity_asked: Kept<((u64, u64), u32), ()>,
 }
 
-/// Nearness signals kept per (place, scale as bits).
+/// Nearness signals kept per [`NearnessOrigin::key`].
 type NearSignals = Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>;
 
 /// A nearness signal at the items in reach (the others are 0).
@@ -963,27 +963,17 @@ impl Model {
             if complete {
                 let out = f.signal(Feature::Proximity);
                 self.nearness(here, 1.0, |i, v| out[i as usize] = v);
-            } else if let (true, Some(origin)) = (from_request, self.nearness_origin(here, 1.0)) {
-                let derived = self.derived();
-                let key = (place_key(origin.place), 1f32.to_bits());
-                match derived.proximity.get(&key) {
+            } else if let Some(origin) = self.nearness_origin(here, 1.0) {
+                match from_request.then(|| self.kept_proximity(origin)).flatten() {
                     Some(kept) => f.kept.push((Feature::Proximity, kept)),
-                    None if derived.proximity_asked.insert_new(key) => {
-                        // A place asked about once may never be again: written, not kept.
+                    None => {
                         let (out, touched) = f.sparse_signal(Feature::Proximity);
                         self.nearness_from(origin, |i, v| {
                             out[i as usize] = v;
                             touched.push(i);
                         });
                     }
-                    None => f.kept.push((Feature::Proximity, self.kept_nearness(&derived.proximity, here, 1.0))),
                 }
-            } else {
-                let (out, touched) = f.sparse_signal(Feature::Proximity);
-                self.nearness(here, 1.0, |i, v| {
-                    out[i as usize] = v;
-                    touched.push(i);
-                });
             }
         }
         if on(Feature::Repeat) {
@@ -1006,15 +996,15 @@ impl Model {
         }
         if let (true, Some(now)) = (on(Feature::Nearby), context.location) {
             let scales = self.hyperparameters.nearby_scale;
+            // Proximity may already count from here, at the same scale.
+            let as_proximity = on(Feature::Proximity) && here == Some(now) && scales == 1.0;
             let kept_proximity = f.kept.iter().find(|(feature, _)| *feature == Feature::Proximity).map(|(_, kept)| kept.clone());
-            if let (true, Some(kept)) = (here == Some(now) && scales == 1.0, kept_proximity) {
-                // Proximity already counts from here, kept.
+            if let (true, Some(kept)) = (as_proximity, kept_proximity) {
                 f.kept.push((Feature::Nearby, kept));
-            } else if on(Feature::Proximity) && here == Some(now) && scales == 1.0 {
-                // Proximity already counts from here.
+            } else if as_proximity {
                 f.copy_signal(Feature::Proximity, Feature::Nearby);
-            } else {
-                let kept = self.kept_nearness(&self.derived().nearby, now, scales);
+            } else if let Some(origin) = self.nearness_origin(now, scales) {
+                let kept = self.kept_nearness_from(&self.derived().nearby, origin);
                 if complete {
                     let out = f.signal(Feature::Nearby);
                     kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] = v);
@@ -1112,15 +1102,24 @@ impl Model {
         }
     }
 
-    /// Nearness from the request's place over `scales` local scales (the
-    /// nearby signal, or proximity at 1 when the request places the user),
-    /// kept in `kept` per place (the [`Model::nearness_origin`] it rounds
-    /// to) and scale.
-    fn kept_nearness(&self, kept: &NearSignals, here: (f64, f64), scales: f32) -> std::sync::Arc<NearSignal> {
-        let Some(origin) = self.nearness_origin(here, scales) else {
-            return Default::default();
-        };
-        kept.get_or_insert_with((place_key(origin.place), scales.to_bits()), || {
+    /// Proximity from a request's place where it is kept, from the place's
+    /// second request on (one asked about once may never be again: its
+    /// query writes it instead).
+    fn kept_proximity(&self, origin: NearnessOrigin) -> Option<std::sync::Arc<NearSignal>> {
+        let derived = self.derived();
+        let key = origin.key();
+        if let Some(kept) = derived.proximity.get(&key) {
+            return Some(kept);
+        }
+        let asked_before = !derived.proximity_asked.insert_new(key);
+        asked_before.then(|| self.kept_nearness_from(&derived.proximity, origin))
+    }
+
+    /// Nearness from a request's place (the nearby signal, or proximity
+    /// when the request places the user), kept in `kept` per
+    /// [`Model::nearness_origin`] (the place it rounds to, and the scale).
+    fn kept_nearness_from(&self, kept: &NearSignals, origin: NearnessOrigin) -> std::sync::Arc<NearSignal> {
+        kept.get_or_insert_with(origin.key(), || {
             let mut signal = NearSignal::default();
             self.nearness_from(origin, |i, v| {
                 signal.items.push(i);
@@ -1325,6 +1324,14 @@ impl<K: std::hash::Hash + Eq> Kept<K, ()> {
 struct NearnessOrigin {
     place: (f64, f64),
     scale_km: f32,
+}
+
+impl NearnessOrigin {
+    /// What a nearness signal from here is kept by: the place and the
+    /// scale (which tells apart the scales asked for at one place).
+    fn key(&self) -> ((u64, u64), u32) {
+        (place_key(self.place), self.scale_km.to_bits())
+    }
 }
 
 /// The widest cell a place rounds to for nearness: 2^8 = 256 km (a scale
