@@ -54,6 +54,9 @@ impl EmbeddedStore {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: data_dir.display().to_string() },
             other => backend(format!("opening {}: {other}", path.display())),
         })?;
+        // The directory is this process's now (the database lock above):
+        // a snapshot written aside and never renamed is a crash's leftover.
+        remove_interrupted_model_writes(&models_dir)?;
         let store = Self { db: Arc::new(db), models_dir };
         store.initialise()?;
         Ok(store)
@@ -117,6 +120,20 @@ impl EmbeddedStore {
             .collect();
         self.models_dir.join(format!("{name}.model"))
     }
+}
+
+/// Removes the `*.model.tmp` files [`EmbeddedStore::put_model`] writes
+/// before its rename: one left over was cut short (the snapshot it was
+/// replacing, if any, is intact under its own name).
+fn remove_interrupted_model_writes(models_dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(models_dir)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(".model.tmp")) {
+            tracing::warn!(file = %path.display(), "removing a model snapshot whose write was interrupted");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn next_counter(txn: &redb::WriteTransaction, name: &str) -> Result<u64, StoreError> {

@@ -14,3 +14,21 @@ fn a_second_open_of_the_same_directory_is_refused_with_advice() {
     let err = EmbeddedStore::open(dir.path()).err().expect("second open must fail");
     assert!(err.to_string().contains("in use by another travelrec process"), "{err}");
 }
+
+#[tokio::test]
+async fn a_model_write_cut_short_is_cleared_on_open_and_the_snapshots_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.put_model("arn:solution/kept", vec![1, 2, 3]).await.unwrap();
+    }
+    // What a crash between writing aside and renaming leaves.
+    let leftover = dir.path().join("models").join("arn%3Asolution%2Fhalf.model.tmp");
+    std::fs::write(&leftover, [9u8; 4]).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert!(!leftover.exists(), "the half-written snapshot is removed");
+    assert_eq!(store.get_model("arn:solution/kept").await.unwrap(), Some(vec![1, 2, 3]));
+    let files: Vec<String> =
+        std::fs::read_dir(dir.path().join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}
