@@ -130,7 +130,13 @@ fn remove_interrupted_model_writes(models_dir: &Path) -> Result<(), StoreError> 
         let path = entry?.path();
         if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(".model.tmp")) {
             tracing::warn!(file = %path.display(), "removing a model snapshot whose write was interrupted");
-            std::fs::remove_file(&path)?;
+            std::fs::remove_file(&path).map_err(|e| {
+                backend(format!(
+                    "removing {}, a model snapshot whose write was interrupted: {e}; delete it by hand or give this process write access to {}",
+                    path.display(),
+                    models_dir.display()
+                ))
+            })?;
         }
     }
     Ok(())

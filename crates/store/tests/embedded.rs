@@ -32,3 +32,14 @@ async fn a_model_write_cut_short_is_cleared_on_open_and_the_snapshots_stay() {
         std::fs::read_dir(dir.path().join("models")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
+
+#[test]
+fn a_leftover_that_cannot_be_removed_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EmbeddedStore::open(dir.path()).unwrap());
+    // A directory by that name: remove_file refuses it, even for root.
+    std::fs::create_dir(dir.path().join("models").join("odd.model.tmp")).unwrap();
+    let err = EmbeddedStore::open(dir.path()).err().expect("the open must fail");
+    let message = err.to_string();
+    assert!(message.contains("odd.model.tmp") && message.contains("delete it by hand"), "{message}");
+}
