@@ -1289,17 +1289,23 @@ impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
         self.values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
     }
 
-    fn get_or_insert_with(&self, key: K, find: impl FnOnce() -> V) -> V {
-        if let Some(value) = self.values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
-            return value.clone();
-        }
-        // Found without the lock held: other queries go on meanwhile.
-        let value = find();
+    /// Stores `value` under `key` (emptying the map first when it is
+    /// full); the value it replaced.
+    fn insert(&self, key: K, value: V) -> Option<V> {
         let mut values = self.values.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if values.len() >= self.capacity {
             values.clear();
         }
-        values.insert(key, value.clone());
+        values.insert(key, value)
+    }
+
+    fn get_or_insert_with(&self, key: K, find: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.get(&key) {
+            return value;
+        }
+        // Found without the lock held: other queries go on meanwhile.
+        let value = find();
+        self.insert(key, value.clone());
         value
     }
 }
@@ -1307,14 +1313,7 @@ impl<K: std::hash::Hash + Eq, V: Clone> Kept<K, V> {
 impl<K: std::hash::Hash + Eq> Kept<K, ()> {
     /// Adds `key`; whether it was not there (it may have been emptied out since).
     fn insert_new(&self, key: K) -> bool {
-        if self.get(&key).is_some() {
-            return false;
-        }
-        let mut values = self.values.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if values.len() >= self.capacity {
-            values.clear();
-        }
-        values.insert(key, ()).is_none()
+        self.get(&key).is_none() && self.insert(key, ()).is_none()
     }
 }
 
