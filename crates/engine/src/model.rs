@@ -3,7 +3,7 @@
 use crate::als::AlsModel;
 use crate::context::{Context, TimeProfile};
 use crate::ease::EaseModel;
-use crate::kernels::{exp_nonpositive, gather, minimum, summarise_finite};
+use crate::kernels::{exp_nonpositive, gather, summarise_finite};
 use crate::sparse::ItemLinks;
 use crate::topk::{Softmax, softmax_in_place, top_k};
 use crate::training_data::ItemMeta;
@@ -1237,7 +1237,7 @@ impl Model {
             let everything = runs.iter().map(|run| run.len()).sum::<usize>() == places.items.len();
             squared.clear();
             runs.into_iter().for_each(|run| squared.extend(places.squared_km_over(here, run)));
-            let kth = kth_smallest(&squared, k);
+            let kth = kth_smallest(&mut squared, k);
             if everything || kth <= half_width_km * half_width_km {
                 return kth;
             }
@@ -1483,31 +1483,16 @@ fn decay_by_distance(latitudes: &[f32], longitudes: &[f32], decay: Decay, out: &
     }
 }
 
-/// The `k`-th smallest of the non-NaN `values` (1-based; `k ≤ 30` or so;
-/// `+inf` when there are fewer than `k`):
-/// the smallest `k` so far kept sorted, so most values cost one comparison.
-#[multiversion(targets("x86_64+avx2"))]
-fn kth_smallest(values: &[f32], k: usize) -> f32 {
-    let mut smallest: Vec<f32> = Vec::with_capacity(k + 1);
-    let mut bound = f32::INFINITY;
-    for chunk in values.chunks(32) {
-        // Most blocks hold nothing below the bound: one vectorised minimum says so.
-        if minimum(chunk) >= bound {
-            continue;
-        }
-        for &v in chunk {
-            // NaN fails the comparison, so items without a location never enter.
-            if v < bound {
-                let at = smallest.partition_point(|&s| s <= v);
-                smallest.insert(at, v);
-                smallest.truncate(k);
-                if smallest.len() == k {
-                    bound = smallest[k - 1];
-                }
-            }
-        }
+/// The `k`-th smallest of `values` (1-based; `+inf` when there are fewer
+/// than `k`), found by selection, which reorders them: linear time in any
+/// order. (Keeping the smallest `k` sorted while scanning cost four times
+/// as much: the items come sorted by longitude, so nearer and nearer
+/// values arrive and nearly every one is inserted.)
+fn kth_smallest(values: &mut [f32], k: usize) -> f32 {
+    if k == 0 || values.len() < k {
+        return f32::INFINITY;
     }
-    if smallest.len() == k { smallest[k - 1] } else { f32::INFINITY }
+    *values.select_nth_unstable_by(k - 1, f32::total_cmp).1
 }
 
 /// Per-signal score vectors over the catalogue, reused across queries.
