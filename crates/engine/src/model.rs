@@ -365,11 +365,35 @@ pub(crate) struct Derived {
 /// Nearness signals kept per [`NearnessOrigin::key`].
 type NearSignals = Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>;
 
-/// A nearness signal at the items in reach (the others are 0).
-#[derive(Debug, Default)]
-struct NearSignal {
-    items: Vec<u32>,
-    values: Vec<f32>,
+/// A nearness signal at the items in reach (the others are 0), or at every
+/// item where that takes no more room (half the catalogue or more in reach,
+/// as from a place far from the items, whose scale is wide): that one is
+/// blended with the catalogue-wide signals, a vectorised pass, instead of
+/// item by item (several times faster per item).
+#[derive(Debug)]
+enum NearSignal {
+    Sparse { items: Vec<u32>, values: Vec<f32> },
+    Dense(Vec<f32>),
+}
+
+impl NearSignal {
+    /// Sparse, or dense where that is no bigger, over `n` items.
+    fn new(items: Vec<u32>, values: Vec<f32>, n: usize) -> Self {
+        if items.len() * 2 < n {
+            return Self::Sparse { items, values };
+        }
+        let mut dense = vec![0f32; n];
+        items.iter().zip(&values).for_each(|(&i, &v)| dense[i as usize] = v);
+        Self::Dense(dense)
+    }
+
+    /// `out[i] = value` at each item the signal holds.
+    fn write_into(&self, out: &mut [f32]) {
+        match self {
+            Self::Sparse { items, values } => items.iter().zip(values).for_each(|(&i, &v)| out[i as usize] = v),
+            Self::Dense(values) => out.copy_from_slice(values),
+        }
+    }
 }
 
 /// Bytes of nearby signals kept, and as many of proximity's (at most 8
@@ -610,6 +634,11 @@ impl Model {
                         _ => (weight, features.written(feature)?),
                     })
                 })
+                // Nearness signals kept dense are blended with them.
+                .chain(features.kept.iter().filter_map(|(feature, kept)| match &**kept {
+                    NearSignal::Dense(values) => Some((blend.get(*feature), values.as_slice())),
+                    NearSignal::Sparse { .. } => None,
+                }))
                 .collect();
             blend_sources(&sources, out);
             for feature in Feature::ALL.into_iter().filter(|f| f.sparse() && blend.get(*f) != 0.0) {
@@ -618,7 +647,9 @@ impl Model {
                     items.iter().for_each(|&i| out[i as usize] += weight * values[i as usize]);
                 }
                 for (_, kept) in features.kept.iter().filter(|(kept_feature, _)| *kept_feature == feature) {
-                    kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] += weight * v);
+                    if let NearSignal::Sparse { items, values } = &**kept {
+                        items.iter().zip(values).for_each(|(&i, &v)| out[i as usize] += weight * v);
+                    }
                 }
             }
         })
@@ -1006,8 +1037,7 @@ impl Model {
             } else if let Some(origin) = self.nearness_origin(now, scales) {
                 let kept = self.kept_nearness_from(&self.derived().nearby, origin);
                 if complete {
-                    let out = f.signal(Feature::Nearby);
-                    kept.items.iter().zip(&kept.values).for_each(|(&i, &v)| out[i as usize] = v);
+                    kept.write_into(f.signal(Feature::Nearby));
                 } else {
                     // Blended from where it is kept.
                     f.kept.push((Feature::Nearby, kept));
@@ -1120,12 +1150,12 @@ impl Model {
     /// [`Model::nearness_origin`] (the place it rounds to, and the scale).
     fn kept_nearness_from(&self, kept: &NearSignals, origin: NearnessOrigin) -> std::sync::Arc<NearSignal> {
         kept.get_or_insert_with(origin.key(), || {
-            let mut signal = NearSignal::default();
+            let (mut items, mut values) = (Vec::new(), Vec::new());
             self.nearness_from(origin, |i, v| {
-                signal.items.push(i);
-                signal.values.push(v);
+                items.push(i);
+                values.push(v);
             });
-            std::sync::Arc::new(signal)
+            std::sync::Arc::new(NearSignal::new(items, values, self.items.len()))
         })
     }
 
