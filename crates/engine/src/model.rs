@@ -366,10 +366,12 @@ pub(crate) struct Derived {
 type NearSignals = Kept<((u64, u64), u32), std::sync::Arc<NearSignal>>;
 
 /// A nearness signal at the items in reach (the others are 0), or at every
-/// item where that takes no more room (half the catalogue or more in reach,
-/// as from a place far from the items, whose scale is wide): that one is
-/// blended with the catalogue-wide signals, a vectorised pass, instead of
-/// item by item (several times faster per item).
+/// item when the box around its reach holds half the catalogue or more (from
+/// a place far from the items, whose scale is wide): that one takes no more
+/// room than the box's items would (and no more than the 8 bytes per
+/// located item [`nearby_places`] counts), and is blended with the
+/// catalogue-wide signals, a vectorised pass, instead of item by item
+/// (several times faster per item).
 #[derive(Debug)]
 enum NearSignal {
     Sparse { items: Vec<u32>, values: Vec<f32> },
@@ -377,16 +379,6 @@ enum NearSignal {
 }
 
 impl NearSignal {
-    /// Sparse, or dense where that is no bigger, over `n` items.
-    fn new(items: Vec<u32>, values: Vec<f32>, n: usize) -> Self {
-        if items.len() * 2 < n {
-            return Self::Sparse { items, values };
-        }
-        let mut dense = vec![0f32; n];
-        items.iter().zip(&values).for_each(|(&i, &v)| dense[i as usize] = v);
-        Self::Dense(dense)
-    }
-
     /// `out[i] = value` at each item the signal holds.
     fn write_into(&self, out: &mut [f32]) {
         match self {
@@ -1150,12 +1142,24 @@ impl Model {
     /// [`Model::nearness_origin`] (the place it rounds to, and the scale).
     fn kept_nearness_from(&self, kept: &NearSignals, origin: NearnessOrigin) -> std::sync::Arc<NearSignal> {
         kept.get_or_insert_with(origin.key(), || {
-            let (mut items, mut values) = (Vec::new(), Vec::new());
-            self.nearness_from(origin, |i, v| {
-                items.push(i);
-                values.push(v);
-            });
-            std::sync::Arc::new(NearSignal::new(items, values, self.items.len()))
+            let n = self.items.len();
+            // Dense when the box around the reach holds half the catalogue:
+            // written in place, with no item list to build first.
+            let in_box: usize =
+                self.derived().places.near(origin.place, NEARNESS_REACH * origin.scale_km).iter().map(|run| run.len()).sum();
+            let signal = if in_box * 2 >= n {
+                let mut dense = vec![0f32; n];
+                self.nearness_from(origin, |i, v| dense[i as usize] = v);
+                NearSignal::Dense(dense)
+            } else {
+                let (mut items, mut values) = (Vec::with_capacity(in_box), Vec::with_capacity(in_box));
+                self.nearness_from(origin, |i, v| {
+                    items.push(i);
+                    values.push(v);
+                });
+                NearSignal::Sparse { items, values }
+            };
+            std::sync::Arc::new(signal)
         })
     }
 
