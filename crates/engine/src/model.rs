@@ -1543,7 +1543,8 @@ pub struct FeatureBuffers {
     clean: [bool; FEATURES],
     /// This query's nearness signals (nearby, or proximity from the
     /// request's place) where they are kept, when they were not written in
-    /// their buffers: blended at their items like sparse signals.
+    /// their buffers: blended at their items like sparse signals, or, kept
+    /// dense, with the catalogue-wide signals.
     kept: Vec<(Feature, std::sync::Arc<NearSignal>)>,
 }
 
