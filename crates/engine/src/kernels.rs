@@ -120,15 +120,10 @@ pub fn dot_bf16(a: &[f32], b: &[u16]) -> f32 {
 /// eight lanes: a scan can then skip a whole block that holds nothing above a bound.
 #[inline(always)]
 pub fn maximum(values: &[f32]) -> f32 {
-    extreme(values, f32::NEG_INFINITY, |v, best| v > best)
-}
-
-/// The value `better` than every other (NaN never is), from `start`, in eight lanes.
-#[inline(always)]
-fn extreme(values: &[f32], start: f32, better: impl Fn(f32, f32) -> bool) -> f32 {
-    let pick = |best: f32, v: f32| if better(v, best) { v } else { best };
-    let lanes = fold_lanes(values, start, pick);
-    values.chunks_exact(8).remainder().iter().chain(&lanes).fold(start, |best, &v| pick(best, v))
+    // NaN is never greater, so it is never picked.
+    let pick = |best: f32, v: f32| if v > best { v } else { best };
+    let lanes = fold_lanes(values, f32::NEG_INFINITY, pick);
+    values.chunks_exact(8).remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |best, &v| pick(best, v))
 }
 
 /// Count, mean, standard deviation (population) and largest value of some

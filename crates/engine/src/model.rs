@@ -1143,17 +1143,17 @@ impl Model {
     fn kept_nearness_from(&self, kept: &NearSignals, origin: NearnessOrigin) -> std::sync::Arc<NearSignal> {
         kept.get_or_insert_with(origin.key(), || {
             let n = self.items.len();
+            let runs = self.runs_in_reach(origin);
             // Dense when the box around the reach holds half the catalogue:
             // written in place, with no item list to build first.
-            let in_box: usize =
-                self.derived().places.near(origin.place, NEARNESS_REACH * origin.scale_km).iter().map(|run| run.len()).sum();
+            let in_box: usize = runs.iter().map(|run| run.len()).sum();
             let signal = if in_box * 2 >= n {
                 let mut dense = vec![0f32; n];
-                self.nearness_from(origin, |i, v| dense[i as usize] = v);
+                self.nearness_over(origin, runs, |i, v| dense[i as usize] = v);
                 NearSignal::Dense(dense)
             } else {
                 let (mut items, mut values) = (Vec::with_capacity(in_box), Vec::with_capacity(in_box));
-                self.nearness_from(origin, |i, v| {
+                self.nearness_over(origin, runs, |i, v| {
                     items.push(i);
                     values.push(v);
                 });
@@ -1234,7 +1234,18 @@ impl Model {
 
     /// `write(i, exp(-distance(origin, item i) / scale))` for each located
     /// item within [`NEARNESS_REACH`] scales of the origin (see [`Model::nearness`]).
-    fn nearness_from(&self, origin: NearnessOrigin, mut write: impl FnMut(u32, f32)) {
+    fn nearness_from(&self, origin: NearnessOrigin, write: impl FnMut(u32, f32)) {
+        self.nearness_over(origin, self.runs_in_reach(origin), write);
+    }
+
+    /// The [`PlaceGrid`] runs that hold every item within [`NEARNESS_REACH`]
+    /// scales of the origin (the box around that reach).
+    fn runs_in_reach(&self, origin: NearnessOrigin) -> Vec<std::ops::Range<usize>> {
+        self.derived().places.near(origin.place, NEARNESS_REACH * origin.scale_km)
+    }
+
+    /// [`Model::nearness_from`] over `runs`, the origin's [`Model::runs_in_reach`].
+    fn nearness_over(&self, origin: NearnessOrigin, runs: Vec<std::ops::Range<usize>>, mut write: impl FnMut(u32, f32)) {
         let places = &self.derived().places;
         let (here, scale) = (origin.place, origin.scale_km);
         let (inverse, reach_km) = (1.0 / scale, NEARNESS_REACH * scale);
@@ -1242,7 +1253,7 @@ impl Model {
         let mut nearness = Vec::new();
         let (here_lat, here_lon) = (here.0.to_radians() as f32, here.1.to_radians() as f32);
         let decay = Decay { here_lat, here_lon, cos_here: here_lat.cos(), inverse, reach_squared };
-        for run in places.near(here, reach_km) {
+        for run in runs {
             // Every item of the run in one branch-free pass (-1 marks those
             // beyond reach), then written to the items.
             nearness.resize(run.len(), 0.0);
