@@ -122,13 +122,17 @@ impl EmbeddedStore {
     }
 }
 
+/// The extension of a model snapshot written aside, before its rename
+/// (see [`EmbeddedStore::put_model`]).
+const MODEL_WRITE_EXTENSION: &str = "model.tmp";
+
 /// Removes the `*.model.tmp` files [`EmbeddedStore::put_model`] writes
 /// before its rename: one left over was cut short (the snapshot it was
 /// replacing, if any, is intact under its own name).
 fn remove_interrupted_model_writes(models_dir: &Path) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(models_dir)? {
         let path = entry?.path();
-        if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(".model.tmp")) {
+        if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with(&format!(".{MODEL_WRITE_EXTENSION}"))) {
             tracing::warn!(file = %path.display(), "removing a model snapshot whose write was interrupted");
             std::fs::remove_file(&path).map_err(|e| {
                 backend(format!(
@@ -436,7 +440,7 @@ impl Store for EmbeddedStore {
         let dir = self.models_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             // Write aside, sync, then rename: a crash leaves the old snapshot or the new one, never half of one.
-            let tmp = path.with_extension("model.tmp");
+            let tmp = path.with_extension(MODEL_WRITE_EXTENSION);
             {
                 use std::io::Write;
                 let mut file = std::fs::File::create(&tmp)?;
