@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Open connections of the maximum-throughput run.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Skip the approximations' comparison with the exact model (which
+    /// trains a second model: half the run at 10,000 items).
+    #[arg(long)]
+    no_approximation: bool,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -481,7 +485,7 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         realtime_bytes_per_user: realtime.bytes as f64 / realtime.users.max(1) as f64,
     };
     let http = if args.http_seconds > 0 { measure_http(&d, items, args).await? } else { None };
-    let approximation = measure_approximation(&d, items, count).await?;
+    let approximation = if args.no_approximation { Vec::new() } else { measure_approximation(&d, items, count).await? };
     d.service.shutdown().await;
     Ok((rows, approximation, http, memory))
 }
