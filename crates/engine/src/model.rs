@@ -1033,7 +1033,11 @@ impl Model {
             if let (true, Some(kept)) = (as_proximity, kept_proximity) {
                 f.kept.push((Feature::Nearby, kept));
             } else if as_proximity {
-                f.copy_signal(Feature::Proximity, Feature::Nearby);
+                // A query keeps what proximity counted (above), so here
+                // it counted nothing: no item is located.
+                if complete {
+                    f.copy_signal(Feature::Proximity, Feature::Nearby);
+                }
             } else if let Some(origin) = self.nearness_origin(now, scales) {
                 let kept = self.kept_nearness_from(&self.derived().nearby, origin);
                 if complete {
@@ -1155,10 +1159,9 @@ impl Model {
         let n = self.items.len();
         let runs = self.runs_in_reach(origin);
         let in_box: usize = runs.iter().map(|run| run.len()).sum();
-
-        // Written without a branch per item: about half the items of a
-        // box's runs are out of reach (the runs span their strip's whole
-        // band of latitude), in no order a branch predictor could learn.
+        // Written without a branch per item: a share of a box's items are
+        // out of reach (its corners, and the rest of each strip's band of
+        // latitude), in no order a branch predictor could learn.
         if in_box * 2 >= n {
             let mut dense = vec![0f32; n];
             self.nearness_over(origin, runs, |items, nearness| {
@@ -1645,24 +1648,18 @@ impl FeatureBuffers {
         (self.written[f] && self.clean[f]).then(|| (self.values[f].as_slice(), self.touched[f].as_slice()))
     }
 
-    /// `to` becomes a copy of `from` (written earlier in this query, or
-    /// zeroed): at `from`'s items only when it was written sparsely.
+    /// `to` becomes a copy of `from`, written earlier in this query (or
+    /// zeroed) in its buffer: a query's nearness signals are kept apart
+    /// ([`FeatureBuffers::kept`]) and shared, not copied.
     fn copy_signal(&mut self, from: Feature, to: Feature) {
         debug_assert!(self.written[from as usize], "{from:?} is not written in this query");
+        debug_assert!(self.sparse_written(from).is_none(), "{from:?} is written sparsely");
         assert!((from as usize) < (to as usize), "a signal is copied to a later one");
-        if self.sparse_written(from).is_some() {
-            let items = std::mem::take(&mut self.touched[from as usize]);
-            self.sparse_signal(to).1.extend_from_slice(&items);
-            let (before, after) = self.values.split_at_mut(to as usize);
-            items.iter().for_each(|&i| after[0][i as usize] = before[from as usize][i as usize]);
-            self.touched[from as usize] = items;
-        } else {
-            let (from, to) = (from as usize, to as usize);
-            let (before, after) = self.values.split_at_mut(to);
-            after[0].copy_from_slice(&before[from]);
-            self.written[to] = true;
-            self.clean[to] = false;
-        }
+        let (from, to) = (from as usize, to as usize);
+        let (before, after) = self.values.split_at_mut(to);
+        after[0].copy_from_slice(&before[from]);
+        self.written[to] = true;
+        self.clean[to] = false;
     }
 
     /// The signal's values in this query, `None` when nothing wrote them (all zero).
