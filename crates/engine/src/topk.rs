@@ -11,34 +11,54 @@ const BLOCK: usize = 32;
 /// index so results are deterministic. Items whose score is `-inf` (excluded)
 /// are never returned.
 ///
-/// A vectorised pass for each block's best score, then the scores of the
-/// blocks that can hold a top-k score are gathered and the best `k` of them
-/// selected (linear time; a heap of k pays a logarithm per push and pop).
+/// A vectorised pass for each block's best score; the k-th best block maximum
+/// is a first floor (each of those k blocks holds a score that high). The
+/// blocks above it are then read best block first, and once twice `k` scores
+/// are kept the floor rises to the k-th best of them, so reading stops at the
+/// first block whose best is below it. Top scores that sit together (the
+/// attractions near the traveller, neighbours in the catalogue's order) are
+/// then read from a few blocks, not from every block that holds one good
+/// score. The best `k` kept are selected in linear time (a heap of k pays a
+/// logarithm per push and pop).
 #[multiversion(targets("x86_64+avx2"))]
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     if k == 0 {
         return Vec::new();
     }
-    // The k-th best block maximum is a floor for the k-th best score (each
-    // of those k blocks holds a score that high): blocks and items below it
-    // are never looked at.
     let maxima: Vec<f32> = scores.chunks(BLOCK).map(maximum).collect();
-    let floor = if maxima.len() > k {
+    let mut floor = if maxima.len() > k {
         let mut ordered = maxima.clone();
         *ordered.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
     } else {
         f32::NEG_INFINITY
     };
-    let mut kept: Vec<Kept> = Vec::with_capacity(4 * k);
-    for (block, chunk) in scores.chunks(BLOCK).enumerate() {
-        if maxima[block] < floor || maxima[block] == f32::NEG_INFINITY {
-            continue;
+    // Best block first (a plain integer sort): the block's best in descending
+    // total order, then its number.
+    let mut blocks: Vec<u64> = maxima
+        .iter()
+        .enumerate()
+        .filter(|&(_, &best)| best >= floor && best > f32::NEG_INFINITY)
+        .map(|(block, &best)| (u64::from(!ascending_bits(best)) << 32) | block as u64)
+        .collect();
+    blocks.sort_unstable();
+    let mut kept: Vec<Kept> = Vec::with_capacity(2 * k + BLOCK);
+    for key in blocks {
+        let block = (key & u64::from(u32::MAX)) as usize;
+        // A block whose best equals the floor may still hold a tie at a lower index.
+        if maxima[block] < floor {
+            break;
         }
-        for (offset, &score) in chunk.iter().enumerate() {
+        let start = block * BLOCK;
+        for (offset, &score) in scores[start..(start + BLOCK).min(scores.len())].iter().enumerate() {
             // NaN fails both tests and is never kept.
             if score >= floor && score > f32::NEG_INFINITY {
-                kept.push(Kept { score, index: (block * BLOCK + offset) as u32 });
+                kept.push(Kept { score, index: (start + offset) as u32 });
             }
+        }
+        if kept.len() >= 2 * k {
+            kept.select_nth_unstable(k - 1);
+            kept.truncate(k);
+            floor = kept[k - 1].score;
         }
     }
     // Best first: a higher score, or the same score at a lower index.
@@ -48,6 +68,12 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
     }
     kept.sort_unstable();
     kept.into_iter().map(|k| k.index).collect()
+}
+
+/// The bits of `value` as an integer that orders as `f32::total_cmp` does.
+fn ascending_bits(value: f32) -> u32 {
+    let bits = value.to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | 1 << 31 }
 }
 
 /// A kept candidate, ordered best first: a higher score, or the same score
@@ -159,6 +185,24 @@ mod tests {
         #[test]
         fn top_k_matches_a_full_sort(scores in proptest::collection::vec(-1000.0f32..1000.0, 0..300), k in 0usize..50) {
             let mut all: Vec<u32> = (0..scores.len() as u32).collect();
+            all.sort_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b)));
+            all.truncate(k);
+            prop_assert_eq!(top_k(&scores, k), all);
+        }
+
+        #[test]
+        fn top_k_matches_a_full_sort_when_the_best_sit_together(
+            base in proptest::collection::vec(prop_oneof![Just(f32::NEG_INFINITY), (0u8..4).prop_map(f32::from)], 100..1500),
+            start in 0usize..1500,
+            width in 1usize..200,
+            k in 1usize..60,
+        ) {
+            // A run of high, often tied scores: the attractions near a traveller.
+            let mut scores = base;
+            let start = start.min(scores.len() - 1);
+            let end = (start + width).min(scores.len());
+            scores[start..end].iter_mut().enumerate().for_each(|(i, s)| *s = 10.0 + (i % 7) as f32);
+            let mut all: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect();
             all.sort_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b)));
             all.truncate(k);
             prop_assert_eq!(top_k(&scores, k), all);
