@@ -231,26 +231,36 @@ fn describe_blends(model: &Model, users: &[String], context: &Context) {
     }
 }
 
-/// A named service call, built from a request index (which user) and the
-/// scenario's call number (how far a traveller has walked).
+/// A named service call, built from a user index (which user; the same
+/// indices for every scenario) and the round (how far a traveller has walked).
 type Scenario<'a> = (&'a str, Box<dyn Fn(usize, usize) -> RecommendationRequest + 'a>);
 
 /// Times every scenario's service call, taking turns request by request, so
 /// that whatever else the machine does in the meantime falls on all of them
-/// alike and their ratios to the first stay fair. Each call gets a request
-/// index of its own (scenarios take turns over the users too): a user's data
+/// alike and their ratios to the first stay fair.
+///
+/// Every scenario asks the same users, as many times each: the timed calls
+/// cycle over `min(users, count)` user indices (whole cycles when `count` is
+/// a multiple of that), each scenario from its own offset in the cycle, so
+/// that within a round the scenarios ask different users and a user's data
 /// is never in cache because the previous scenario just asked for them.
+/// (An index per call would give each scenario its own share of the users,
+/// and its ratio would then also hold how their histories differ.)
 async fn time_service_scenarios(d: &Deployed, count: usize, scenarios: &[Scenario<'_>]) -> Result<Vec<Histogram<u64>>> {
     announce(&format!("{} service scenarios, in turn", scenarios.len()), count);
+    const WARM_UP: usize = 50;
+    let cycle = d.users.len().min(count).max(1);
+    let offset = (cycle / scenarios.len()).max(1);
     let mut histograms: Vec<Histogram<u64>> = scenarios.iter().map(|_| histogram()).collect();
-    for i in 0..count + 50 {
+    for i in 0..count + WARM_UP {
         for (j, ((_, request), h)) in scenarios.iter().zip(&mut histograms).enumerate() {
-            let request = request(i * scenarios.len() + j, i);
+            // The timed rounds (from WARM_UP on) start the cycle.
+            let request = request((i + cycle - WARM_UP % cycle + j * offset) % cycle, i);
             let started = Instant::now();
             let result = d.service.get_recommendations(&request).await?;
             let elapsed = started.elapsed().as_nanos().max(1) as u64;
             std::hint::black_box(result);
-            if i >= 50 {
+            if i >= WARM_UP {
                 h.record(elapsed)?;
             }
         }
@@ -432,9 +442,10 @@ async fn measure_size(items: u32, args: &ServeArgs) -> Result<(Vec<Row>, Vec<App
         ),
         (
             "service: + context, LOCATION anywhere in city",
-            Box::new(|i, _| {
+            Box::new(|i, call| {
                 let mut context = context_map.clone();
-                let (latitude, longitude) = scattered_in_city(latitude, longitude, i);
+                // Somewhere new on every call (user indices repeat, rounds do not).
+                let (latitude, longitude) = scattered_in_city(latitude, longitude, call);
                 context.insert("LOCATION".into(), format!("{latitude:.6},{longitude:.6}"));
                 RecommendationRequest { context, ..base(user(i)) }
             }),
