@@ -142,6 +142,10 @@ pub enum Feature {
     Taste,
 }
 
+/// Profile weights below this share of the user's largest are dropped: under
+/// f32's precision for any score they would add to.
+const NEGLIGIBLE_PROFILE_WEIGHT: f32 = 1e-6;
+
 /// A request this far from the user's last located item means they have
 /// moved on (another city, another trip): proximity then counts from the request.
 pub(crate) const MOVED_ON_KM: f64 = 30.0;
@@ -904,7 +908,14 @@ impl Model {
         let mut seen: Vec<u32> = entries.iter().map(|e| e.0).collect();
         seen.sort_unstable();
         seen.dedup();
-        let weighted = crate::recipe::item_weights(entries);
+        let mut weighted = crate::recipe::item_weights(entries);
+        // Items whose events have all decayed to nothing (a history of years
+        // under a half-life of weeks) move no score, but multiplied into the
+        // scores their weights fall below f32's normal range, and subnormal
+        // arithmetic costs a CPU up to a hundred times a normal one: such a
+        // user took 15 times as long as others to score.
+        let largest = weighted.iter().fold(0f32, |m, &(_, w)| m.max(w.abs()));
+        weighted.retain(|&(_, w)| w.abs() >= largest * NEGLIGIBLE_PROFILE_WEIGHT);
 
         // Newest distinct items by time (ties: later in the list is newer).
         let mut by_time: Vec<(usize, &HistoryEvent)> = events.iter().copied().enumerate().collect();
@@ -2160,6 +2171,42 @@ mod tests {
                 assert_eq!(from_mask.iter().filter(|r| r.1.is_some()).count(), 3, "{from_mask:?}");
             }
         }
+    }
+
+    #[test]
+    fn items_whose_events_decayed_to_nothing_leave_the_profile_and_no_score_changes() {
+        let mut b = TrainingDataBuilder::new();
+        for u in 0..6 {
+            for (k, item) in ["a", "b", "c", "d"].iter().enumerate() {
+                if (u + k) % 3 != 0 {
+                    b.add_interaction(&format!("u{u}"), item, k as i64, "view", None);
+                }
+            }
+        }
+        let data = b.build();
+        let hp = crate::Hyperparameters { recency_half_life_days: 14.0, ..crate::Hyperparameters::default() };
+        let model = train(&data, crate::Recipe::UserPersonalization, &hp, &crate::no_progress).unwrap();
+        let index = |id: &str| model.item_index(id).unwrap();
+        let day = 86_400;
+        // "a" five years before the rest: 0.5^130 of a fresh event's weight,
+        // under f32's normal range once multiplied into a score.
+        let old = HistoryEvent::new(index("a"), 0, 0);
+        let recent = [HistoryEvent::new(index("b"), 0, 5 * 365 * day), HistoryEvent::new(index("c"), 0, 5 * 365 * day + 60)];
+        let with_old: Vec<HistoryEvent> = std::iter::once(old).chain(recent).collect();
+        let profile = model.profile(&with_old, &[]);
+        assert!(profile.weighted.iter().all(|&(item, _)| item != index("a")), "{:?}", profile.weighted);
+        assert!(profile.weighted.iter().all(|&(_, w)| w.abs() >= f32::MIN_POSITIVE), "{:?}", profile.weighted);
+        assert!(profile.seen.contains(&index("a")), "still seen: a filter or a repeat check needs it");
+        // The scores are those of the history without it, to the bit.
+        let mut with_scores = vec![0f32; model.items.len()];
+        let mut without_scores = vec![0f32; model.items.len()];
+        model.score_profile(&profile, &Context::default(), &model.blend, &mut with_scores);
+        let without = model.profile(&recent, &[]);
+        model.score_profile(&without, &Context::default(), &model.blend, &mut without_scores);
+        let seen_apart = |scores: &[f32]| {
+            scores.iter().enumerate().filter(|&(i, _)| i != index("a") as usize).map(|(_, s)| s.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(seen_apart(&with_scores), seen_apart(&without_scores));
     }
 
     #[test]
