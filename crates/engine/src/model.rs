@@ -426,7 +426,8 @@ thread_local! {
 /// A user as the model sees them at query time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
-    /// Per item: event-type weight × recency decay, summed and log-damped.
+    /// Per item: event-type weight × recency decay, summed and log-damped
+    /// (items under a millionth of the largest left out: they move no score).
     pub weighted: Vec<(u32, f32)>,
     /// The newest distinct items, newest first, with a position decay.
     pub last: Vec<(u32, f32)>,
