@@ -17,13 +17,6 @@ use std::sync::Arc;
 use travelrec_service::{Service, ServiceConfig};
 use travelrec_store::{ArnBuilder, EmbeddedStore, ImportMode, PostgresStore, Store};
 
-/// glibc's allocator took a third of a getRecommendations call at 1,000
-/// items: each query's catalogue-sized vectors make it consolidate its free
-/// lists, so the small allocations after them (the answer's item ids) take
-/// its slow path every time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "travelrec", version, about = "Self-hosted, near real-time recommendations for travel attractions")]
 struct Cli {
