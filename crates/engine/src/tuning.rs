@@ -489,13 +489,23 @@ pub fn tune(
 
 /// Metrics of a model trained on `split.train` over `split.test`.
 pub fn evaluate_model(model: &Model, split: &crate::split::Split) -> MetricSet {
+    let mut accumulator = MetricAccumulator::new(model.items.len());
+    for (ranked, (_, relevant)) in rank_test_users(model, split).iter().zip(&split.test) {
+        accumulator.add(ranked, relevant);
+    }
+    accumulator.finish()
+}
+
+/// Each test user's top 25 (known items only) from a model trained on
+/// `split.train`, in the order of `split.test`.
+pub fn rank_test_users(model: &Model, split: &crate::split::Split) -> Vec<Vec<u32>> {
     let exclude_seen = split.holdout.excludes_seen();
-    let results: Vec<(Vec<u32>, &HashSet<u32>)> = split
+    split
         .test
         .par_iter()
         .zip(split.contexts.par_iter())
         .zip(split.recent.par_iter())
-        .map(|(((user, relevant), context), recent)| {
+        .map(|(((user, _), context), recent)| {
             let query = crate::model::Query {
                 history: model.histories.get_index(*user),
                 recent,
@@ -508,14 +518,9 @@ pub fn evaluate_model(model: &Model, split: &crate::split::Split) -> MetricSet {
                 crate::model::Candidate::Known(item) => Some(item),
                 crate::model::Candidate::Extra(_) => None,
             });
-            (items.collect(), relevant)
+            items.collect()
         })
-        .collect();
-    let mut accumulator = MetricAccumulator::new(model.items.len());
-    for (ranked, relevant) in results {
-        accumulator.add(&ranked, relevant);
-    }
-    accumulator.finish()
+        .collect()
 }
 
 /// Offline metrics of `recipe` on `data`, as the managed service computes

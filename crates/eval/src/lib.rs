@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use travelrec_engine::metrics::{MetricAccumulator, MetricSet};
 use travelrec_engine::split::{Holdout, Split, split};
-use travelrec_engine::tuning::evaluate_model;
+use travelrec_engine::tuning::{evaluate_model, rank_test_users};
 use travelrec_engine::{
     Blend, CollaborativeKind, Feature, Hyperparameters, Recipe, TrainingData, distance_km, top_k, train_fixed, train_with,
 };
@@ -110,6 +110,57 @@ pub struct Report {
     pub interactions: usize,
     pub seeds: Vec<u64>,
     pub results: Vec<MethodResult>,
+    /// travelrec with context against the same recipe without it, user by
+    /// user; absent where the protocol has no context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_gain: Option<ContextGain>,
+}
+
+/// NDCG@10 of travelrec with context against the same recipe without it,
+/// compared user by user (the same test users, the same held-out items) over
+/// every seed's test users: the mean difference and its standard error, so
+/// that a gain can be told from the noise of a few hundred users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextGain {
+    pub users: usize,
+    pub with_context: f64,
+    pub without_context: f64,
+    /// Mean of the per-user differences (with − without).
+    pub difference: f64,
+    /// Standard error of that mean: the differences' sample standard deviation over √users.
+    pub standard_error: f64,
+    /// Users ranked better, and worse, with context.
+    pub better: usize,
+    pub worse: usize,
+}
+
+impl ContextGain {
+    /// From each user's NDCG@10 with and without context (the same users in
+    /// the same order); `None` for fewer than two users.
+    pub fn paired(with: &[f64], without: &[f64]) -> Option<Self> {
+        let users = with.len();
+        if users < 2 || users != without.len() {
+            return None;
+        }
+        let differences: Vec<f64> = with.iter().zip(without).map(|(a, b)| a - b).collect();
+        let mean = |values: &[f64]| values.iter().sum::<f64>() / users as f64;
+        let difference = mean(&differences);
+        let variance = differences.iter().map(|d| (d - difference).powi(2)).sum::<f64>() / (users - 1) as f64;
+        Some(Self {
+            users,
+            with_context: mean(with),
+            without_context: mean(without),
+            difference,
+            standard_error: (variance / users as f64).sqrt(),
+            better: differences.iter().filter(|&&d| d > 1e-12).count(),
+            worse: differences.iter().filter(|&&d| d < -1e-12).count(),
+        })
+    }
+
+    /// The difference in standard errors: beyond about ±2, unlikely to be noise.
+    pub fn z(&self) -> f64 {
+        if self.standard_error > 0.0 { self.difference / self.standard_error } else { 0.0 }
+    }
 }
 
 /// The methods compared on every split, in table order.
@@ -131,6 +182,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         return trajectory::evaluate(dataset, config, log);
     }
     let mut sums: BTreeMap<&str, (Vec<MetricSet>, f64, Option<String>)> = BTreeMap::new();
+    let mut ndcg_by_user: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut seeds_run = Vec::new();
     for &seed in &config.seeds {
         let world = match dataset.for_seed(seed) {
@@ -161,10 +213,13 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             let seconds = started.elapsed().as_secs_f64();
             let entry = sums.entry(method).or_insert_with(|| (Vec::new(), 0.0, None));
             match outcome {
-                Ok(metrics) => {
+                Ok(Evaluated { metrics, ndcg_at_10_by_user }) => {
                     log(&format!("  {method:14} NDCG@10 {:.4}  P@10 {:.4}  ({seconds:.1}s)", metrics.ndcg(10), metrics.precision(10)));
                     entry.0.push(metrics);
                     entry.1 += seconds;
+                    if let Some(by_user) = ndcg_at_10_by_user {
+                        ndcg_by_user.entry(method).or_default().extend(by_user);
+                    }
                 }
                 Err(note) => {
                     log(&format!("  {method:14} unavailable: {note}"));
@@ -192,6 +247,11 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         })
         .collect();
+    // A seed where only one of the two ran would pair the wrong users: then none.
+    let context_gain = match (ndcg_by_user.get("travelrec"), ndcg_by_user.get("travelrec-no-context")) {
+        (Some(with), Some(without)) => ContextGain::paired(with, without),
+        _ => None,
+    };
     // The counts are the loaded data set's (for generated data, the first world's).
     let data = &dataset.data;
     Report {
@@ -202,7 +262,36 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         interactions: data.events.len(),
         seeds: seeds_run,
         results,
+        context_gain,
     }
+}
+
+/// One method's result on one split.
+struct Evaluated {
+    metrics: MetricSet,
+    /// NDCG@10 of each test user with held-out items, in the split's order:
+    /// kept for travelrec with and without context, to compare them user by user.
+    ndcg_at_10_by_user: Option<Vec<f64>>,
+}
+
+impl From<MetricSet> for Evaluated {
+    fn from(metrics: MetricSet) -> Self {
+        Self { metrics, ndcg_at_10_by_user: None }
+    }
+}
+
+/// The metrics of a trained model on the split, and each user's NDCG@10.
+fn evaluate_by_user(model: &travelrec_engine::Model, split: &Split) -> Evaluated {
+    let mut accumulator = MetricAccumulator::new(model.items.len());
+    let mut by_user = Vec::new();
+    for (ranked, (_, relevant)) in rank_test_users(model, split).iter().zip(&split.test) {
+        // Users with nothing held out count in no metric.
+        if !relevant.is_empty() {
+            accumulator.add(ranked, relevant);
+            by_user.push(travelrec_engine::metrics::ndcg(ranked, relevant, 10));
+        }
+    }
+    Evaluated { metrics: accumulator.finish(), ndcg_at_10_by_user: Some(by_user) }
 }
 
 fn hyperparameters(config: &EvalConfig, seed: u64) -> Hyperparameters {
@@ -213,7 +302,7 @@ fn only_collaborative() -> Blend {
     Blend::zero().with(Feature::Collaborative, 1.0)
 }
 
-fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: &dyn Fn(&str)) -> Result<MetricSet, String> {
+fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: &dyn Fn(&str)) -> Result<Evaluated, String> {
     let train = &split.train;
     let quiet = &travelrec_engine::no_progress;
     let error = |e: travelrec_engine::RecipeError| e.to_string();
@@ -222,7 +311,7 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
             let hp = Hyperparameters { perform_hpo: method == "travelrec-hpo", ..hyperparameters(config, seed) };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
             log_tuning(method, &model, log);
-            Ok(evaluate_model(&model, split))
+            Ok(evaluate_by_user(&model, split))
         }
         "ease" => {
             // Plain EASE: every interaction counts the same, whenever it happened.
@@ -233,12 +322,12 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
                 ..hyperparameters(config, seed)
             };
             let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
-            Ok(evaluate_model(&model, split))
+            Ok(evaluate_model(&model, split).into())
         }
         "item-knn" => {
             let hp = Hyperparameters { collaborative: CollaborativeKind::ItemKnn, ..hyperparameters(config, seed) };
             let model = train_fixed(train, Recipe::UserPersonalization, &hp, only_collaborative(), quiet).map_err(error)?;
-            Ok(evaluate_model(&model, split))
+            Ok(evaluate_model(&model, split).into())
         }
         "travelrec-no-context" => {
             // The same recipe with every context signal switched off (and its blend learned without them).
@@ -252,17 +341,17 @@ fn run_method(method: &str, split: &Split, config: &EvalConfig, seed: u64, log: 
             };
             let model = train_with(train, Recipe::UserPersonalization, &hp, config.protocol.validation(), quiet).map_err(error)?;
             log_tuning(method, &model, log);
-            Ok(evaluate_model(&model, split))
+            Ok(evaluate_by_user(&model, split))
         }
-        "popular-nearby" => Ok(popular_nearby(split)),
+        "popular-nearby" => Ok(popular_nearby(split).into()),
         "popularity" => {
             let model = train_with(train, Recipe::PopularityCount, &hyperparameters(config, seed), config.protocol.validation(), quiet)
                 .map_err(error)?;
-            Ok(evaluate_model(&model, split))
+            Ok(evaluate_model(&model, split).into())
         }
-        "markov" => Ok(markov(split)),
+        "markov" => Ok(markov(split).into()),
         "implicit-als" | "implicit-bpr" => match &config.implicit {
-            Some(baseline) => baseline.evaluate(method.trim_start_matches("implicit-"), split, seed),
+            Some(baseline) => baseline.evaluate(method.trim_start_matches("implicit-"), split, seed).map(Evaluated::from),
             None => Err("disabled (--no-implicit)".into()),
         },
         other => Err(format!("unknown method {other}")),
@@ -404,6 +493,42 @@ impl Report {
             }
             out.push_str(&format!("{:>9.2}\n", r.train_seconds));
         }
+        if let Some(gain) = &self.context_gain {
+            out.push_str(&format!(
+                "context, user by user ({} users): NDCG@10 {:+.4} ± {:.4} (1 SE, z {:+.1}), {:+.1} % over travelrec-no-context; better for {}, worse for {}\n",
+                gain.users,
+                gain.difference,
+                gain.standard_error,
+                gain.z(),
+                100.0 * gain.difference / gain.without_context.max(1e-12),
+                gain.better,
+                gain.worse
+            ));
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_gain_pairs_users_and_gives_the_standard_error_of_the_mean_difference() {
+        // Differences 0.5, 0, -0.5: mean 0, sample variance 0.25, SE √(0.25 / 3).
+        let level = ContextGain::paired(&[1.0, 0.5, 0.0], &[0.5, 0.5, 0.5]).unwrap();
+        assert_eq!((level.users, level.better, level.worse), (3, 1, 1));
+        assert!(level.difference.abs() < 1e-12 && level.z().abs() < 1e-9);
+        assert!((level.standard_error - (0.25f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((level.with_context - 0.5).abs() < 1e-12 && (level.without_context - 0.5).abs() < 1e-12);
+        // Differences 0.2, 0.4, 0.3, 0.3: mean 0.3, sample variance 0.02 / 3.
+        let gain = ContextGain::paired(&[0.6, 0.8, 0.5, 0.4], &[0.4, 0.4, 0.2, 0.1]).unwrap();
+        assert!((gain.difference - 0.3).abs() < 1e-12);
+        assert!((gain.standard_error - (0.02f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
+        assert!((gain.z() - 0.3 / (0.02f64 / 12.0).sqrt()).abs() < 1e-9);
+        assert_eq!((gain.better, gain.worse), (4, 0));
+        // Unpaired or too few users: nothing to say.
+        assert_eq!(ContextGain::paired(&[1.0, 0.5], &[0.5]), None);
+        assert_eq!(ContextGain::paired(&[1.0], &[0.5]), None);
     }
 }

@@ -319,6 +319,7 @@ pub fn evaluate(dataset: &EvalDataset, _config: &EvalConfig, log: &dyn Fn(&str))
         interactions: dataset.data.events.len(),
         seeds: Vec::new(),
         results,
+        context_gain: None,
     }
 }
 

@@ -35,6 +35,23 @@ fn evaluation_is_deterministic_for_a_seed() {
 }
 
 #[test]
+fn the_context_gain_compares_the_two_models_on_the_same_users() {
+    let Some(root) = datasets() else { return };
+    let dataset = load("flickr-osaka", &root).unwrap();
+    let report = evaluate(&dataset, &config(Protocol::LeaveLastOut), &|_| {});
+    let gain = report.context_gain.as_ref().expect("leave-last-out has context");
+    let key = "normalized_discounted_cumulative_gain_at_10";
+    let (with, without) = (metric(&report, "travelrec", key), metric(&report, "travelrec-no-context", key));
+    assert!((gain.with_context - with).abs() < 1e-9 && (gain.without_context - without).abs() < 1e-9, "{gain:?}");
+    assert!((gain.difference - (with - without)).abs() < 1e-9);
+    assert!(gain.users <= 150 && gain.better + gain.worse <= gain.users && gain.standard_error > 0.0, "{gain:?}");
+    assert!(report.table().contains("context, user by user"));
+    // The stratified protocol has no context to compare.
+    let stratified = evaluate(&dataset, &config(Protocol::Stratified7525), &|_| {});
+    assert!(stratified.context_gain.is_none());
+}
+
+#[test]
 fn movielens_slice_beats_popularity_on_the_stratified_protocol() {
     let Some(root) = datasets() else { return };
     let dataset = load("ml-100k", &root).unwrap();
