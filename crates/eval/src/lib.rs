@@ -462,6 +462,7 @@ impl Report {
             ("MRR@25", "mean_reciprocal_rank_at_25"),
             ("cover", "coverage"),
             ("F1", "f1"),
+            ("F1 SE", "f1_standard_error"),
         ];
         let shown: Vec<&(&str, &str)> =
             columns.iter().filter(|(_, key)| self.results.iter().any(|r| r.metrics.contains_key(*key))).collect();

@@ -227,6 +227,22 @@ pub fn f1(actual: &[u32], recommended: &[u32]) -> f64 {
     2.0 * precision * recall / (precision + recall)
 }
 
+/// The mean of `values` and its standard error (their sample standard
+/// deviation over √n): how far a mean over a few hundred trips may be from
+/// the method's F1 on trips like them.
+fn mean_and_standard_error(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, 0.0);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, (variance / n as f64).sqrt())
+}
+
 /// What the weights are learned on: NDCG of the true middle POIs in the
 /// candidates' ranking. It rewards near misses that F1 ignores, so it is a
 /// steadier guide on a few hundred trips.
@@ -278,11 +294,11 @@ pub fn evaluate(dataset: &EvalDataset, _config: &EvalConfig, log: &dyn Fn(&str))
     log(&format!("{} trajectories with at least 3 POIs ({} more stretches for learning)", queries.len(), extra.len()));
     let mut results = Vec::new();
     let mut add = |method: &str, f1s: Vec<f64>, seconds: f64| {
-        let mean = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
-        log(&format!("  {method:14} F1 {mean:.4}"));
+        let (mean, standard_error) = mean_and_standard_error(&f1s);
+        log(&format!("  {method:14} F1 {mean:.4} ± {standard_error:.4}"));
         results.push(MethodResult {
             method: method.to_string(),
-            metrics: BTreeMap::from([("f1".to_string(), mean)]),
+            metrics: BTreeMap::from([("f1".to_string(), mean), ("f1_standard_error".to_string(), standard_error)]),
             train_seconds: seconds,
             users: f1s.len(),
             note: None,
@@ -334,5 +350,15 @@ mod tests {
         assert_eq!(f1(&[1, 2, 3], &[1, 2, 3]), 1.0);
         // Only start and end right on a 3-POI trip.
         assert!((f1(&[1, 2, 3], &[1, 9, 3]) - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_standard_error_is_the_sample_deviation_over_the_root_of_n() {
+        // 1, 2/3, 2/3, 1: mean 5/6, sample variance (4 × 1/36) / 3 = 1/27.
+        let (mean, se) = mean_and_standard_error(&[1.0, 2.0 / 3.0, 2.0 / 3.0, 1.0]);
+        assert!((mean - 5.0 / 6.0).abs() < 1e-12);
+        assert!((se - (1.0f64 / 27.0 / 4.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_and_standard_error(&[0.5]), (0.5, 0.0));
+        assert_eq!(mean_and_standard_error(&[]), (0.0, 0.0));
     }
 }
