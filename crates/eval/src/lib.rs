@@ -143,15 +143,13 @@ impl ContextGain {
             return None;
         }
         let differences: Vec<f64> = with.iter().zip(without).map(|(a, b)| a - b).collect();
-        let mean = |values: &[f64]| values.iter().sum::<f64>() / users as f64;
-        let difference = mean(&differences);
-        let variance = differences.iter().map(|d| (d - difference).powi(2)).sum::<f64>() / (users - 1) as f64;
+        let (difference, standard_error) = mean_and_standard_error(&differences);
         Some(Self {
             users,
-            with_context: mean(with),
-            without_context: mean(without),
+            with_context: mean_and_standard_error(with).0,
+            without_context: mean_and_standard_error(without).0,
             difference,
-            standard_error: (variance / users as f64).sqrt(),
+            standard_error,
             better: differences.iter().filter(|&&d| d > 1e-12).count(),
             worse: differences.iter().filter(|&&d| d < -1e-12).count(),
         })
@@ -161,6 +159,22 @@ impl ContextGain {
     pub fn z(&self) -> f64 {
         if self.standard_error > 0.0 { self.difference / self.standard_error } else { 0.0 }
     }
+}
+
+/// The mean of `values` and its standard error (their sample standard
+/// deviation over √n): how far a mean over a few hundred users or trips may
+/// be from the method's figure on others like them.
+fn mean_and_standard_error(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, 0.0);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, (variance / n as f64).sqrt())
 }
 
 /// The methods compared on every split, in table order.
@@ -182,7 +196,8 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
         return trajectory::evaluate(dataset, config, log);
     }
     let mut sums: BTreeMap<&str, (Vec<MetricSet>, f64, Option<String>)> = BTreeMap::new();
-    let mut ndcg_by_user: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // Each user's NDCG@10 with and without context, over the seeds where both ran.
+    let (mut with_context, mut without_context) = (Vec::new(), Vec::new());
     let mut seeds_run = Vec::new();
     for &seed in &config.seeds {
         let world = match dataset.for_seed(seed) {
@@ -199,6 +214,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             Some(generator) => log(&format!("seed {seed}: generated world {generator}, {} test users", split.test.len())),
             None => log(&format!("seed {seed}: {} test users", split.test.len())),
         }
+        let mut ndcg_by_user: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for &method in METHODS {
             if method == "travelrec-hpo" && !config.hpo {
                 continue;
@@ -218,7 +234,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
                     entry.0.push(metrics);
                     entry.1 += seconds;
                     if let Some(by_user) = ndcg_at_10_by_user {
-                        ndcg_by_user.entry(method).or_default().extend(by_user);
+                        ndcg_by_user.insert(method, by_user);
                     }
                 }
                 Err(note) => {
@@ -226,6 +242,10 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
                     entry.2 = Some(note);
                 }
             }
+        }
+        if let (Some(with), Some(without)) = (ndcg_by_user.remove("travelrec"), ndcg_by_user.remove("travelrec-no-context")) {
+            with_context.extend(with);
+            without_context.extend(without);
         }
     }
     let results = METHODS
@@ -247,11 +267,7 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         })
         .collect();
-    // A seed where only one of the two ran would pair the wrong users: then none.
-    let context_gain = match (ndcg_by_user.get("travelrec"), ndcg_by_user.get("travelrec-no-context")) {
-        (Some(with), Some(without)) => ContextGain::paired(with, without),
-        _ => None,
-    };
+    let context_gain = ContextGain::paired(&with_context, &without_context);
     // The counts are the loaded data set's (for generated data, the first world's).
     let data = &dataset.data;
     Report {
@@ -513,6 +529,16 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_standard_error_is_the_sample_deviation_over_the_root_of_n() {
+        // 1, 2/3, 2/3, 1: mean 5/6, sample variance (4 × 1/36) / 3 = 1/27.
+        let (mean, se) = mean_and_standard_error(&[1.0, 2.0 / 3.0, 2.0 / 3.0, 1.0]);
+        assert!((mean - 5.0 / 6.0).abs() < 1e-12);
+        assert!((se - (1.0f64 / 27.0 / 4.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_and_standard_error(&[0.5]), (0.5, 0.0));
+        assert_eq!(mean_and_standard_error(&[]), (0.0, 0.0));
+    }
 
     #[test]
     fn context_gain_pairs_users_and_gives_the_standard_error_of_the_mean_difference() {

@@ -11,7 +11,7 @@
 //! 5-fold cross-fitting: a trip's weights are learned on the trips of the
 //! other folds only, so no trip is scored with weights tuned on itself.
 
-use crate::{EvalConfig, EvalDataset, MethodResult, Report};
+use crate::{EvalConfig, EvalDataset, MethodResult, Report, mean_and_standard_error};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -227,22 +227,6 @@ pub fn f1(actual: &[u32], recommended: &[u32]) -> f64 {
     2.0 * precision * recall / (precision + recall)
 }
 
-/// The mean of `values` and its standard error (their sample standard
-/// deviation over √n): how far a mean over a few hundred trips may be from
-/// the method's F1 on trips like them.
-fn mean_and_standard_error(values: &[f64]) -> (f64, f64) {
-    let n = values.len();
-    if n == 0 {
-        return (0.0, 0.0);
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    if n == 1 {
-        return (mean, 0.0);
-    }
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (mean, (variance / n as f64).sqrt())
-}
-
 /// What the weights are learned on: NDCG of the true middle POIs in the
 /// candidates' ranking. It rewards near misses that F1 ignores, so it is a
 /// steadier guide on a few hundred trips.
@@ -350,15 +334,5 @@ mod tests {
         assert_eq!(f1(&[1, 2, 3], &[1, 2, 3]), 1.0);
         // Only start and end right on a 3-POI trip.
         assert!((f1(&[1, 2, 3], &[1, 9, 3]) - 2.0 / 3.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn the_standard_error_is_the_sample_deviation_over_the_root_of_n() {
-        // 1, 2/3, 2/3, 1: mean 5/6, sample variance (4 × 1/36) / 3 = 1/27.
-        let (mean, se) = mean_and_standard_error(&[1.0, 2.0 / 3.0, 2.0 / 3.0, 1.0]);
-        assert!((mean - 5.0 / 6.0).abs() < 1e-12);
-        assert!((se - (1.0f64 / 27.0 / 4.0).sqrt()).abs() < 1e-12);
-        assert_eq!(mean_and_standard_error(&[0.5]), (0.5, 0.0));
-        assert_eq!(mean_and_standard_error(&[]), (0.0, 0.0));
     }
 }
