@@ -159,6 +159,20 @@ impl ContextGain {
     pub fn z(&self) -> f64 {
         if self.standard_error > 0.0 { self.difference / self.standard_error } else { 0.0 }
     }
+
+    /// One line: users, difference ± SE, z, relative gain, users better and worse.
+    pub fn describe(&self) -> String {
+        format!(
+            "context, user by user ({} users): NDCG@10 {:+.4} ± {:.4} (1 SE, z {:+.1}), {:+.1} % over travelrec-no-context; better for {}, worse for {}",
+            self.users,
+            self.difference,
+            self.standard_error,
+            self.z(),
+            100.0 * self.difference / self.without_context.max(1e-12),
+            self.better,
+            self.worse
+        )
+    }
 }
 
 /// The mean of `values` and its standard error (their sample standard
@@ -244,6 +258,10 @@ pub fn evaluate(dataset: &EvalDataset, config: &EvalConfig, log: &dyn Fn(&str)) 
             }
         }
         if let (Some(with), Some(without)) = (ndcg_by_user.remove("travelrec"), ndcg_by_user.remove("travelrec-no-context")) {
+            // Each seed's own, beside the pooled one in the report (a generated seed is a world of its own).
+            if let (true, Some(gain)) = (config.seeds.len() > 1, ContextGain::paired(&with, &without)) {
+                log(&format!("  {}", gain.describe()));
+            }
             with_context.extend(with);
             without_context.extend(without);
         }
@@ -511,16 +529,8 @@ impl Report {
             out.push_str(&format!("{:>9.2}\n", r.train_seconds));
         }
         if let Some(gain) = &self.context_gain {
-            out.push_str(&format!(
-                "context, user by user ({} users): NDCG@10 {:+.4} ± {:.4} (1 SE, z {:+.1}), {:+.1} % over travelrec-no-context; better for {}, worse for {}\n",
-                gain.users,
-                gain.difference,
-                gain.standard_error,
-                gain.z(),
-                100.0 * gain.difference / gain.without_context.max(1e-12),
-                gain.better,
-                gain.worse
-            ));
+            out.push_str(&gain.describe());
+            out.push('\n');
         }
         out
     }
